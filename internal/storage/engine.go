@@ -1,0 +1,97 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// engineDir is the directory under a member's data dir holding the Pebble
+// engine. A data dir is recognised as Kvorum's by this directory.
+const engineDir = "member/db"
+
+// Engine is a member's Pebble engine.
+type Engine struct {
+	DB  *pebble.DB
+	dir string
+}
+
+// Open opens (creating if needed) the engine in dataDir. It refuses a
+// directory that holds something else than a Kvorum data dir, naming what it
+// found, so a typo in --data-dir never mixes two programs' files.
+func Open(dataDir string) (*Engine, error) {
+	if err := checkDataDir(dataDir); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(dataDir, engineDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	opts := &pebble.Options{
+		Logger:             quietLogger{},
+		MemTableSize:       64 << 20,
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open storage in %s (corrupt or not a Kvorum data dir?): %w", dir, err)
+	}
+	return &Engine{DB: db, dir: dir}, nil
+}
+
+// Dir is the engine's directory.
+func (e *Engine) Dir() string { return e.dir }
+
+// Close closes the engine.
+func (e *Engine) Close() error { return e.DB.Close() }
+
+// Sync makes every write so far durable.
+func (e *Engine) Sync() error { return e.DB.LogData(nil, pebble.Sync) }
+
+// Get reads a key, returning a copy, or nil if absent.
+func Get(r pebble.Reader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	return out, closer.Close()
+}
+
+// checkDataDir refuses a non-empty directory that is not a Kvorum data dir.
+func checkDataDir(dataDir string) error {
+	ents, err := os.ReadDir(dataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read data dir %s: %w", dataDir, err)
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, engineDir)); err != nil {
+		if _, werr := os.Stat(filepath.Join(dataDir, "member", "wal")); werr == nil {
+			return fmt.Errorf("data dir %s holds an etcd data dir (member/wal); Kvorum cannot open it in place — restore an etcd snapshot into a new Kvorum data dir instead", dataDir)
+		}
+		return fmt.Errorf("data dir %s is not empty and holds no Kvorum data (no %s); use an empty or Kvorum data dir", dataDir, engineDir)
+	}
+	return nil
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
+	os.Exit(1)
+}

@@ -1,0 +1,240 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Key prefixes. Each one-byte prefix owns one kind of record; the byte
+// values order the raft log before the state machine, so a raft snapshot
+// can stream the state machine as the contiguous span
+// [StateMachineStart, StateMachineEnd).
+const (
+	prefixRaft    byte = 0x01 // raft log, hard state, snapshot metadata
+	prefixMeta    byte = 0x10 // state machine metadata: applied index, revisions, cluster
+	prefixLatest  byte = 0x11 // latest version of every live key
+	prefixHistory byte = 0x12 // key-major index of every retained version
+	prefixEvents  byte = 0x13 // revision-major log of every retained change
+	prefixMember  byte = 0x14 // cluster members
+	prefixLease   byte = 0x15 // leases (reserved for the lease issue)
+	prefixAuth    byte = 0x16 // users and roles (reserved for the auth issue)
+	prefixEnd     byte = 0x20
+)
+
+// StateMachineStart and StateMachineEnd bound every key a raft snapshot
+// carries. Everything outside the span is local to one member.
+var (
+	StateMachineStart = []byte{prefixMeta}
+	StateMachineEnd   = []byte{prefixEnd}
+)
+
+// Raft records.
+var (
+	HardStateKey    = []byte{prefixRaft, 'h'}
+	SnapshotMetaKey = []byte{prefixRaft, 's'} // raftpb.SnapshotMetadata of the last snapshot/compaction point
+	entryPrefix     = []byte{prefixRaft, 'e'}
+)
+
+// EntryKey is the key of the raft log entry at index.
+func EntryKey(index uint64) []byte {
+	k := make([]byte, 0, len(entryPrefix)+8)
+	k = append(k, entryPrefix...)
+	return binary.BigEndian.AppendUint64(k, index)
+}
+
+// EntryKeyIndex decodes a key made by EntryKey.
+func EntryKeyIndex(k []byte) (uint64, error) {
+	if len(k) != len(entryPrefix)+8 || k[0] != entryPrefix[0] || k[1] != entryPrefix[1] {
+		return 0, fmt.Errorf("storage: malformed raft entry key %x", k)
+	}
+	return binary.BigEndian.Uint64(k[len(entryPrefix):]), nil
+}
+
+// Metadata records of the state machine.
+var (
+	// AppliedIndexKey holds the raft index (8 bytes) of the last entry whose
+	// effects are in the state machine. Written in the same batch as them.
+	AppliedIndexKey = metaKey("applied")
+	// CurrentRevKey holds the current main revision (8 bytes).
+	CurrentRevKey = metaKey("rev")
+	// CompactRevKey holds the revision of the last compaction (8 bytes).
+	CompactRevKey = metaKey("compact")
+	// ClusterKey holds the cluster identity (see server package).
+	ClusterKey = metaKey("cluster")
+	// LocalMemberKey holds this member's identity; it is not replicated, so
+	// it lives outside the state machine span.
+	LocalMemberKey = []byte{prefixRaft, 'm'}
+	// PendingSnapshotKey marks a raft snapshot that is being installed; its
+	// value names the file holding the snapshot data. See raftnode.
+	PendingSnapshotKey = []byte{prefixRaft, 'p'}
+)
+
+func metaKey(name string) []byte { return append([]byte{prefixMeta}, name...) }
+
+// LatestKey is the key under which the latest live version of user key k is
+// kept. Ordering of LatestKey equals ordering of user keys.
+func LatestKey(k []byte) []byte {
+	out := make([]byte, 0, 1+len(k))
+	out = append(out, prefixLatest)
+	return append(out, k...)
+}
+
+// LatestSpan returns the engine span holding latest versions of user keys in
+// [start, end). An empty end means "no upper bound" (etcd's from-key form is
+// expressed by the caller passing nil).
+func LatestSpan(start, end []byte) (lo, hi []byte) {
+	lo = LatestKey(start)
+	if end == nil {
+		return lo, []byte{prefixLatest + 1}
+	}
+	return lo, LatestKey(end)
+}
+
+// UserKeyFromLatest strips the prefix of a LatestKey.
+func UserKeyFromLatest(k []byte) []byte { return k[1:] }
+
+// History keys order by user key, then by revision. The user key is escaped
+// (0x00 -> 0x00 0xff) and terminated by 0x00 0x01 so that no key is a prefix
+// of another's encoding and byte order equals (key, revision) order.
+const (
+	escByte  = 0x00
+	escMark  = 0xff
+	termMark = 0x01
+)
+
+func appendEscaped(dst, k []byte) []byte {
+	for _, c := range k {
+		if c == escByte {
+			dst = append(dst, escByte, escMark)
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, escByte, termMark)
+}
+
+// HistoryKeyPrefix is the prefix shared by every history key of user key k.
+func HistoryKeyPrefix(k []byte) []byte {
+	out := make([]byte, 0, len(k)+3)
+	out = append(out, prefixHistory)
+	return appendEscaped(out, k)
+}
+
+// HistoryKey is the key of the version of user key k written at revision rev.
+func HistoryKey(k []byte, rev Revision) []byte {
+	return rev.append(HistoryKeyPrefix(k))
+}
+
+// HistorySpanStart is the smallest history key of any user key >= k.
+func HistorySpanStart(k []byte) []byte { return HistoryKeyPrefix(k) }
+
+// HistorySpanEnd is the smallest history key of any user key >= end, or the
+// end of the history prefix when end is nil.
+func HistorySpanEnd(end []byte) []byte {
+	if end == nil {
+		return []byte{prefixHistory + 1}
+	}
+	return HistoryKeyPrefix(end)
+}
+
+// ErrMalformedKey reports a stored key that no encoder here produces:
+// corruption or a foreign data dir.
+var ErrMalformedKey = errors.New("storage: malformed key")
+
+// DecodeHistoryKey splits a history key into its user key and revision.
+func DecodeHistoryKey(hk []byte) ([]byte, Revision, error) {
+	if len(hk) < 1+2+revisionLen || hk[0] != prefixHistory {
+		return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+	}
+	body := hk[1 : len(hk)-revisionLen]
+	user := make([]byte, 0, len(body))
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != escByte {
+			user = append(user, c)
+			continue
+		}
+		if i+1 >= len(body) {
+			return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+		}
+		switch body[i+1] {
+		case escMark:
+			user = append(user, escByte)
+			i++
+		case termMark:
+			if i+2 != len(body) {
+				return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+			}
+			rev, err := decodeRevision(hk[len(hk)-revisionLen:])
+			return user, rev, err
+		default:
+			return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+		}
+	}
+	return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+}
+
+// Revision identifies one change: Main is the store revision of the request
+// that made it, Sub orders the changes inside that request (a txn).
+type Revision struct {
+	Main int64
+	Sub  int64
+}
+
+const revisionLen = 16
+
+func (r Revision) append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(r.Main))
+	return binary.BigEndian.AppendUint64(dst, uint64(r.Sub))
+}
+
+func decodeRevision(b []byte) (Revision, error) {
+	if len(b) != revisionLen {
+		return Revision{}, fmt.Errorf("%w: revision %x", ErrMalformedKey, b)
+	}
+	return Revision{
+		Main: int64(binary.BigEndian.Uint64(b[:8])),
+		Sub:  int64(binary.BigEndian.Uint64(b[8:])),
+	}, nil
+}
+
+// EventKey is the key of the change made at rev in the revision-major log.
+func EventKey(rev Revision) []byte {
+	return rev.append([]byte{prefixEvents})
+}
+
+// EventSpan is the span of events with main revision in [fromMain, toMain).
+func EventSpan(fromMain, toMain int64) (lo, hi []byte) {
+	return EventKey(Revision{Main: fromMain}), EventKey(Revision{Main: toMain})
+}
+
+// DecodeEventKey returns the revision of an event key.
+func DecodeEventKey(k []byte) (Revision, error) {
+	if len(k) != 1+revisionLen || k[0] != prefixEvents {
+		return Revision{}, fmt.Errorf("%w: event key %x", ErrMalformedKey, k)
+	}
+	return decodeRevision(k[1:])
+}
+
+// MemberKey is the key of the member with the given raft ID.
+func MemberKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixMember}, id)
+}
+
+// MemberSpan bounds every MemberKey.
+func MemberSpan() (lo, hi []byte) { return []byte{prefixMember}, []byte{prefixMember + 1} }
+
+// PutUint64 and GetUint64 encode the fixed-width counters stored above.
+func PutUint64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// GetUint64 decodes a value made by PutUint64; a missing value is zero.
+func GetUint64(b []byte) (uint64, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: counter value %x", ErrMalformedKey, b)
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
