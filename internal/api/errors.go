@@ -1,0 +1,56 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvorum/kvorum/internal/mvcc"
+	"github.com/kvorum/kvorum/internal/server"
+)
+
+var errorMap = []struct {
+	internal error
+	grpc     error
+}{
+	{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted},
+	{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+	{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{mvcc.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
+	{mvcc.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
+	{mvcc.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey},
+	{mvcc.ErrValueProvided, rpctypes.ErrGRPCValueProvided},
+	{mvcc.ErrLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
+	{mvcc.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+	{server.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{server.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{server.ErrTimeoutDueToLeaderFail, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
+	{server.ErrStopped, rpctypes.ErrGRPCStopped},
+	{server.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+	{server.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{server.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
+	{server.ErrNotCapable, rpctypes.ErrGRPCNotCapable},
+	{context.Canceled, rpctypes.ErrGRPCCanceled},
+	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
+}
+
+// toGRPC turns an error from the server or mvcc into the gRPC status error
+// etcd would send. Anything unknown becomes codes.Unknown with its text, so
+// nothing is hidden from the client.
+func toGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, e := range errorMap {
+		if errors.Is(err, e.internal) {
+			return e.grpc
+		}
+	}
+	return status.Error(codes.Unknown, err.Error())
+}

@@ -1,0 +1,38 @@
+package api
+
+import (
+	"math"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/kvorum/kvorum/internal/server"
+)
+
+// grpcOverheadBytes is room for the envelope around the largest allowed
+// request, as etcd allows: a request body up to --max-request-bytes is
+// answered with "request is too large" by the server, not dropped by gRPC.
+const grpcOverheadBytes = 512 * 1024
+
+// NewGRPCServer builds the client-facing gRPC server for s.
+func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
+	base := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.MaxRequestBytes() + grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+	}
+	g := grpc.NewServer(append(base, opts...)...)
+	pb.RegisterKVServer(g, &kvServer{s: s})
+	pb.RegisterClusterServer(g, &clusterServer{s: s})
+	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+	return g
+}

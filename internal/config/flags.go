@@ -1,0 +1,387 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// kind is how a flag's value is spelled on the command line and in the
+// environment. It decides whether the flag may be given without a value and
+// how the value of a flag Kvorum ignores is still checked, so that a value
+// etcd would refuse is refused here too.
+type kind int
+
+const (
+	kindText     kind = iota // any string, including comma-separated lists
+	kindBool                 // true|false; the value may be left out
+	kindUint                 // non-negative integer (Go syntax, as etcd parses it)
+	kindInt                  // integer
+	kindDuration             // Go duration such as 5s
+	kindRetired              // a flag etcd itself accepts and ignores; any value or none
+)
+
+// option is a flag that has a meaning in Kvorum. set stores a value into the
+// Config or says, in a few words, what was expected instead.
+type option struct {
+	name  string
+	kind  kind
+	def   string // the default as Usage shows it
+	usage string
+	set   func(c *Config, v string) error
+}
+
+// options lists the flags Kvorum acts on, in the order Usage shows them.
+// Their defaults live in Default; def only repeats them for people.
+var options = []option{
+	{"name", kindText, "default", "Human-readable name of this member; must appear in --initial-cluster.",
+		func(c *Config, v string) error { c.Name = v; return nil }},
+	{"data-dir", kindText, "${name}.kvorum", "Path to the data directory.",
+		func(c *Config, v string) error { c.DataDir = v; return nil }},
+	{"listen-peer-urls", kindText, DefaultListenPeerURL, "Comma-separated URLs to listen on for traffic from other members.",
+		setURLs(func(c *Config) *[]url.URL { return &c.ListenPeerURLs })},
+	{"listen-client-urls", kindText, DefaultListenClientURL, "Comma-separated URLs to listen on for client traffic.",
+		setURLs(func(c *Config) *[]url.URL { return &c.ListenClientURLs })},
+	{"initial-advertise-peer-urls", kindText, DefaultAdvertisePeerURL, "Comma-separated peer URLs of this member as the other members reach it.",
+		setURLs(func(c *Config) *[]url.URL { return &c.InitialAdvertisePeerURLs })},
+	{"advertise-client-urls", kindText, DefaultAdvertiseClientURL, "Comma-separated client URLs of this member as clients reach it; required when --listen-client-urls is given.",
+		setURLs(func(c *Config) *[]url.URL { return &c.AdvertiseClientURLs })},
+	{"listen-metrics-urls", kindText, "", "Comma-separated URLs to serve /metrics and /health on, besides the client URLs.",
+		setURLs(func(c *Config) *[]url.URL { return &c.ListenMetricsURLs })},
+	{"initial-cluster", kindText, "${name}=${initial-advertise-peer-urls}", "Members of the cluster at bootstrap, as name=peerURL,... (a name given twice has several URLs).",
+		func(c *Config, v string) error {
+			m, err := parseInitialCluster(v)
+			c.InitialCluster = m
+			return err
+		}},
+	{"initial-cluster-state", kindText, ClusterStateNew, "'new' to bootstrap a new cluster, 'existing' to join one this member was added to.",
+		func(c *Config, v string) error {
+			if v != ClusterStateNew && v != ClusterStateExisting {
+				return fmt.Errorf("want %q or %q", ClusterStateNew, ClusterStateExisting)
+			}
+			c.InitialClusterState = v
+			return nil
+		}},
+	{"initial-cluster-token", kindText, DefaultInitialClusterToken, "Token that keeps clusters bootstrapped from the same URLs apart.",
+		func(c *Config, v string) error { c.InitialClusterToken = v; return nil }},
+	{"heartbeat-interval", kindUint, "100", "Time (in milliseconds) between leader heartbeats.",
+		setMillis(func(c *Config) *time.Duration { return &c.HeartbeatInterval })},
+	{"election-timeout", kindUint, "1000", "Time (in milliseconds) a follower waits for the leader before calling an election; at least 5x --heartbeat-interval.",
+		setMillis(func(c *Config) *time.Duration { return &c.ElectionTimeout })},
+	{"snapshot-count", kindUint, "10000", "Number of applied entries between snapshots of the state (0 means the default).",
+		func(c *Config, v string) error {
+			n, err := parseUint(v, 64)
+			c.SnapshotCount = n
+			return err
+		}},
+	{"quota-backend-bytes", kindInt, "0", "Space quota of the data in bytes: 0 means the default of 2 GiB, a negative number means no quota.",
+		func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 0, 64)
+			if err != nil {
+				return fmt.Errorf("want a number of bytes")
+			}
+			c.QuotaBackendBytes = n
+			return nil
+		}},
+	{"max-request-bytes", kindUint, "1572864", "Largest client request the server accepts, in bytes.",
+		func(c *Config, v string) error {
+			n, err := parseUint(v, strconv.IntSize)
+			c.MaxRequestBytes = uint(n)
+			return err
+		}},
+	{"max-txn-ops", kindUint, "128", "Largest number of operations in one transaction.",
+		func(c *Config, v string) error {
+			n, err := parseUint(v, strconv.IntSize)
+			c.MaxTxnOps = uint(n)
+			return err
+		}},
+	{"auto-compaction-mode", kindText, CompactionPeriodic, "How --auto-compaction-retention is read: 'periodic' (a duration) or 'revision' (a number of revisions).",
+		func(c *Config, v string) error {
+			if v != CompactionPeriodic && v != CompactionRevision {
+				return fmt.Errorf("want %q or %q", CompactionPeriodic, CompactionRevision)
+			}
+			c.AutoCompactionMode = v
+			return nil
+		}},
+	{"auto-compaction-retention", kindText, "0", "History to keep when compacting automatically: hours or a duration such as 30m (periodic), or revisions (revision); 0 disables.",
+		nil}, // read in parse, once the mode is known
+	{"log-level", kindText, "info", "Least severe level logged: debug, info, warn, error, panic or fatal.",
+		func(c *Config, v string) error {
+			switch v {
+			case "debug", "info", "warn", "error", "panic", "fatal":
+				c.LogLevel = v
+				return nil
+			}
+			return fmt.Errorf("want debug, info, warn, error, panic or fatal")
+		}},
+	{"logger", kindText, "zap", "Logger implementation; only 'zap' (structured logs, as etcd) exists.",
+		func(c *Config, v string) error {
+			if v != "zap" {
+				return fmt.Errorf("only \"zap\" is supported")
+			}
+			c.Logger = v
+			return nil
+		}},
+	{"log-outputs", kindText, "default", "Comma-separated log targets: 'default' (stderr, or journald under systemd), stderr, stdout or file paths.",
+		func(c *Config, v string) error { c.LogOutputs = splitList(v); return nil }},
+	{"enable-pprof", kindBool, "false", "Serve runtime profiles at /debug/pprof/ on the client URLs.",
+		setBool(func(c *Config) *bool { return &c.EnablePprof })},
+	{"cert-file", kindText, "", "Path to the TLS certificate of the client URLs.",
+		func(c *Config, v string) error { c.ClientTLS.CertFile = v; return nil }},
+	{"key-file", kindText, "", "Path to the TLS key of the client URLs.",
+		func(c *Config, v string) error { c.ClientTLS.KeyFile = v; return nil }},
+	{"client-cert-auth", kindBool, "false", "Require clients to present a certificate signed by --trusted-ca-file.",
+		setBool(func(c *Config) *bool { return &c.ClientTLS.ClientCertAuth })},
+	{"trusted-ca-file", kindText, "", "Path to the CA bundle that signs client certificates.",
+		func(c *Config, v string) error { c.ClientTLS.TrustedCAFile = v; return nil }},
+	{"auto-tls", kindBool, "false", "Serve clients TLS with a generated self-signed certificate.",
+		setBool(func(c *Config) *bool { return &c.ClientTLS.AutoTLS })},
+	{"peer-cert-file", kindText, "", "Path to the TLS certificate of the peer URLs.",
+		func(c *Config, v string) error { c.PeerTLS.CertFile = v; return nil }},
+	{"peer-key-file", kindText, "", "Path to the TLS key of the peer URLs.",
+		func(c *Config, v string) error { c.PeerTLS.KeyFile = v; return nil }},
+	{"peer-client-cert-auth", kindBool, "false", "Require members to present a certificate signed by --peer-trusted-ca-file.",
+		setBool(func(c *Config) *bool { return &c.PeerTLS.ClientCertAuth })},
+	{"peer-trusted-ca-file", kindText, "", "Path to the CA bundle that signs member certificates.",
+		func(c *Config, v string) error { c.PeerTLS.TrustedCAFile = v; return nil }},
+	{"peer-auto-tls", kindBool, "false", "Talk to members over TLS with a generated self-signed certificate.",
+		setBool(func(c *Config) *bool { return &c.PeerTLS.AutoTLS })},
+	{"config-file", kindText, "", "Path to a YAML file with etcd's config-file keys; when given, other flags and environment variables are ignored.",
+		func(c *Config, v string) error { c.ConfigFile = v; return nil }},
+	{"version", kindBool, "false", "Print the version and exit.",
+		setBool(func(c *Config) *bool { return &c.PrintVersion })},
+}
+
+// compatFlags are the flags etcd 3.5, 3.6 or 3.7 accepts that Kvorum parses
+// but does not act on yet. Each one given is named in Config.Ignored.
+var compatFlags = map[string]kind{}
+
+func init() {
+	for k, names := range map[kind][]string{
+		kindBool: {
+			"discovery-insecure-skip-tls-verify", "discovery-insecure-transport",
+			"enable-distributed-tracing", "enable-grpc-gateway", "enable-log-rotation", "enable-v2",
+			"experimental-compact-hash-check-enabled", "experimental-enable-distributed-tracing",
+			"experimental-enable-lease-checkpoint", "experimental-enable-lease-checkpoint-persist",
+			"experimental-initial-corrupt-check", "experimental-memory-mlock",
+			"experimental-peer-skip-client-san-verification", "experimental-stop-grpc-service-on-defrag",
+			"experimental-txn-mode-write-with-shared-buffer", "force-new-cluster",
+			"initial-election-tick-advance", "memory-mlock", "peer-skip-client-san-verification",
+			"pre-vote", "socket-reuse-address", "socket-reuse-port", "strict-reconfig-check",
+			"unsafe-no-fsync",
+		},
+		kindDuration: {
+			"backend-batch-interval", "compact-hash-check-time", "compaction-sleep-interval",
+			"corrupt-check-time", "discovery-dial-timeout", "discovery-keepalive-time",
+			"discovery-keepalive-timeout", "discovery-request-timeout", "downgrade-check-time",
+			"experimental-compact-hash-check-time", "experimental-compaction-sleep-interval",
+			"experimental-corrupt-check-time", "experimental-downgrade-check-time",
+			"experimental-warning-apply-duration", "experimental-warning-unary-request-duration",
+			"experimental-watch-progress-notify-interval", "grpc-keepalive-interval",
+			"grpc-keepalive-min-time", "grpc-keepalive-timeout", "raft-read-timeout",
+			"raft-write-timeout", "warning-apply-duration", "warning-unary-request-duration",
+			"watch-progress-notify-interval",
+		},
+		kindUint: {
+			"auth-token-ttl", "bcrypt-cost", "bootstrap-defrag-threshold-megabytes",
+			"experimental-bootstrap-defrag-threshold-megabytes", "max-snapshots", "max-wals",
+			"proxy-dial-timeout", "proxy-failure-wait", "proxy-read-timeout", "proxy-refresh-interval",
+			"proxy-write-timeout", "self-signed-cert-validity", "experimental-snapshot-catchup-entries",
+			"snapshot-catchup-entries", "max-concurrent-streams",
+		},
+		kindInt: {
+			"backend-batch-limit", "compaction-batch-limit", "distributed-tracing-sampling-rate",
+			"experimental-compaction-batch-limit", "experimental-distributed-tracing-sampling-rate",
+			"max-learners",
+		},
+		kindText: {
+			"auth-token", "backend-bbolt-freelist-type", "client-cert-file", "client-crl-file",
+			"client-key-file", "discovery", "discovery-cacert", "discovery-cert", "discovery-key",
+			"discovery-password", "discovery-proxy", "discovery-srv", "discovery-srv-name",
+			"discovery-token", "discovery-user", "distributed-tracing-address",
+			"distributed-tracing-instance-id", "distributed-tracing-service-name",
+			"experimental-distributed-tracing-address", "experimental-distributed-tracing-instance-id",
+			"experimental-distributed-tracing-service-name", "experimental-enable-v2v3",
+			"feature-gates", "log-format", "log-rotation-config-json", "metrics", "peer-client-cert-file",
+			"peer-client-key-file", "peer-crl-file", "tls-max-version", "tls-min-version", "wal-dir",
+			"cipher-suites", "client-cert-allowed-hostname", "peer-cert-allowed-cn",
+			"peer-cert-allowed-hostname", "discovery-endpoints", "host-whitelist", "cors",
+			"listen-client-http-urls", "discovery-fallback", "proxy", "v2-deprecation",
+		},
+		kindRetired: {
+			"cluster-active-size", "cluster-remove-delay", "cluster-sync-interval", "config", "force",
+			"max-result-buffer", "max-retry-attempts", "peer-election-timeout",
+			"peer-heartbeat-interval", "retry-interval", "snapshot", "test.coverprofile",
+			"test.outputdir", "v", "vv",
+		},
+	} {
+		for _, n := range names {
+			compatFlags[n] = k
+		}
+	}
+}
+
+// refusals are values of ignored flags that would make the member do
+// something Kvorum cannot do yet. Ignoring them would be unsafe: a member told
+// to find its peers by discovery would instead bootstrap a cluster of its own.
+var refusals = map[string]func(v string) error{
+	"discovery":           refuseDiscovery,
+	"discovery-srv":       refuseDiscovery,
+	"discovery-endpoints": refuseDiscovery,
+	"proxy": func(v string) error {
+		if v == "off" {
+			return nil
+		}
+		return fmt.Errorf("the v2 proxy is not supported (etcd 3.6 removed it too); remove the flag or set it to off")
+	},
+	"discovery-fallback": func(v string) error {
+		if v == "proxy" {
+			return fmt.Errorf("the v2 proxy is not supported (etcd 3.6 removed it too); use exit")
+		}
+		return nil
+	},
+}
+
+func refuseDiscovery(string) error {
+	return fmt.Errorf("bootstrap by discovery is not supported yet; list the members with --initial-cluster instead")
+}
+
+// lookupKind reports how a flag's value is spelled and whether the flag
+// exists at all.
+func lookupKind(name string) (kind, bool) {
+	if o := lookupOption(name); o != nil {
+		return o.kind, true
+	}
+	k, ok := compatFlags[name]
+	return k, ok
+}
+
+func lookupOption(name string) *option {
+	for i := range options {
+		if options[i].name == name {
+			return &options[i]
+		}
+	}
+	return nil
+}
+
+// checkKind refuses a value etcd's own parser would refuse for a flag of
+// kind k. It returns a few words on what was expected.
+func checkKind(k kind, v string) error {
+	var err error
+	switch k {
+	case kindBool:
+		_, err = strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+	case kindUint:
+		_, err = parseUint(v, 64)
+	case kindInt:
+		if _, err = strconv.ParseInt(v, 0, 64); err != nil {
+			return fmt.Errorf("want an integer")
+		}
+	case kindDuration:
+		if _, err = time.ParseDuration(v); err != nil {
+			return fmt.Errorf("want a duration such as 5s or 100ms")
+		}
+	}
+	return err
+}
+
+func parseUint(v string, bits int) (uint64, error) {
+	n, err := strconv.ParseUint(v, 0, bits)
+	if err != nil {
+		return 0, fmt.Errorf("want a whole number, 0 or more")
+	}
+	return n, nil
+}
+
+func setBool(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		*field(c) = b
+		return nil
+	}
+}
+
+func setMillis(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseUint(v, 0, 32)
+		if err != nil {
+			return fmt.Errorf("want a whole number of milliseconds such as 100")
+		}
+		*field(c) = time.Duration(n) * time.Millisecond
+		return nil
+	}
+}
+
+func setURLs(field func(*Config) *[]url.URL) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		us, err := parseURLs(v)
+		*field(c) = us
+		return err
+	}
+}
+
+// splitList splits a comma-separated value, dropping blanks and repeats as
+// etcd's list flags do.
+func splitList(v string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" || seen[s] {
+			continue
+		}
+		seen[s] = true
+		out = append(out, s)
+	}
+	return out
+}
+
+// Usage returns the help text for the server's flags, environment variables
+// and config file.
+func Usage() string {
+	var b strings.Builder
+	b.WriteString(`Usage: kvorum [flags]
+
+Starts one Kvorum member. Kvorum takes etcd's flags, environment variables and
+config file, so a unit file or manifest written for etcd works unchanged.
+
+Every flag can also be set with an environment variable KVORUM_<FLAG> or
+ETCD_<FLAG>, upper case with dashes as underscores (KVORUM_DATA_DIR=/var/lib/x);
+KVORUM_ wins over ETCD_, a flag on the command line wins over both. An empty
+value counts as not given. With --config-file, all settings come from that
+YAML file, whose keys are etcd's (name, data-dir, listen-client-urls,
+client-transport-security: {cert-file, ...}, ...).
+
+Flags:
+`)
+	for _, o := range options {
+		fmt.Fprintf(&b, "  --%s '%s'\n      %s\n", o.name, o.def, o.usage)
+	}
+	b.WriteString("  -h, --help\n      Show this help.\n")
+	b.WriteString("\nAccepted for compatibility with etcd but without effect yet (a warning names each one given):\n")
+	names := make([]string, 0, len(compatFlags))
+	for n := range compatFlags {
+		names = append(names, "--"+n)
+	}
+	sort.Strings(names)
+	line := " "
+	for _, n := range names {
+		if len(line)+len(n)+1 > 80 {
+			b.WriteString(line + "\n")
+			line = " "
+		}
+		line += " " + n
+	}
+	b.WriteString(line + "\n")
+	return b.String()
+}

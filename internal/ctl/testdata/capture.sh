@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# capture.sh — regenerates testdata/printer/* from the official etcdctl v3.7.
+# Not run by the tests; run by hand when the goldens need refreshing:
+#
+#   ANCHORS=/root/.cache/kvorum-anchors/bin [CLUSTER3=http://127.0.0.1:NNNN] \
+#     internal/ctl/testdata/capture.sh
+#
+# Each case directory holds:
+#   cmd            the etcdctl command lines that produced the files
+#   kind           which printer method renders it (put get del txn members status hashkv health)
+#   hex            present if the case was captured with --hex
+#   response.json  etcdctl's -w json output: the response the test renders
+#   simple fields table protobuf json
+#                  etcdctl's stdout for that -w format
+#   <format>.err   "exit <code>\n<stderr>" where etcdctl refused the format
+#
+# Commands that write are run against a copy of the same pristine data dir
+# for every format, so that revisions and IDs agree across the files.
+set -euo pipefail
+B=${ANCHORS:?set ANCHORS to the directory holding etcd and etcdctl}
+OUT=$(cd "$(dirname "$0")" && pwd)/printer
+WORK=$(mktemp -d)
+PORT=23790
+EP=127.0.0.1:$PORT
+ETCDPID=
+
+start() { # datadir
+  "$B/etcd" --name default --data-dir "$1" --listen-client-urls "http://$EP" --advertise-client-urls "http://$EP" \
+    --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
+    --initial-cluster default=http://127.0.0.1:23800 --initial-cluster-token capture >"$WORK/etcd.log" 2>&1 &
+  ETCDPID=$!
+  for _ in $(seq 100); do "$B/etcdctl" --endpoints $EP endpoint health >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "etcd did not start" >&2; exit 1
+}
+stop() { kill "$ETCDPID"; wait "$ETCDPID" 2>/dev/null || true; }
+trap 'stop 2>/dev/null; rm -rf "$WORK"' EXIT
+
+# The pristine state: a few keys, one with a lease, one with non-ASCII bytes.
+start "$WORK/pristine"
+C="$B/etcdctl --endpoints $EP"
+$C put foo bar >/dev/null
+$C put foo bar2 >/dev/null
+$C put key1 v1 >/dev/null
+$C put key2 'two words' >/dev/null
+$C put 'k"q' $'tab\there\x01' >/dev/null
+LEASE=$($C lease grant 3600 | awk '{print $2}')
+$C put leased x --lease "$LEASE" >/dev/null
+stop
+
+# capture NAME KIND WRITES "ARGS" [STDIN]
+capture() {
+  local name=$1 kind=$2 writes=$3 args=$4 input=${5:-}
+  local dir=$OUT/$name
+  rm -rf "$dir"; mkdir -p "$dir"
+  echo "$kind" >"$dir/kind"
+  [[ $args == *--hex* ]] && touch "$dir/hex"
+  : >"$dir/cmd"
+  [[ -n $input ]] && printf '%s' "$input" >"$dir/stdin"
+  local base=${args//--hex/}
+  local f
+  for f in response simple fields table protobuf json; do
+    local w=$f a=$args
+    [[ $f == response ]] && { w=json; a=$base; }
+    if [[ $writes == yes ]]; then rm -rf "$WORK/d"; cp -a "$WORK/pristine" "$WORK/d"; start "$WORK/d"; fi
+    echo "printf %s '$input' | etcdctl ${CTL_ARGS:---endpoints $EP} -w $w $a" >>"$dir/cmd"
+    local out=$dir/$f rc
+    [[ $f == response ]] && out=$dir/response.json
+    set +e # (with -e, eval in a "|| rc=$?" list reports 1 whatever the exit code)
+    printf "%s" "$input" | eval "$B/etcdctl ${CTL_ARGS:---endpoints $EP} -w $w $a" >"$out" 2>"$WORK/err"
+    rc=$?
+    set -e
+    if [[ $rc != 0 ]]; then
+      { echo "exit $rc"; grep -v '^{"level"' "$WORK/err" || true; } >"$dir/$f.err"
+      rm -f "$out"
+    fi
+    if [[ $writes == yes ]]; then stop; fi
+  done
+}
+
+start "$WORK/pristine"
+capture get-prefix get no "get --prefix ''"
+capture get-prefix-hex get no "get --prefix '' --hex"
+capture get-none get no "get nothing-here"
+capture get-keys-desc get no "get --prefix k --keys-only --sort-by VALUE --order DESCEND --limit 2"
+capture members members no "member list"
+capture members-hex members no "member list --hex"
+capture status status no "endpoint status"
+capture status-hex status no "endpoint status --hex"
+capture hashkv hashkv no "endpoint hashkv"
+CTL_ARGS="--endpoints 127.0.0.1:1 --dial-timeout 200ms --command-timeout 400ms" capture status-down status no "endpoint status"
+if [[ -n ${CLUSTER3:-} ]]; then # client URL of one member of a 3-member cluster (cluster.sh)
+  CTL_ARGS="--endpoints $CLUSTER3" capture members3 members no "member list"
+  CTL_ARGS="--endpoints $CLUSTER3" capture status3 status no "endpoint status --cluster"
+fi
+capture txn-read txn no "txn" $'mod("key1") > "0"\n\nget key1\nget k --prefix --keys-only\n\nget foo\n\n'
+capture txn-read-fail txn no "txn" $'val("key1") = "nope"\n\nget key1\n\nget foo\nget nothing\n\n'
+stop
+capture put-prev put yes "put foo bar3 --prev-kv"
+capture put-new put yes "put newkey v"
+capture put-prev-hex put yes "put foo bar3 --prev-kv --hex"
+capture del-prefix del yes "del k --prefix --prev-kv"
+capture del-none del yes "del nothing-here"
+capture txn-write txn yes "txn" $'mod("key1") > "0"\n\nput key1 new --prev-kv\ndel key2\nget key1\n\nput key1 created\n\n'
+
+# Health: the duration column differs run to run. The unhealthy endpoint
+# takes the whole --command-timeout; runs are repeated until every format
+# printed a duration of the same length, and then that duration is
+# replaced by the one in response.json (noted in cmd).
+H="--endpoints 127.0.0.1:1 --dial-timeout 200ms --command-timeout 400ms endpoint health"
+dir=$OUT/health-down
+rm -rf "$dir"; mkdir -p "$dir"; echo health >"$dir/kind"
+for _ in $(seq 20); do
+  : >"$dir/cmd"
+  for f in response fields table; do
+    w=$f; out=$dir/$f; [[ $f == response ]] && { w=json; out=$dir/response.json; }
+    echo "etcdctl -w $w $H" >>"$dir/cmd"
+    $B/etcdctl -w $w $H >"$out" 2>/dev/null || true
+  done
+  took=$(sed -E 's/.*"took":"([^"]*)".*/\1/' "$dir/response.json")
+  t2=$(grep -o '[0-9.]*ms' "$dir/table")
+  t3=$(grep -o '[0-9.]*ms' "$dir/fields")
+  if [[ ${#took} == "${#t2}" && ${#took} == "${#t3}" ]]; then
+    sed -i "s/$t2/$took/" "$dir/table"; sed -i "s/$t3/$took/" "$dir/fields"
+    echo "# took values in table and fields replaced by the one of response.json ($took)" >>"$dir/cmd"
+    break
+  fi
+done
+echo "captured into $OUT"

@@ -1,0 +1,359 @@
+package mvcc
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/kvorum/kvorum/internal/storage"
+)
+
+// view is a consistent state to read from: a snapshot of committed state or
+// a writer's batch. rev is the revision the state is at (and the header
+// revision of a read); compactRev is the last compaction at that point.
+type view struct {
+	r          pebble.Reader
+	rev        int64
+	compactRev int64
+}
+
+// span is the set of user keys a request names: one key (single), the keys
+// in [key, end), or every key >= key (end == nil and !single).
+type span struct {
+	key, end []byte
+	single   bool
+}
+
+// spanOf interprets a request's key and range_end the etcd way: no range end
+// is a single key, "\x00" means "every key from key on".
+func spanOf(key, rangeEnd []byte) span {
+	switch {
+	case len(rangeEnd) == 0:
+		return span{key: key, single: true}
+	case len(rangeEnd) == 1 && rangeEnd[0] == 0:
+		return span{key: key}
+	default:
+		return span{key: key, end: rangeEnd}
+	}
+}
+
+// empty reports a range whose end is not after its start.
+func (sp span) empty() bool {
+	return !sp.single && sp.end != nil && bytes.Compare(sp.end, sp.key) <= 0
+}
+
+// rangeResult is what the storage-level range yields before etcd's
+// filtering, sorting and truncation: up to limit kvs (all if limit <= 0) and
+// the number of live keys in the span regardless of limit.
+type rangeResult struct {
+	kvs   []*mvccpb.KeyValue
+	count int64
+}
+
+// rangeKeys reads the live keys of sp at revision atRev (0 or less: the
+// view's revision), checking atRev against the view the way etcd's store
+// does.
+func (v *view) rangeKeys(sp span, atRev, limit int64, countOnly bool) (rangeResult, error) {
+	if atRev > v.rev {
+		return rangeResult{}, fmt.Errorf("%w: range at revision %d, current revision is %d", ErrFutureRev, atRev, v.rev)
+	}
+	if atRev <= 0 {
+		atRev = v.rev
+	}
+	if atRev < v.compactRev {
+		return rangeResult{}, fmt.Errorf("%w: range at revision %d, compacted at %d", ErrCompacted, atRev, v.compactRev)
+	}
+	if sp.empty() {
+		return rangeResult{}, nil
+	}
+	if atRev == v.rev {
+		return v.latestRange(sp, limit, countOnly)
+	}
+	return v.historyRange(sp, atRev, limit, countOnly)
+}
+
+// latestRange reads the current versions: only the latest span, so its cost
+// is proportional to the live keys in sp.
+func (v *view) latestRange(sp span, limit int64, countOnly bool) (rangeResult, error) {
+	if sp.single {
+		kv, err := v.latest(sp.key)
+		if err != nil || kv == nil {
+			return rangeResult{}, err
+		}
+		if countOnly {
+			return rangeResult{count: 1}, nil
+		}
+		return rangeResult{kvs: []*mvccpb.KeyValue{kv}, count: 1}, nil
+	}
+	lo, hi := storage.LatestSpan(sp.key, sp.end)
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return rangeResult{}, err
+	}
+	var res rangeResult
+	for valid := it.First(); valid; valid = it.Next() {
+		res.count++
+		if countOnly || (limit > 0 && int64(len(res.kvs)) >= limit) {
+			continue
+		}
+		kv, err := decodeKV(it.Key(), it.Value())
+		if err != nil {
+			_ = it.Close()
+			return rangeResult{}, err
+		}
+		res.kvs = append(res.kvs, kv)
+	}
+	return res, closeIter(it)
+}
+
+// historyRange reads the versions in force at atRev, a revision before the
+// view's. For each user key in sp it seeks the newest history record at or
+// below atRev; a tombstone there means the key did not exist at atRev.
+func (v *view) historyRange(sp span, atRev, limit int64, countOnly bool) (rangeResult, error) {
+	var hi []byte
+	if sp.single {
+		hi = storage.HistorySpanStart(append(bytes.Clone(sp.key), 0))
+	} else {
+		hi = storage.HistorySpanEnd(sp.end)
+	}
+	lo := storage.HistorySpanStart(sp.key)
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return rangeResult{}, err
+	}
+	var res rangeResult
+	for valid := it.SeekGE(lo); valid; {
+		key, _, err := storage.DecodeHistoryKey(it.Key())
+		if err != nil {
+			_ = it.Close()
+			return rangeResult{}, err
+		}
+		rev, put, found, err := newestAtOrBelow(it, key, atRev)
+		if err != nil {
+			_ = it.Close()
+			return rangeResult{}, err
+		}
+		if found && put {
+			res.count++
+			if !countOnly && (limit <= 0 || int64(len(res.kvs)) < limit) {
+				kv, err := v.eventKV(rev)
+				if err != nil {
+					_ = it.Close()
+					return rangeResult{}, err
+				}
+				res.kvs = append(res.kvs, kv)
+			}
+		}
+		valid = it.SeekGE(storage.HistorySpanStart(append(key, 0)))
+	}
+	return res, closeIter(it)
+}
+
+// newestAtOrBelow positions it on the newest history record of key with a
+// main revision <= atRev and reports that record's revision and kind.
+func newestAtOrBelow(it *pebble.Iterator, key []byte, atRev int64) (rev storage.Revision, put, found bool, err error) {
+	if !it.SeekLT(storage.HistoryKey(key, storage.Revision{Main: atRev + 1})) {
+		return rev, false, false, it.Error()
+	}
+	if !isHistoryOf(it.Key(), storage.HistoryKeyPrefix(key)) {
+		return rev, false, false, nil
+	}
+	_, rev, err = storage.DecodeHistoryKey(it.Key())
+	if err != nil {
+		return rev, false, false, err
+	}
+	put, err = decodeHistoryValue(it.Key(), it.Value())
+	return rev, put, true, err
+}
+
+// isHistoryOf reports whether history key hk belongs to the user key whose
+// history prefix is prefix. The encoding is prefix-free, so a shared prefix
+// is enough.
+func isHistoryOf(hk, prefix []byte) bool { return bytes.HasPrefix(hk, prefix) }
+
+// latest returns the live version of key, or nil.
+func (v *view) latest(key []byte) (*mvccpb.KeyValue, error) {
+	lk := storage.LatestKey(key)
+	b, err := storage.Get(v.r, lk)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	return decodeKV(lk, b)
+}
+
+// eventKV loads the key-value written at rev from the event log.
+func (v *view) eventKV(rev storage.Revision) (*mvccpb.KeyValue, error) {
+	ek := storage.EventKey(rev)
+	b, err := storage.Get(v.r, ek)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, fmt.Errorf("mvcc: history names revision %d.%d but the event log has no record of it", rev.Main, rev.Sub)
+	}
+	ev, err := decodeEvent(ek, b)
+	if err != nil {
+		return nil, err
+	}
+	if ev.GetType() != mvccpb.Event_PUT || ev.GetKv() == nil {
+		return nil, fmt.Errorf("mvcc: event %d.%d is not a put", rev.Main, rev.Sub)
+	}
+	return ev.GetKv(), nil
+}
+
+func closeIter(it *pebble.Iterator) error {
+	err := it.Error()
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// execRange serves a RangeRequest against v with etcd's semantics: the
+// storage-level range, then the revision filters, the sort, the limit and
+// the keys_only projection. count is the number of keys in the range at the
+// revision before filters and limit.
+func (v *view) execRange(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeResponse, error) {
+	if err := checkSortOptions(req); err != nil {
+		return nil, err
+	}
+	target := req.GetSortTarget()
+	rr, err := v.rangeKeys(spanOf(req.GetKey(), req.GetRangeEnd()), req.GetRevision(), storageLimit(req), req.GetCountOnly())
+	if err != nil {
+		return nil, err
+	}
+	kvs := rr.kvs
+	if req.GetKeysOnly() && target != etcdserverpb.RangeRequest_VALUE {
+		// etcd answers this case from its key index, which knows no
+		// values and no leases.
+		for _, kv := range kvs {
+			kv.Value, kv.Lease = nil, 0
+		}
+	}
+	kvs = filterKVs(kvs, req)
+	sortKVs(kvs, req)
+	resp := &etcdserverpb.RangeResponse{
+		Header: &etcdserverpb.ResponseHeader{Revision: v.rev},
+		Count:  rr.count,
+	}
+	if l := req.GetLimit(); l > 0 && int64(len(kvs)) > l {
+		kvs = kvs[:l]
+		resp.More = true
+	}
+	if req.GetKeysOnly() {
+		for _, kv := range kvs {
+			kv.Value = nil
+		}
+	}
+	resp.Kvs = kvs
+	return resp, nil
+}
+
+// storageLimit is how many kvs the storage-level range must return: one
+// more than the limit to learn whether there are more, or all when the
+// result is re-sorted or filtered afterwards. As in etcd, the order is
+// judged before a non-key target with order NONE is turned into ASCEND, so
+// such a range sorts only the first limit+1 keys.
+func storageLimit(req *etcdserverpb.RangeRequest) int64 {
+	limit := req.GetLimit()
+	if !isDefaultOrdering(req.GetSortTarget(), req.GetSortOrder()) || hasRevisionFilters(req) {
+		return 0
+	}
+	if limit > 0 && limit < math.MaxInt64 {
+		limit++
+	}
+	return limit
+}
+
+// isDefaultOrdering reports an order that equals the storage order (by key,
+// ascending), so no sort is needed.
+func isDefaultOrdering(target etcdserverpb.RangeRequest_SortTarget, order etcdserverpb.RangeRequest_SortOrder) bool {
+	return order == etcdserverpb.RangeRequest_NONE ||
+		(target == etcdserverpb.RangeRequest_KEY && order == etcdserverpb.RangeRequest_ASCEND)
+}
+
+func hasRevisionFilters(req *etcdserverpb.RangeRequest) bool {
+	return req.GetMinModRevision() != 0 || req.GetMaxModRevision() != 0 ||
+		req.GetMinCreateRevision() != 0 || req.GetMaxCreateRevision() != 0
+}
+
+// filterKVs drops kvs outside the request's revision bounds; a zero bound
+// is no bound.
+func filterKVs(kvs []*mvccpb.KeyValue, req *etcdserverpb.RangeRequest) []*mvccpb.KeyValue {
+	if !hasRevisionFilters(req) {
+		return kvs
+	}
+	maxMod, minMod := req.GetMaxModRevision(), req.GetMinModRevision()
+	maxCreate, minCreate := req.GetMaxCreateRevision(), req.GetMinCreateRevision()
+	out := kvs[:0]
+	for _, kv := range kvs {
+		switch {
+		case maxMod != 0 && kv.ModRevision > maxMod,
+			minMod != 0 && kv.ModRevision < minMod,
+			maxCreate != 0 && kv.CreateRevision > maxCreate,
+			minCreate != 0 && kv.CreateRevision < minCreate:
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// sortKVs orders kvs as etcd does: a target other than KEY with order NONE
+// sorts ascending. The sort is sort.Sort, unstable, on input in key order,
+// exactly as etcd runs it, so keys with equal sort values come out in the
+// same order as from etcd.
+func sortKVs(kvs []*mvccpb.KeyValue, req *etcdserverpb.RangeRequest) {
+	target, order := req.GetSortTarget(), req.GetSortOrder()
+	if target != etcdserverpb.RangeRequest_KEY && order == etcdserverpb.RangeRequest_NONE {
+		order = etcdserverpb.RangeRequest_ASCEND
+	}
+	if isDefaultOrdering(target, order) {
+		return
+	}
+	var s sort.Interface = kvSorter{kvs: kvs, target: target}
+	switch order {
+	case etcdserverpb.RangeRequest_ASCEND:
+		sort.Sort(s)
+	case etcdserverpb.RangeRequest_DESCEND:
+		sort.Sort(sort.Reverse(s))
+	}
+}
+
+type kvSorter struct {
+	kvs    []*mvccpb.KeyValue
+	target etcdserverpb.RangeRequest_SortTarget
+}
+
+func (s kvSorter) Len() int      { return len(s.kvs) }
+func (s kvSorter) Swap(i, j int) { s.kvs[i], s.kvs[j] = s.kvs[j], s.kvs[i] }
+func (s kvSorter) Less(i, j int) bool {
+	a, b := s.kvs[i], s.kvs[j]
+	switch s.target {
+	case etcdserverpb.RangeRequest_VERSION:
+		return a.Version < b.Version
+	case etcdserverpb.RangeRequest_CREATE:
+		return a.CreateRevision < b.CreateRevision
+	case etcdserverpb.RangeRequest_MOD:
+		return a.ModRevision < b.ModRevision
+	case etcdserverpb.RangeRequest_VALUE:
+		return bytes.Compare(a.Value, b.Value) < 0
+	default:
+		return bytes.Compare(a.Key, b.Key) < 0
+	}
+}
+
+func checkSortOptions(req *etcdserverpb.RangeRequest) error {
+	if _, ok := etcdserverpb.RangeRequest_SortOrder_name[int32(req.GetSortOrder())]; !ok {
+		return fmt.Errorf("%w: sort order %d", ErrInvalidSortOption, req.GetSortOrder())
+	}
+	if _, ok := etcdserverpb.RangeRequest_SortTarget_name[int32(req.GetSortTarget())]; !ok {
+		return fmt.Errorf("%w: sort target %d", ErrInvalidSortOption, req.GetSortTarget())
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+package mvcc
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/kvorum/kvorum/internal/storage"
+)
+
+// Revisions of a store that has never been written or compacted, as in etcd:
+// the first change gets revision 2, and no revision is compacted.
+const (
+	initialRev        = 1
+	neverCompactedRev = -1
+)
+
+// Store is the revisioned key space kept in one Pebble DB. Reads (Range) may
+// run concurrently with the single Writer; they never see a half-applied
+// batch because they read from a Pebble snapshot.
+type Store struct {
+	db         *pebble.DB
+	rev        atomic.Int64
+	compactRev atomic.Int64
+	leaseCheck func(leaseID int64) error
+}
+
+// Open loads the current and compact revisions from db.
+func Open(db *pebble.DB) (*Store, error) {
+	rev, compactRev, err := loadRevs(db)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db}
+	s.rev.Store(rev)
+	s.compactRev.Store(compactRev)
+	return s, nil
+}
+
+// SetLeaseCheck installs the lease lookup that puts consult, in etcd's order
+// of checks, before anything else: check returns a non-nil error (passed
+// through unchanged) when leaseID names no lease. Puts with lease 0 are never
+// checked. Call it before the first Writer; without it every lease is
+// accepted.
+func (s *Store) SetLeaseCheck(check func(leaseID int64) error) { s.leaseCheck = check }
+
+// Rev is the current revision of committed and published state.
+func (s *Store) Rev() int64 { return s.rev.Load() }
+
+// CompactRev is the revision of the last published compaction, -1 if none.
+func (s *Store) CompactRev() int64 { return s.compactRev.Load() }
+
+// Range serves a read against committed state. The data and the header
+// revision come from one Pebble snapshot, so they always agree, whatever
+// the Writer commits meanwhile.
+func (s *Store) Range(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeResponse, error) {
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	rev, compactRev, err := loadRevs(snap)
+	if err != nil {
+		return nil, err
+	}
+	v := view{r: snap, rev: rev, compactRev: compactRev}
+	return v.execRange(req)
+}
+
+// NewWriter starts applying requests into b, which must be an indexed batch
+// (db.NewIndexedBatch()) so that each request sees the earlier ones. The
+// writer starts from the revisions stored in b's view of the DB. Only one
+// Writer may be live at a time.
+func (s *Store) NewWriter(b *pebble.Batch) *Writer {
+	if !b.Indexed() {
+		panic("mvcc: NewWriter needs an indexed batch (pebble.DB.NewIndexedBatch)")
+	}
+	w := &Writer{s: s, b: b}
+	w.rev, w.compactRev, w.err = loadRevs(b)
+	return w
+}
+
+// Published makes the revisions reached by w visible through Rev and
+// CompactRev. Call it once w's batch has been committed.
+func (s *Store) Published(w *Writer) {
+	s.rev.Store(w.rev)
+	s.compactRev.Store(w.compactRev)
+}
+
+// loadRevs reads the current and compact revisions from r. Absent counters
+// mean a store that has never been written or compacted.
+func loadRevs(r pebble.Reader) (rev, compactRev int64, err error) {
+	rev, err = loadCounter(r, storage.CurrentRevKey, initialRev)
+	if err != nil {
+		return 0, 0, err
+	}
+	compactRev, err = loadCounter(r, storage.CompactRevKey, neverCompactedRev)
+	return rev, compactRev, err
+}
+
+func loadCounter(r pebble.Reader, key []byte, absent int64) (int64, error) {
+	b, err := storage.Get(r, key)
+	if err != nil {
+		return 0, fmt.Errorf("mvcc: read %q: %w", key, err)
+	}
+	if b == nil {
+		return absent, nil
+	}
+	v, err := storage.GetUint64(b)
+	if err != nil {
+		return 0, fmt.Errorf("mvcc: read %q: %w", key, err)
+	}
+	return int64(v), nil
+}
+
+func putCounter(b *pebble.Batch, key []byte, v int64) error {
+	return b.Set(key, storage.PutUint64(uint64(v)), nil)
+}

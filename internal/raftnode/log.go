@@ -1,0 +1,206 @@
+package raftnode
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvorum/kvorum/internal/storage"
+)
+
+// raftLog keeps the raft log in the engine and mirrors the part since the
+// last compaction point in a raft.MemoryStorage, which raft reads from.
+type raftLog struct {
+	db   *pebble.DB
+	mem  *raft.MemoryStorage
+	last uint64 // index of the last entry written to the engine
+}
+
+// loadRaftLog rebuilds the in-memory log from the engine. fresh reports
+// that the engine holds no raft state at all (a new member).
+func loadRaftLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
+	l = &raftLog{db: db, mem: raft.NewMemoryStorage()}
+	hsBytes, err := storage.Get(db, storage.HardStateKey)
+	if err != nil {
+		return nil, false, err
+	}
+	metaBytes, err := storage.Get(db, storage.SnapshotMetaKey)
+	if err != nil {
+		return nil, false, err
+	}
+	if hsBytes == nil && metaBytes == nil {
+		return l, true, nil
+	}
+	if metaBytes != nil {
+		meta := &pb.SnapshotMetadata{}
+		if err := proto.Unmarshal(metaBytes, meta); err != nil {
+			return nil, false, fmt.Errorf("raft snapshot metadata is corrupt: %w", err)
+		}
+		if err := l.mem.ApplySnapshot(&pb.Snapshot{Metadata: meta}); err != nil {
+			return nil, false, fmt.Errorf("load raft snapshot metadata: %w", err)
+		}
+		l.last = meta.GetIndex()
+	}
+	first, _ := l.mem.FirstIndex()
+	iter, err := db.NewIter(&pebble.IterOptions{
+		LowerBound: storage.EntryKey(first),
+		UpperBound: storage.EntryKey(^uint64(0)),
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	defer iter.Close()
+	var ents []*pb.Entry
+	for iter.First(); iter.Valid(); iter.Next() {
+		idx, err := storage.EntryKeyIndex(iter.Key())
+		if err != nil {
+			return nil, false, err
+		}
+		e := &pb.Entry{}
+		if err := proto.Unmarshal(iter.Value(), e); err != nil {
+			return nil, false, fmt.Errorf("raft log entry %d is corrupt: %w", idx, err)
+		}
+		if e.GetIndex() != idx || (len(ents) > 0 && idx != ents[len(ents)-1].GetIndex()+1) {
+			return nil, false, fmt.Errorf("raft log is corrupt: entry key %d holds index %d", idx, e.GetIndex())
+		}
+		ents = append(ents, e)
+	}
+	if err := iter.Error(); err != nil {
+		return nil, false, err
+	}
+	if len(ents) > 0 {
+		if ents[0].GetIndex() != first {
+			return nil, false, fmt.Errorf("raft log is corrupt: first entry %d, expected %d", ents[0].GetIndex(), first)
+		}
+		if err := l.mem.Append(ents); err != nil {
+			return nil, false, fmt.Errorf("load raft log: %w", err)
+		}
+		l.last = ents[len(ents)-1].GetIndex()
+	}
+	if hsBytes != nil {
+		hs := &pb.HardState{}
+		if err := proto.Unmarshal(hsBytes, hs); err != nil {
+			return nil, false, fmt.Errorf("raft hard state is corrupt: %w", err)
+		}
+		if err := l.mem.SetHardState(hs); err != nil {
+			return nil, false, err
+		}
+	}
+	return l, false, nil
+}
+
+// save persists hard state and entries (truncating a conflicting tail) in
+// one batch, synced when sync is set, then mirrors them in memory.
+func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
+	if (hs == nil || raft.IsEmptyHardState(hs)) && len(ents) == 0 {
+		return nil
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	if hs != nil && !raft.IsEmptyHardState(hs) {
+		v, err := proto.Marshal(hs)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(storage.HardStateKey, v, nil); err != nil {
+			return err
+		}
+	}
+	newLast := l.last
+	for _, e := range ents {
+		v, err := proto.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(storage.EntryKey(e.GetIndex()), v, nil); err != nil {
+			return err
+		}
+		newLast = e.GetIndex()
+	}
+	if len(ents) > 0 && newLast < l.last {
+		// A new leader overwrote our tail: drop the entries past it.
+		if err := b.DeleteRange(storage.EntryKey(newLast+1), storage.EntryKey(l.last+1), nil); err != nil {
+			return err
+		}
+	}
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	if err := b.Commit(opts); err != nil {
+		return fmt.Errorf("persist raft log: %w", err)
+	}
+	if len(ents) > 0 {
+		l.last = newLast
+		if err := l.mem.Append(ents); err != nil {
+			return err
+		}
+	}
+	if hs != nil && !raft.IsEmptyHardState(hs) {
+		return l.mem.SetHardState(hs)
+	}
+	return nil
+}
+
+// applySnapshot records an installed snapshot's metadata and drops every
+// log entry it covers.
+func (l *raftLog) applySnapshot(snap *pb.Snapshot) error {
+	meta := snap.GetMetadata()
+	v, err := proto.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(storage.SnapshotMetaKey, v, nil); err != nil {
+		return err
+	}
+	if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(meta.GetIndex()+1), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	if err := l.mem.ApplySnapshot(snap); err != nil {
+		return err
+	}
+	if l.last < meta.GetIndex() {
+		l.last = meta.GetIndex()
+	}
+	return nil
+}
+
+// compact records a compaction point at index (whose state must already be
+// durable) and removes entries below keepFrom from engine and memory.
+func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error {
+	snap, err := l.mem.CreateSnapshot(index, cs, nil)
+	if err != nil {
+		return err
+	}
+	v, err := proto.Marshal(snap.GetMetadata())
+	if err != nil {
+		return err
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(storage.SnapshotMetaKey, v, nil); err != nil {
+		return err
+	}
+	if keepFrom > 1 {
+		if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(keepFrom), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	if keepFrom > 1 {
+		if err := l.mem.Compact(keepFrom - 1); err != nil && err != raft.ErrCompacted {
+			return err
+		}
+	}
+	return nil
+}

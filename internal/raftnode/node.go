@@ -1,0 +1,492 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// StateMachine is what committed entries are applied to.
+type StateMachine interface {
+	// Apply applies committed entries in index order. It must skip entries
+	// at or below AppliedIndex and record the index of the last entry it was
+	// given in the same atomic write as their effects. Conf-change entries
+	// have already been applied to raft when Apply sees them.
+	Apply(ents []*pb.Entry) error
+	// AppliedIndex is the index of the last entry whose effects are stored.
+	AppliedIndex() uint64
+	// Restore reloads all in-memory state from the engine after a raft
+	// snapshot replaced the state machine span.
+	Restore() error
+}
+
+// Transport sends raft messages to peers without blocking.
+type Transport interface {
+	Send(msgs []*pb.Message)
+}
+
+// Config describes a node.
+type Config struct {
+	ID uint64
+	// Peers bootstraps a new cluster: every initial member, with its
+	// membership record as Context. Ignored when the engine holds raft state.
+	Peers []raft.Peer
+	// Join starts a new member of an existing cluster: no bootstrap, it
+	// waits for the leader to send it the log or a snapshot.
+	Join bool
+
+	TickInterval   time.Duration // heartbeat interval
+	ElectionTicks  int           // election timeout in ticks
+	SnapshotCount  uint64        // applied entries between log compactions
+	CatchUpEntries uint64        // entries kept after compaction for slow followers
+
+	DataDir      string
+	DB           *pebble.DB
+	StateMachine StateMachine
+	Logger       *slog.Logger
+}
+
+// Errors returned to callers.
+var (
+	ErrStopped  = errors.New("raft node stopped")
+	ErrNoLeader = errors.New("no leader")
+	ErrTimeout  = errors.New("timed out")
+)
+
+// Node runs one raft member.
+type Node struct {
+	cfg   Config
+	log   *raftLog
+	snaps *snapshotter
+	raft  raft.Node
+	tr    Transport
+	lg    *slog.Logger
+
+	confState *pb.ConfState
+	snapIndex uint64 // index of the last log compaction point
+
+	lead    atomic.Uint64
+	term    atomic.Uint64
+	commit  atomic.Uint64
+	applied atomic.Uint64
+
+	appliedMu     sync.Mutex
+	appliedNotify chan struct{} // closed and replaced whenever applied advances
+
+	leaderMu     sync.Mutex
+	leaderNotify chan struct{} // closed and replaced whenever the leader changes
+
+	reads *readIndexer
+
+	stopc chan struct{}
+	donec chan struct{}
+	once  sync.Once
+}
+
+// New loads the node's persisted state. It does not start raft; the
+// caller wires the transport (which needs the node) and then calls Start.
+func New(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CatchUpEntries == 0 {
+		cfg.CatchUpEntries = 5000
+	}
+	n := &Node{
+		cfg:           cfg,
+		lg:            cfg.Logger,
+		appliedNotify: make(chan struct{}),
+		leaderNotify:  make(chan struct{}),
+		stopc:         make(chan struct{}),
+		donec:         make(chan struct{}),
+	}
+	snaps, err := newSnapshotter(cfg.DB, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.snaps = snaps
+	resumed, err := snaps.resumePending()
+	if err != nil {
+		return nil, fmt.Errorf("finish interrupted snapshot installation: %w", err)
+	}
+	if resumed {
+		if err := cfg.StateMachine.Restore(); err != nil {
+			return nil, err
+		}
+		n.lg.Info("finished installing a snapshot interrupted by a crash")
+	}
+	l, fresh, err := loadRaftLog(cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	n.log = l
+	snap, _ := l.mem.Snapshot()
+	n.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*pb.ConfState)
+	if n.confState == nil {
+		n.confState = &pb.ConfState{}
+	}
+	n.snapIndex = snap.GetMetadata().GetIndex()
+	n.applied.Store(cfg.StateMachine.AppliedIndex())
+	if !fresh {
+		n.cfg.Peers = nil
+		n.cfg.Join = false
+	}
+	n.reads = newReadIndexer(n)
+	return n, nil
+}
+
+// Snapshots gives the transport access to outgoing and incoming snapshot
+// data.
+func (n *Node) Snapshots() *snapshotter { return n.snaps }
+
+// Start starts raft and the Ready loop.
+func (n *Node) Start(tr Transport) {
+	n.tr = tr
+	c := &raft.Config{
+		ID:                        n.cfg.ID,
+		ElectionTick:              n.cfg.ElectionTicks,
+		HeartbeatTick:             1,
+		Storage:                   n.log.mem,
+		Applied:                   n.snapIndex,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  16 << 20,
+		MaxUncommittedEntriesSize: 1 << 30,
+		MaxInflightMsgs:           512,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    raftLogger{n.lg},
+	}
+	switch {
+	case len(n.cfg.Peers) > 0:
+		n.raft = raft.StartNode(c, n.cfg.Peers)
+	default:
+		n.raft = raft.RestartNode(c)
+	}
+	go n.run()
+	go n.reads.run()
+}
+
+// Stop stops raft and waits for the loop to end.
+func (n *Node) Stop() {
+	n.once.Do(func() {
+		close(n.stopc)
+		<-n.donec
+	})
+}
+
+// Done is closed when the node has stopped.
+func (n *Node) Done() <-chan struct{} { return n.donec }
+
+func (n *Node) run() {
+	defer close(n.donec)
+	defer n.raft.Stop()
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			n.raft.Tick()
+		case rd := <-n.raft.Ready():
+			if err := n.handleReady(rd); err != nil {
+				// A storage failure leaves raft's obligations unmet: the only
+				// safe reaction is to stop taking part.
+				n.lg.Error("raft node stopping: cannot persist or apply", "err", err)
+				return
+			}
+			n.raft.Advance()
+		case <-n.stopc:
+			return
+		}
+	}
+}
+
+func (n *Node) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		n.observeLeader(rd.SoftState.Lead, rd.HardState)
+	} else if rd.HardState != nil && rd.HardState.GetTerm() != 0 {
+		n.term.Store(rd.HardState.GetTerm())
+	}
+	if len(rd.ReadStates) > 0 {
+		n.reads.deliver(rd.ReadStates)
+	}
+	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.installSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	isLeader := n.lead.Load() == n.cfg.ID
+	if isLeader {
+		n.tr.Send(rd.Messages)
+	}
+	if err := n.log.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+		return err
+	}
+	if rd.HardState != nil && rd.HardState.GetCommit() != 0 {
+		n.commit.Store(rd.HardState.GetCommit())
+	}
+	if !isLeader {
+		n.tr.Send(rd.Messages)
+	}
+	if len(rd.CommittedEntries) > 0 {
+		if err := n.apply(rd.CommittedEntries); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) observeLeader(lead uint64, hs *pb.HardState) {
+	if hs != nil && hs.GetTerm() != 0 {
+		n.term.Store(hs.GetTerm())
+	}
+	old := n.lead.Swap(lead)
+	if old == lead {
+		return
+	}
+	switch {
+	case lead == raft.None:
+		n.lg.Warn("leader lost", "previous", fmt.Sprintf("%x", old), "term", n.term.Load())
+	case lead == n.cfg.ID:
+		n.lg.Info("became leader", "member", fmt.Sprintf("%x", lead), "term", n.term.Load())
+	default:
+		n.lg.Info("leader elected", "leader", fmt.Sprintf("%x", lead), "term", n.term.Load())
+	}
+	n.leaderMu.Lock()
+	close(n.leaderNotify)
+	n.leaderNotify = make(chan struct{})
+	n.leaderMu.Unlock()
+}
+
+func (n *Node) installSnapshot(snap *pb.Snapshot) error {
+	meta := snap.GetMetadata()
+	n.lg.Info("installing snapshot from leader", "index", meta.GetIndex(), "term", meta.GetTerm())
+	if err := n.snaps.install(meta); err != nil {
+		return err
+	}
+	if err := n.cfg.StateMachine.Restore(); err != nil {
+		return err
+	}
+	if err := n.log.applySnapshot(snap); err != nil {
+		return err
+	}
+	n.confState = proto.Clone(meta.GetConfState()).(*pb.ConfState)
+	n.snapIndex = meta.GetIndex()
+	n.setApplied(n.cfg.StateMachine.AppliedIndex())
+	n.lg.Info("snapshot installed", "index", meta.GetIndex(), "applied", n.applied.Load())
+	return nil
+}
+
+func (n *Node) apply(ents []*pb.Entry) error {
+	for _, e := range ents {
+		var cc pb.ConfChangeI
+		switch e.GetType() {
+		case pb.EntryType_EntryConfChange:
+			c := &pb.ConfChange{}
+			if err := proto.Unmarshal(e.GetData(), c); err != nil {
+				return fmt.Errorf("conf change entry %d is corrupt: %w", e.GetIndex(), err)
+			}
+			cc = c
+		case pb.EntryType_EntryConfChangeV2:
+			c := &pb.ConfChangeV2{}
+			if err := proto.Unmarshal(e.GetData(), c); err != nil {
+				return fmt.Errorf("conf change entry %d is corrupt: %w", e.GetIndex(), err)
+			}
+			cc = c
+		default:
+			continue
+		}
+		n.confState = n.raft.ApplyConfChange(cc)
+	}
+	if err := n.cfg.StateMachine.Apply(ents); err != nil {
+		return err
+	}
+	n.setApplied(n.cfg.StateMachine.AppliedIndex())
+	return n.maybeCompact()
+}
+
+func (n *Node) setApplied(idx uint64) {
+	n.applied.Store(idx)
+	n.appliedMu.Lock()
+	close(n.appliedNotify)
+	n.appliedNotify = make(chan struct{})
+	n.appliedMu.Unlock()
+}
+
+// maybeCompact trims the raft log once SnapshotCount entries were applied
+// since the last compaction point, keeping CatchUpEntries for followers
+// that are a little behind (further behind ones get a snapshot).
+func (n *Node) maybeCompact() error {
+	applied := n.applied.Load()
+	if n.cfg.SnapshotCount == 0 || applied < n.snapIndex+n.cfg.SnapshotCount {
+		return nil
+	}
+	last, _ := n.log.mem.LastIndex()
+	if applied > last {
+		// The state machine is ahead of the local log (a snapshot carried
+		// newer state); compact once the log has caught up.
+		return nil
+	}
+	// The state at applied was written without sync; make it durable before
+	// the entries it came from may disappear.
+	if err := n.cfg.DB.LogData(nil, pebble.Sync); err != nil {
+		return err
+	}
+	keepFrom := uint64(1)
+	if applied > n.cfg.CatchUpEntries {
+		keepFrom = applied - n.cfg.CatchUpEntries
+	}
+	if first, _ := n.log.mem.FirstIndex(); keepFrom < first {
+		keepFrom = first
+	}
+	if err := n.log.compact(applied, n.confState, keepFrom); err != nil {
+		return fmt.Errorf("compact raft log at %d: %w", applied, err)
+	}
+	n.snapIndex = applied
+	n.lg.Debug("raft log compacted", "index", applied, "kept-from", keepFrom)
+	return nil
+}
+
+// Process steps a message received from a peer.
+func (n *Node) Process(ctx context.Context, m *pb.Message) error {
+	if n.raft == nil {
+		return ErrStopped
+	}
+	return n.raft.Step(ctx, m)
+}
+
+// ReportUnreachable tells raft a peer could not be reached.
+func (n *Node) ReportUnreachable(id uint64) {
+	if n.raft != nil {
+		n.raft.ReportUnreachable(id)
+	}
+}
+
+// ReportSnapshot tells raft how sending a snapshot ended.
+func (n *Node) ReportSnapshot(id uint64, failure bool) {
+	if n.raft == nil {
+		return
+	}
+	st := raft.SnapshotFinish
+	if failure {
+		st = raft.SnapshotFailure
+	}
+	n.raft.ReportSnapshot(id, st)
+}
+
+// Propose submits data to be replicated. Raft forwards it to the leader.
+// A nil error means only that raft accepted it; the caller waits for it to
+// be applied.
+func (n *Node) Propose(ctx context.Context, data []byte) error {
+	err := n.raft.Propose(ctx, data)
+	if errors.Is(err, raft.ErrProposalDropped) {
+		return ErrNoLeader
+	}
+	return err
+}
+
+// ProposeConfChange submits a membership change.
+func (n *Node) ProposeConfChange(ctx context.Context, cc pb.ConfChangeI) error {
+	return n.raft.ProposeConfChange(ctx, cc)
+}
+
+// ID is this member's raft ID.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// Leader is the current leader's ID, or 0 when none is known.
+func (n *Node) Leader() uint64 { return n.lead.Load() }
+
+// Term is the current raft term.
+func (n *Node) Term() uint64 { return n.term.Load() }
+
+// CommittedIndex is the highest log index known to be committed.
+func (n *Node) CommittedIndex() uint64 { return n.commit.Load() }
+
+// AppliedIndex is the highest index applied to the state machine.
+func (n *Node) AppliedIndex() uint64 { return n.applied.Load() }
+
+// Status is raft's full status (progress of followers on the leader).
+func (n *Node) Status() raft.Status { return n.raft.Status() }
+
+// WaitApplied blocks until the applied index reaches idx.
+func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
+	for {
+		n.appliedMu.Lock()
+		ch := n.appliedNotify
+		n.appliedMu.Unlock()
+		if n.applied.Load() >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.donec:
+			return ErrStopped
+		}
+	}
+}
+
+// WaitLeader blocks until a leader is known.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	for {
+		n.leaderMu.Lock()
+		ch := n.leaderNotify
+		n.leaderMu.Unlock()
+		if n.lead.Load() != raft.None {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.donec:
+			return ErrStopped
+		}
+	}
+}
+
+// TransferLeadership hands leadership to the most up-to-date follower and
+// waits until another member leads or ctx ends. A no-op on a follower.
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	if n.lead.Load() != n.cfg.ID {
+		return nil
+	}
+	st := n.raft.Status()
+	var best, bestMatch uint64
+	for id, pr := range st.Progress {
+		if id == n.cfg.ID || pr.IsLearner {
+			continue
+		}
+		if best == 0 || pr.Match > bestMatch {
+			best, bestMatch = id, pr.Match
+		}
+	}
+	if best == 0 {
+		return nil
+	}
+	n.lg.Info("transferring leadership before stopping", "to", fmt.Sprintf("%x", best), "term", n.term.Load())
+	n.raft.TransferLeadership(ctx, n.cfg.ID, best)
+	for n.lead.Load() == n.cfg.ID {
+		n.leaderMu.Lock()
+		ch := n.leaderNotify
+		n.leaderMu.Unlock()
+		if n.lead.Load() != n.cfg.ID {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

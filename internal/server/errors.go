@@ -1,0 +1,16 @@
+package server
+
+import "errors"
+
+// Errors a request can fail with at the server level. The api package maps
+// them (and mvcc's) to etcd's gRPC errors.
+var (
+	ErrNoLeader               = errors.New("server: no leader")
+	ErrTimeout                = errors.New("server: request timed out")
+	ErrTimeoutDueToLeaderFail = errors.New("server: request timed out, possibly due to previous leader failure")
+	ErrStopped                = errors.New("server: server stopped")
+	ErrRequestTooLarge        = errors.New("server: request is too large")
+	ErrLeaseNotFound          = errors.New("server: requested lease not found")
+	ErrMemberNotFound         = errors.New("server: member not found")
+	ErrNotCapable             = errors.New("server: not capable")
+)

@@ -1,0 +1,188 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
+
+	"github.com/kvorum/kvorum/internal/mvcc"
+	"github.com/kvorum/kvorum/internal/raftnode"
+	"github.com/kvorum/kvorum/internal/version"
+)
+
+// header fills the parts of a response header this member knows; the
+// revision is set by whoever produced the response.
+func (s *Server) header(h *pb.ResponseHeader) *pb.ResponseHeader {
+	if h == nil {
+		h = &pb.ResponseHeader{Revision: s.kvStore().Rev()}
+	}
+	h.ClusterId = s.clusterID
+	h.MemberId = s.memberID
+	h.RaftTerm = s.node.Term()
+	return h
+}
+
+// linearizableBarrier waits until this member has applied everything that
+// was committed when the call began, as confirmed by a quorum.
+func (s *Server) linearizableBarrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
+	defer cancel()
+	idx, err := s.node.ReadIndex(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return s.ctxError(ctx, 0)
+		}
+		return s.mapNodeError(err)
+	}
+	if err := s.node.WaitApplied(ctx, idx); err != nil {
+		return s.ctxError(ctx, 0)
+	}
+	return nil
+}
+
+func (s *Server) mapNodeError(err error) error {
+	switch {
+	case errors.Is(err, raftnode.ErrNoLeader):
+		return ErrNoLeader
+	case errors.Is(err, raftnode.ErrStopped):
+		return ErrStopped
+	default:
+		return ErrTimeout
+	}
+}
+
+// Range serves a read; linearizable unless r.Serializable.
+func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if !r.GetSerializable() {
+		if err := s.linearizableBarrier(ctx); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := s.kvStore().Range(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = s.header(resp.Header)
+	return resp, nil
+}
+
+// Put replicates a put.
+func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.PutResponse)
+	out.Header = s.header(out.Header)
+	return out, nil
+}
+
+// DeleteRange replicates a delete.
+func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	resp, err := s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.DeleteRangeResponse)
+	out.Header = s.header(out.Header)
+	return out, nil
+}
+
+// Txn replicates a transaction.
+func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := mvcc.CheckTxn(r, s.cfg.MaxTxnOps); err != nil {
+		return nil, err
+	}
+	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.TxnResponse)
+	out.Header = s.header(out.Header)
+	setNestedHeaders(out, s)
+	return out, nil
+}
+
+// setNestedHeaders gives every response inside a txn the member's header
+// fields, as etcd does.
+func setNestedHeaders(t *pb.TxnResponse, s *Server) {
+	for _, op := range t.GetResponses() {
+		switch r := op.GetResponse().(type) {
+		case *pb.ResponseOp_ResponseRange:
+			r.ResponseRange.Header = s.header(r.ResponseRange.Header)
+		case *pb.ResponseOp_ResponsePut:
+			r.ResponsePut.Header = s.header(r.ResponsePut.Header)
+		case *pb.ResponseOp_ResponseDeleteRange:
+			r.ResponseDeleteRange.Header = s.header(r.ResponseDeleteRange.Header)
+		case *pb.ResponseOp_ResponseTxn:
+			r.ResponseTxn.Header = s.header(r.ResponseTxn.Header)
+			setNestedHeaders(r.ResponseTxn, s)
+		}
+	}
+}
+
+// Compact replicates a compaction. Compaction is applied synchronously, so
+// once it is applied it is also physical.
+func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.CompactionResponse)
+	out.Header = s.header(out.Header)
+	return out, nil
+}
+
+// MemberList lists the members; linearizable when asked.
+func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	if r.GetLinearizable() {
+		if err := s.linearizableBarrier(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return &pb.MemberListResponse{Header: s.header(nil), Members: s.members.List()}, nil
+}
+
+// Status reports this member's view of the cluster.
+func (s *Server) Status(context.Context) (*pb.StatusResponse, error) {
+	m := s.db.Metrics()
+	size := int64(m.DiskSpaceUsage())
+	return &pb.StatusResponse{
+		Header:           s.header(nil),
+		Version:          version.APIVersion,
+		DbSize:           size,
+		DbSizeInUse:      size,
+		Leader:           s.node.Leader(),
+		RaftIndex:        s.node.CommittedIndex(),
+		RaftTerm:         s.node.Term(),
+		RaftAppliedIndex: s.node.AppliedIndex(),
+		StorageVersion:   version.StorageVersion,
+		IsLearner:        s.isLearner(),
+	}, nil
+}
+
+func (s *Server) isLearner() bool {
+	m := s.members.Get(s.memberID)
+	return m != nil && m.GetIsLearner()
+}
+
+func attrSet(id uint64, name string, clientURLs []string) *membershippb.ClusterMemberAttrSetRequest {
+	return &membershippb.ClusterMemberAttrSetRequest{
+		Member_ID:        id,
+		MemberAttributes: &membershippb.Attributes{Name: name, ClientUrls: clientURLs},
+	}
+}
+
+// Healthy reports whether this member can serve requests now: a leader is
+// known and (unless serializable) a linearizable read barrier succeeds.
+func (s *Server) Healthy(ctx context.Context, serializable bool) error {
+	if s.node.Leader() == 0 {
+		return ErrNoLeader
+	}
+	if serializable {
+		return nil
+	}
+	return s.linearizableBarrier(ctx)
+}

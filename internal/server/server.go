@@ -1,0 +1,393 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvorum/kvorum/internal/mvcc"
+	"github.com/kvorum/kvorum/internal/raftnode"
+	"github.com/kvorum/kvorum/internal/storage"
+	"github.com/kvorum/kvorum/internal/transport"
+)
+
+// Config is what a member needs to run. The config package builds it from
+// flags; tests build it directly.
+type Config struct {
+	Name                string
+	DataDir             string
+	AdvertiseClientURLs []string
+	AdvertisePeerURLs   []string
+	InitialCluster      []InitialMember
+	// NewCluster is true for --initial-cluster-state=new.
+	NewCluster   bool
+	ClusterToken string
+
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+	SnapshotCount     uint64
+	MaxRequestBytes   int
+	MaxTxnOps         int
+
+	Logger *slog.Logger
+}
+
+// Server is one member.
+type Server struct {
+	cfg       Config
+	lg        *slog.Logger
+	engine    *storage.Engine
+	db        *pebble.DB
+	kv        atomic.Pointer[mvcc.Store]
+	members   *members
+	sm        *stateMachine
+	node      *raftnode.Node
+	transport *transport.Transport
+	waiters   waiters
+	ids       *idGenerator
+
+	memberID  uint64
+	clusterID uint64
+
+	reqTimeout time.Duration
+
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// New opens the data dir, checks that it belongs to this member and cluster,
+// and prepares raft. It does not listen; see PeerHandler and Start.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+	}
+	if cfg.ElectionTimeout <= 0 {
+		cfg.ElectionTimeout = 1000 * time.Millisecond
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 1572864
+	}
+	if cfg.MaxTxnOps <= 0 {
+		cfg.MaxTxnOps = 128
+	}
+	engine, err := storage.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		lg:         cfg.Logger,
+		engine:     engine,
+		db:         engine.DB,
+		waiters:    waiters{m: make(map[uint64]chan applyResult)},
+		reqTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
+		stopped:    make(chan struct{}),
+	}
+	s.members = &members{db: s.db}
+	if err := s.open(); err != nil {
+		engine.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open() error {
+	cfg := s.cfg
+	ident, err := loadIdentity(s.db)
+	if err != nil {
+		return err
+	}
+	var peers []raft.Peer
+	join := false
+	if ident == nil {
+		ident, peers, err = s.bootstrapIdentity()
+		if err != nil {
+			return err
+		}
+		join = !cfg.NewCluster
+	} else if ident.Name != cfg.Name || ident.Token != cfg.ClusterToken {
+		return fmt.Errorf("data dir %s belongs to member %q of cluster %x (token %q), not to member %q with token %q; use the matching --name/--initial-cluster-token or another --data-dir",
+			cfg.DataDir, ident.Name, ident.ClusterID, ident.Token, cfg.Name, cfg.ClusterToken)
+	}
+	s.memberID, s.clusterID = ident.MemberID, ident.ClusterID
+	s.ids = newIDGenerator(s.memberID, time.Now())
+
+	kv, err := mvcc.Open(s.db)
+	if err != nil {
+		return err
+	}
+	s.setKV(kv)
+	if err := s.members.load(); err != nil {
+		return err
+	}
+	appliedBytes, err := storage.Get(s.db, storage.AppliedIndexKey)
+	if err != nil {
+		return err
+	}
+	applied, err := storage.GetUint64(appliedBytes)
+	if err != nil {
+		return err
+	}
+	s.sm = &stateMachine{s: s, applied: applied}
+
+	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
+	node, err := raftnode.New(raftnode.Config{
+		ID:            s.memberID,
+		Peers:         peers,
+		Join:          join,
+		TickInterval:  cfg.HeartbeatInterval,
+		ElectionTicks: electionTicks,
+		SnapshotCount: cfg.SnapshotCount,
+		DataDir:       cfg.DataDir,
+		DB:            s.db,
+		StateMachine:  s.sm,
+		Logger:        s.lg,
+	})
+	if err != nil {
+		return err
+	}
+	s.node = node
+	s.transport = transport.New(transport.Config{
+		LocalID:   s.memberID,
+		ClusterID: s.clusterID,
+		Raft:      node,
+		Snapshots: node.Snapshots(),
+		Logger:    s.lg,
+	})
+	for _, m := range cfg.InitialCluster {
+		id := MemberID(m.PeerURLs, cfg.ClusterToken)
+		if id != s.memberID {
+			s.transport.AddPeer(id, m.PeerURLs)
+		}
+	}
+	for _, m := range s.members.List() {
+		if m.GetID() != s.memberID {
+			s.transport.AddPeer(m.GetID(), m.GetPeerURLs())
+		}
+	}
+	return nil
+}
+
+// bootstrapIdentity computes IDs from --initial-cluster for a new data dir
+// and records them.
+func (s *Server) bootstrapIdentity() (*localIdentity, []raft.Peer, error) {
+	cfg := s.cfg
+	var ids []uint64
+	var self uint64
+	var peers []raft.Peer
+	for _, m := range cfg.InitialCluster {
+		id := MemberID(m.PeerURLs, cfg.ClusterToken)
+		ids = append(ids, id)
+		if m.Name == cfg.Name {
+			self = id
+		}
+		ctx, err := proto.Marshal(&pb.Member{ID: id, PeerURLs: m.PeerURLs})
+		if err != nil {
+			return nil, nil, err
+		}
+		peers = append(peers, raft.Peer{ID: id, Context: ctx})
+	}
+	if self == 0 {
+		return nil, nil, fmt.Errorf("member %q is not in --initial-cluster", cfg.Name)
+	}
+	ident := &localIdentity{Name: cfg.Name, MemberID: self, ClusterID: ClusterID(ids, cfg.ClusterToken), Token: cfg.ClusterToken}
+	if err := saveIdentity(s.db, ident); err != nil {
+		return nil, nil, err
+	}
+	if !cfg.NewCluster {
+		peers = nil
+	}
+	return ident, peers, nil
+}
+
+func (s *Server) setKV(kv *mvcc.Store) { s.kv.Store(kv) }
+func (s *Server) kvStore() *mvcc.Store  { return s.kv.Load() }
+
+// PeerHandler serves the peer plane (raft messages and snapshots).
+func (s *Server) PeerHandler() http.Handler { return s.transport.Handler() }
+
+// Start starts raft and publishes this member's client URLs to the cluster.
+func (s *Server) Start() {
+	s.node.Start(s.transport)
+	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
+		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,
+		"advertise-client-urls", s.cfg.AdvertiseClientURLs, "advertise-peer-urls", s.cfg.AdvertisePeerURLs)
+	go s.publish()
+}
+
+// publish records this member's name and client URLs in the replicated
+// member list once, retrying until it succeeds or the server stops.
+func (s *Server) publish() {
+	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: attrSet(s.memberID, s.cfg.Name, s.cfg.AdvertiseClientURLs)}
+	for {
+		if m := s.members.Get(s.memberID); m != nil && m.GetName() == s.cfg.Name && equalStrings(m.GetClientURLs(), s.cfg.AdvertiseClientURLs) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
+		_, err := s.propose(ctx, req)
+		cancel()
+		if err == nil {
+			s.lg.Info("published member attributes to the cluster", "name", s.cfg.Name, "client-urls", s.cfg.AdvertiseClientURLs)
+			return
+		}
+		select {
+		case <-s.stopped:
+			return
+		case <-time.After(s.cfg.HeartbeatInterval):
+		}
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// HandOffLeadership moves leadership to the most up-to-date follower if
+// this member leads, so a planned stop costs the cluster no election
+// timeout. It gives up after two election timeouts.
+func (s *Server) HandOffLeadership() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.ElectionTimeout)
+	defer cancel()
+	if err := s.node.TransferLeadership(ctx); err != nil {
+		s.lg.Warn("leadership transfer before stop did not finish", "err", err)
+	}
+}
+
+// Stop hands leadership away if this member leads, then stops raft and
+// closes the engine.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		s.HandOffLeadership()
+		close(s.stopped)
+		s.node.Stop()
+		s.transport.Close()
+		if err := s.engine.Sync(); err != nil {
+			s.lg.Error("sync storage on stop", "err", err)
+		}
+		if err := s.engine.Close(); err != nil {
+			s.lg.Error("close storage", "err", err)
+		}
+		s.lg.Info("member stopped", "name", s.cfg.Name)
+	})
+}
+
+// Done is closed when the raft node stopped (after Stop, or on a fatal
+// storage error).
+func (s *Server) Done() <-chan struct{} { return s.node.Done() }
+
+// MemberID is this member's ID.
+func (s *Server) MemberID() uint64 { return s.memberID }
+
+// ClusterID is the cluster's ID.
+func (s *Server) ClusterID() uint64 { return s.clusterID }
+
+// Leader is the current leader's ID (0 when unknown).
+func (s *Server) Leader() uint64 { return s.node.Leader() }
+
+// Term is the current raft term.
+func (s *Server) Term() uint64 { return s.node.Term() }
+
+// MaxRequestBytes is the largest request the server accepts.
+func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }
+
+// Logger is the member's logger.
+func (s *Server) Logger() *slog.Logger { return s.lg }
+
+// Listen opens a TCP listener for a URL of --listen-*-urls.
+func Listen(rawURL string) (net.Listener, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", rawURL, err)
+	}
+	return ln, nil
+}
+
+// propose replicates req and waits until it was applied here.
+func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
+	req.ID = s.ids.Next()
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > s.cfg.MaxRequestBytes {
+		return nil, ErrRequestTooLarge
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
+	defer cancel()
+	if s.node.Leader() == raft.None {
+		wctx, wcancel := context.WithTimeout(ctx, s.cfg.ElectionTimeout)
+		err := s.node.WaitLeader(wctx)
+		wcancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, s.ctxError(ctx, 0)
+			}
+			return nil, ErrNoLeader
+		}
+	}
+	lead := s.node.Leader()
+	ch := s.waiters.register(req.ID)
+	if err := s.node.Propose(ctx, data); err != nil {
+		s.waiters.cancel(req.ID)
+		if errors.Is(err, raftnode.ErrNoLeader) {
+			return nil, ErrNoLeader
+		}
+		return nil, s.ctxError(ctx, lead)
+	}
+	select {
+	case r := <-ch:
+		return r.resp, r.err
+	case <-ctx.Done():
+		s.waiters.cancel(req.ID)
+		return nil, s.ctxError(ctx, lead)
+	case <-s.stopped:
+		s.waiters.cancel(req.ID)
+		return nil, ErrStopped
+	}
+}
+
+// ctxError explains why a request's context ended: the client gave up, or
+// the request did not commit in time (perhaps because the leader failed).
+func (s *Server) ctxError(ctx context.Context, lead uint64) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err()
+	}
+	select {
+	case <-s.stopped:
+		return ErrStopped
+	default:
+	}
+	if now := s.node.Leader(); now == raft.None {
+		return ErrNoLeader
+	} else if lead != raft.None && now != lead {
+		return ErrTimeoutDueToLeaderFail
+	}
+	return ErrTimeout
+}
