@@ -31,6 +31,16 @@
 //     keys it covers; at a past revision, two seeks per key in the range;
 //     a compaction, a few seeks per change since the previous one.
 //   - After Compact(r), ranges at revisions >= r answer exactly as before.
+//   - Writer.Events carry PrevKv (the version replaced or deleted), so the
+//     watch hub and the lessor need no extra reads; stored events do not.
+//
+// One deliberate difference: a txn that passed CheckTxn yet puts with
+// ignore_value or ignore_lease a key it deleted earlier (possible with a
+// from-key delete, which etcd's duplicate check ignores) crashes etcd's
+// apply; here it is refused with ErrKeyNotFound before writing anything.
+//
+// Leases are not this package's: Store.SetLeaseCheck plugs in the lessor's
+// existence check, which puts consult first, as in etcd.
 //
 // # Layout
 //

@@ -28,3 +28,17 @@ var (
 	// ErrInvalidSortOption: a range has an unknown sort order or target.
 	ErrInvalidSortOption = errors.New("mvcc: invalid sort option")
 )
+
+// IsRequestError reports whether err is a verdict on the request (one of the
+// errors above): deterministic, the same on every member, and leaving
+// nothing written. Any other error from a Writer is a storage failure after
+// which the batch must be discarded.
+func IsRequestError(err error) bool {
+	for _, e := range []error{ErrCompacted, ErrFutureRev, ErrKeyNotFound, ErrDuplicateKey, ErrTooManyOps,
+		ErrEmptyKey, ErrValueProvided, ErrLeaseProvided, ErrInvalidSortOption} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

@@ -390,9 +390,9 @@ func TestRangeOptionsFollowEtcd(t *testing.T) {
 	db, s := newTestStore(t)
 	apply(t, db, s, func(w *Writer) {
 		mustPut(t, w, &etcdserverpb.PutRequest{Key: []byte("a"), Value: []byte("3"), Lease: 9}) // rev 2
-		mustPut(t, w, put("b", "1"))                                                             // rev 3
-		mustPut(t, w, put("c", "2"))                                                             // rev 4
-		mustPut(t, w, put("b", "1"))                                                             // rev 5, b version 2
+		mustPut(t, w, put("b", "1"))                                                            // rev 3
+		mustPut(t, w, put("c", "2"))                                                            // rev 4
+		mustPut(t, w, put("b", "1"))                                                            // rev 5, b version 2
 	})
 	all := func(r *etcdserverpb.RangeRequest) *etcdserverpb.RangeRequest {
 		r.Key, r.RangeEnd = []byte("a"), []byte{0}
@@ -453,9 +453,9 @@ func TestRangeOptionsFollowEtcd(t *testing.T) {
 func TestCompactionDropsSupersededHistoryAndKeepsAnswers(t *testing.T) {
 	db, s := newTestStore(t)
 	apply(t, db, s, func(w *Writer) {
-		mustPut(t, w, put("a", "1")) // 2
-		mustPut(t, w, put("a", "2")) // 3
-		mustPut(t, w, put("b", "1")) // 4
+		mustPut(t, w, put("a", "1"))                                                                 // 2
+		mustPut(t, w, put("a", "2"))                                                                 // 3
+		mustPut(t, w, put("b", "1"))                                                                 // 4
 		if _, err := w.DeleteRange(&etcdserverpb.DeleteRangeRequest{Key: []byte("b")}); err != nil { // 5
 			t.Fatal(err)
 		}

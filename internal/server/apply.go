@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -12,6 +13,11 @@ import (
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/storage"
 )
+
+// errUnsupportedRequest is the outcome of an entry this version cannot
+// apply (proposed by a newer member); every member of this version skips it
+// the same way.
+var errUnsupportedRequest = errors.New("server: unsupported request in raft entry")
 
 // applyResult is what applying one proposal produced.
 type applyResult struct {
@@ -67,11 +73,9 @@ func (sm *stateMachine) Restore() error {
 	if err != nil {
 		return err
 	}
-	kv, err := mvcc.Open(sm.s.db)
-	if err != nil {
+	if err := sm.s.openKV(); err != nil {
 		return err
 	}
-	sm.s.setKV(kv)
 	sm.applied = applied
 	return sm.s.members.load()
 }
@@ -108,6 +112,11 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 				continue
 			}
 			r := sm.s.applyRequest(w, b, req)
+			if r.err != nil && !isRequestError(r.err) {
+				// A storage failure: the batch may be half written. Drop it;
+				// raftnode stops this member rather than diverge.
+				return fmt.Errorf("apply entry %d: %w", e.GetIndex(), r.err)
+			}
 			if req.ClusterMemberAttrSet != nil {
 				membersChanged = true
 			}
@@ -150,18 +159,12 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 func (s *Server) applyRequest(w *mvcc.Writer, b *pebble.Batch, req *pb.InternalRaftRequest) applyResult {
 	switch {
 	case req.Put != nil:
-		if req.Put.GetLease() != 0 {
-			return applyResult{err: ErrLeaseNotFound}
-		}
 		resp, err := w.Put(req.Put)
 		return applyResult{resp, err}
 	case req.DeleteRange != nil:
 		resp, err := w.DeleteRange(req.DeleteRange)
 		return applyResult{resp, err}
 	case req.Txn != nil:
-		if txnUsesLease(req.Txn) {
-			return applyResult{err: ErrLeaseNotFound}
-		}
 		resp, err := w.Txn(req.Txn)
 		return applyResult{resp, err}
 	case req.Compaction != nil:
@@ -170,22 +173,15 @@ func (s *Server) applyRequest(w *mvcc.Writer, b *pebble.Batch, req *pb.InternalR
 	case req.ClusterMemberAttrSet != nil:
 		return applyResult{err: s.members.applyAttrSet(b, req.ClusterMemberAttrSet)}
 	default:
-		return applyResult{err: fmt.Errorf("unsupported request in raft entry")}
+		return applyResult{err: errUnsupportedRequest}
 	}
 }
 
-// txnUsesLease reports whether any put in any branch attaches a lease.
-// Leases do not exist yet, so such a put can only fail.
-func txnUsesLease(t *pb.TxnRequest) bool {
-	for _, ops := range [][]*pb.RequestOp{t.GetSuccess(), t.GetFailure()} {
-		for _, op := range ops {
-			if op.GetRequestPut().GetLease() != 0 {
-				return true
-			}
-			if nested := op.GetRequestTxn(); nested != nil && txnUsesLease(nested) {
-				return true
-			}
-		}
-	}
-	return false
+// isRequestError reports whether an apply error is the request's
+// replicated outcome rather than a local storage failure.
+func isRequestError(err error) bool {
+	return mvcc.IsRequestError(err) || errors.Is(err, ErrLeaseNotFound) || errors.Is(err, ErrMemberNotFound) || errors.Is(err, errUnsupportedRequest)
 }
+
+// noLeases is the lease check until leases exist: every lease is unknown.
+func noLeases(int64) error { return ErrLeaseNotFound }

@@ -120,6 +120,13 @@ func (s *Server) open() error {
 			return err
 		}
 		join = !cfg.NewCluster
+	} else if ident.Name == cfg.Name && ident.Token == cfg.ClusterToken && !s.bootstrapped() {
+		// A crash came between recording the identity and persisting the
+		// first raft state: bootstrap again, exactly as the first time.
+		if ident, peers, err = s.bootstrapIdentity(); err != nil {
+			return err
+		}
+		join = !cfg.NewCluster
 	} else if ident.Name != cfg.Name || ident.Token != cfg.ClusterToken {
 		return fmt.Errorf("data dir %s belongs to member %q of cluster %x (token %q), not to member %q with token %q; use the matching --name/--initial-cluster-token or another --data-dir",
 			cfg.DataDir, ident.Name, ident.ClusterID, ident.Token, cfg.Name, cfg.ClusterToken)
@@ -127,11 +134,9 @@ func (s *Server) open() error {
 	s.memberID, s.clusterID = ident.MemberID, ident.ClusterID
 	s.ids = newIDGenerator(s.memberID, time.Now())
 
-	kv, err := mvcc.Open(s.db)
-	if err != nil {
+	if err := s.openKV(); err != nil {
 		return err
 	}
-	s.setKV(kv)
 	if err := s.members.load(); err != nil {
 		return err
 	}
@@ -183,6 +188,12 @@ func (s *Server) open() error {
 	return nil
 }
 
+// bootstrapped reports whether raft ever persisted state in this data dir.
+func (s *Server) bootstrapped() bool {
+	v, err := storage.Get(s.db, storage.HardStateKey)
+	return err != nil || v != nil
+}
+
 // bootstrapIdentity computes IDs from --initial-cluster for a new data dir
 // and records them.
 func (s *Server) bootstrapIdentity() (*localIdentity, []raft.Peer, error) {
@@ -215,8 +226,19 @@ func (s *Server) bootstrapIdentity() (*localIdentity, []raft.Peer, error) {
 	return ident, peers, nil
 }
 
-func (s *Server) setKV(kv *mvcc.Store) { s.kv.Store(kv) }
-func (s *Server) kvStore() *mvcc.Store  { return s.kv.Load() }
+// openKV (re)loads the key space from the engine: at start and after a
+// raft snapshot replaced it.
+func (s *Server) openKV() error {
+	kv, err := mvcc.Open(s.db)
+	if err != nil {
+		return err
+	}
+	kv.SetLeaseCheck(noLeases)
+	s.kv.Store(kv)
+	return nil
+}
+
+func (s *Server) kvStore() *mvcc.Store { return s.kv.Load() }
 
 // PeerHandler serves the peer plane (raft messages and snapshots).
 func (s *Server) PeerHandler() http.Handler { return s.transport.Handler() }

@@ -1,6 +1,6 @@
-// Package transport delivers raft messages and snapshots between the
-// members of one cluster over their peer URLs, at most once and in order per
-// sending member and message class, without ever blocking the raft loop.
+// Package transport carries raft messages and snapshots between the members
+// of one cluster over HTTP on their peer URLs, delivering each message at
+// most once, in order within a stream, and never blocking the raft loop.
 //
 // # Driving it
 //

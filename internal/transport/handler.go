@@ -44,12 +44,12 @@ func (t *Transport) checkPeerRequest(w http.ResponseWriter, r *http.Request) (fr
 	log := t.log.With("remote", r.RemoteAddr, "path", r.URL.Path)
 	cid, err := parseID(r.Header.Get(headerClusterID))
 	if err != nil {
-		log.Warn("refused peer request without a valid cluster ID header")
+		t.warnLimited(log, "refused peer request without a valid cluster ID header")
 		httpError(w, "missing or invalid "+headerClusterID+" header", http.StatusBadRequest)
 		return 0, false
 	}
 	if cid != t.cfg.ClusterID {
-		log.Warn("refused peer request from another cluster; check the peer URLs and --initial-cluster-token of both members",
+		t.warnLimited(log, "refused peer request from another cluster; check the peer URLs and --initial-cluster-token of both members",
 			"local_cluster", hexID(t.cfg.ClusterID), "remote_cluster", hexID(cid), "from", r.Header.Get(headerFrom))
 		httpError(w, fmt.Sprintf("cluster ID mismatch: this member belongs to cluster %s, the request to %s",
 			hexID(t.cfg.ClusterID), hexID(cid)), http.StatusPreconditionFailed)
@@ -57,18 +57,18 @@ func (t *Transport) checkPeerRequest(w http.ResponseWriter, r *http.Request) (fr
 	}
 	from, err = parseID(r.Header.Get(headerFrom))
 	if err != nil || from == 0 {
-		log.Warn("refused peer request without a valid sender ID header")
+		t.warnLimited(log, "refused peer request without a valid sender ID header")
 		httpError(w, "missing or invalid "+headerFrom+" header", http.StatusBadRequest)
 		return 0, false
 	}
 	to, err := parseID(r.Header.Get(headerTo))
 	if err != nil {
-		log.Warn("refused peer request without a valid recipient ID header", "from", hexID(from))
+		t.warnLimited(log, "refused peer request without a valid recipient ID header", "from", hexID(from))
 		httpError(w, "missing or invalid "+headerTo+" header", http.StatusBadRequest)
 		return 0, false
 	}
 	if to != t.cfg.LocalID {
-		log.Warn("refused peer request meant for another member; a peer URL points at the wrong member",
+		t.warnLimited(log, "refused peer request meant for another member; a peer URL points at the wrong member",
 			"from", hexID(from), "to", hexID(to), "local", hexID(t.cfg.LocalID))
 		httpError(w, fmt.Sprintf("member ID mismatch: this is member %s, not %s", hexID(t.cfg.LocalID), hexID(to)),
 			http.StatusPreconditionFailed)
@@ -340,4 +340,33 @@ func (t *Transport) serveProbe(w http.ResponseWriter, r *http.Request) {
 func httpError(w http.ResponseWriter, msg string, code int) {
 	w.Header().Set("Connection", "close")
 	http.Error(w, msg, code)
+}
+
+// refusalLogInterval is how often the same refusal of the same remote is
+// logged at Warn; a misconfigured peer retries every second.
+const refusalLogInterval = time.Minute
+
+// warnLimited logs at Warn, or at Debug if the same message with the same
+// args was logged at Warn within refusalLogInterval.
+func (t *Transport) warnLimited(log *slog.Logger, msg string, args ...any) {
+	key := msg
+	for i := 0; i+1 < len(args); i += 2 {
+		key += fmt.Sprint("|", args[i], "=", args[i+1])
+	}
+	now := time.Now()
+	t.refusalMu.Lock()
+	last, seen := t.refusalLogged[key]
+	quiet := seen && now.Sub(last) < refusalLogInterval
+	if !quiet {
+		if len(t.refusalLogged) > 1000 {
+			clear(t.refusalLogged)
+		}
+		t.refusalLogged[key] = now
+	}
+	t.refusalMu.Unlock()
+	if quiet {
+		log.Debug(msg, args...)
+	} else {
+		log.Warn(msg, args...)
+	}
 }

@@ -91,7 +91,7 @@ func (p *peer) setURLs(urls []string) {
 	p.mu.Unlock()
 	p.log.Info("peer URLs updated", "urls", urls)
 	if cur != nil && !slices.Contains(urls, cur.url) {
-		cur.cancel()
+		cur.abort(errors.New("peer URLs changed"))
 	}
 	select {
 	case p.urlsChanged <- struct{}{}:
@@ -202,12 +202,7 @@ func (p *peer) drop() int {
 // connect opens a stream on the first URL that accepts one, starting with
 // the one that worked last.
 func (p *peer) connect() (*stream, error) {
-	p.mu.Lock()
-	urls := slices.Clone(p.urls)
-	if i := slices.Index(urls, p.lastGood); i > 0 {
-		urls = append(urls[i:], urls[:i]...)
-	}
-	p.mu.Unlock()
+	urls := p.dialOrder()
 	if len(urls) == 0 {
 		return nil, errors.New("peer has no usable URLs")
 	}
@@ -223,6 +218,14 @@ func (p *peer) connect() (*stream, error) {
 		}
 	}
 	return nil, errors.Join(errs...)
+}
+
+// dialOrder returns the peer's URLs starting with the one that worked last.
+func (p *peer) dialOrder() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := max(slices.Index(p.urls, p.lastGood), 0)
+	return slices.Concat(p.urls[i:], p.urls[:i])
 }
 
 // stream is one outgoing POST /raft/stream: the request body carries our
@@ -517,12 +520,7 @@ func (p *peer) postSnapshot(m *raftpb.Message) error {
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	urls := slices.Clone(p.urls)
-	if i := slices.Index(urls, p.lastGood); i > 0 {
-		urls = append(urls[i:], urls[:i]...)
-	}
-	p.mu.Unlock()
+	urls := p.dialOrder()
 	if len(urls) == 0 {
 		return errors.New("peer has no usable URLs")
 	}

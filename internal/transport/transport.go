@@ -162,6 +162,9 @@ type Transport struct {
 	peers   map[uint64]*peer
 	inbound map[uint64]*inboundStream
 
+	refusalMu     sync.Mutex
+	refusalLogged map[string]time.Time // see warnLimited
+
 	unreachMu      sync.Mutex
 	unreachPending map[uint64]struct{}
 	unreachC       chan struct{}
@@ -214,6 +217,7 @@ func newTransport(cfg Config, tm timing) *Transport {
 		peers:          make(map[uint64]*peer),
 		inbound:        make(map[uint64]*inboundStream),
 		unreachPending: make(map[uint64]struct{}),
+		refusalLogged:  make(map[string]time.Time),
 		unreachC:       make(chan struct{}, 1),
 	}
 	t.goTracked(t.runReporter)
