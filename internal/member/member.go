@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"sync"
 	"time"
@@ -123,7 +124,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 				lg.Debug("client listener ended", "err", err)
 			}
 		}()
-		m.serveHTTP(&http.Server{Handler: m.clientHTTP(), ReadHeaderTimeout: 10 * time.Second}, httpL)
+		m.serveHTTP(&http.Server{Handler: m.clientHTTP(cfg.EnablePprof), ReadHeaderTimeout: 10 * time.Second}, httpL)
 	}
 	s.Start()
 	lg.Info("serving client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
@@ -145,9 +146,17 @@ func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, cmux.ErrListenerClosed) || errors.Is(err, cmux.ErrServerClosed)
 }
 
-// clientHTTP serves etcd's plain HTTP endpoints on the client port.
-func (m *Member) clientHTTP() http.Handler {
+// clientHTTP serves etcd's plain HTTP endpoints on the client port, and
+// Go's profiler under /debug/pprof/ with --enable-pprof.
+func (m *Member) clientHTTP(pprofOn bool) http.Handler {
 	mux := http.NewServeMux()
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{"etcdserver": version.APIVersion, "etcdcluster": version.APIVersion, "storage": version.StorageVersion, "kvorum": version.Version})

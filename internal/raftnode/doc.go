@@ -11,7 +11,9 @@
 //     raft says MustSync, before any message of the Ready is sent — except
 //     on the leader, which may send appends in parallel with its own write
 //     (Raft thesis §10.2.1); its own progress only advances after Advance.
-//  3. Committed entries are applied in index order; the state machine
+//  3. Committed entries are applied in index order by one applier
+//     goroutine, while the Ready loop goes on persisting (a Ready holding a
+//     conf change waits for it to be applied first); the state machine
 //     records the applied index atomically with their effects, and skips
 //     entries at or below it (so a snapshot that is newer than its raft
 //     metadata, and replay after a crash, never apply anything twice).

@@ -87,6 +87,12 @@ type Node struct {
 
 	reads *readIndexer
 
+	// applyc carries committed entries from the Ready loop to the applier,
+	// in order; applying runs while the Ready loop persists the next batch.
+	applyc  chan applyJob
+	failc   chan struct{} // closed when the applier failed
+	failErr error         // set before failc is closed
+
 	stopc chan struct{}
 	donec chan struct{}
 	once  sync.Once
@@ -106,6 +112,8 @@ func New(cfg Config) (*Node, error) {
 		lg:            cfg.Logger,
 		appliedNotify: make(chan struct{}),
 		leaderNotify:  make(chan struct{}),
+		applyc:        make(chan applyJob, 16),
+		failc:         make(chan struct{}),
 		stopc:         make(chan struct{}),
 		donec:         make(chan struct{}),
 	}
@@ -172,13 +180,84 @@ func (n *Node) Start(tr Transport) {
 		n.raft = raft.RestartNode(c)
 	}
 	go n.run()
+	go n.applier()
 	go n.reads.run()
 }
 
-// Stop stops raft and waits for the loop to end.
+// applyJob is one Ready's committed entries, or (ents == nil) a barrier.
+// done, if set, is closed once everything before it is applied.
+type applyJob struct {
+	ents []*pb.Entry
+	done chan struct{}
+}
+
+func (n *Node) applier() {
+	for {
+		select {
+		case job := <-n.applyc:
+			if job.ents != nil {
+				if err := n.apply(job.ents); err != nil {
+					n.failErr = err
+					close(n.failc)
+					return
+				}
+			}
+			if job.done != nil {
+				close(job.done)
+			}
+		case <-n.stopc:
+			return
+		}
+	}
+}
+
+// enqueueApply hands entries to the applier. With wait set it returns only
+// once they are applied: conf changes must take effect before the Ready
+// loop goes on (votes and quorums depend on them), and a snapshot may only
+// replace the state machine when nothing is being applied to it.
+func (n *Node) enqueueApply(ents []*pb.Entry, wait bool) error {
+	job := applyJob{ents: ents}
+	if wait {
+		job.done = make(chan struct{})
+	}
+	select {
+	case n.applyc <- job:
+	case <-n.failc:
+		return n.failErr
+	case <-n.stopc:
+		return ErrStopped
+	}
+	if !wait {
+		return nil
+	}
+	select {
+	case <-job.done:
+		return nil
+	case <-n.failc:
+		return n.failErr
+	case <-n.stopc:
+		return ErrStopped
+	}
+}
+
+func hasConfChange(ents []*pb.Entry) bool {
+	for _, e := range ents {
+		if t := e.GetType(); t == pb.EntryType_EntryConfChange || t == pb.EntryType_EntryConfChangeV2 {
+			return true
+		}
+	}
+	return false
+}
+
+// Stop stops raft and waits for the loop to end. It may be called on a
+// node that was never started (a member that failed to open its listeners).
 func (n *Node) Stop() {
 	n.once.Do(func() {
 		close(n.stopc)
+		if n.raft == nil {
+			close(n.donec)
+			return
+		}
 		<-n.donec
 	})
 }
@@ -203,6 +282,9 @@ func (n *Node) run() {
 				return
 			}
 			n.raft.Advance()
+		case <-n.failc:
+			n.lg.Error("raft node stopping: cannot apply committed entries", "err", n.failErr)
+			return
 		case <-n.stopc:
 			return
 		}
@@ -219,6 +301,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.reads.deliver(rd.ReadStates)
 	}
 	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.enqueueApply(nil, true); err != nil {
+			return err
+		}
 		if err := n.installSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
@@ -237,9 +322,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.tr.Send(rd.Messages)
 	}
 	if len(rd.CommittedEntries) > 0 {
-		if err := n.apply(rd.CommittedEntries); err != nil {
-			return err
-		}
+		return n.enqueueApply(rd.CommittedEntries, hasConfChange(rd.CommittedEntries))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // engineDir is the directory under a member's data dir holding the Pebble
@@ -34,6 +35,11 @@ func Open(dataDir string) (*Engine, error) {
 		Logger:             quietLogger{},
 		MemTableSize:       64 << 20,
 		FormatMajorVersion: pebble.FormatNewest,
+	}
+	// Point lookups of keys that are not in a table (a put of a new key
+	// asks for its previous version) skip the table by its bloom filter.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
