@@ -6,8 +6,8 @@
 //
 // Open a Store on the state machine's Pebble DB. The apply loop creates one
 // Writer per batch (Store.NewWriter on db.NewIndexedBatch()), applies the
-// committed requests through it in log order, commits the batch (with
-// anything else the apply wrote into it), then calls Store.Published.
+// committed requests through it in log order, then commits the batch (with
+// anything else the apply wrote into it) through Store.Commit.
 // Writer.Events lists the changes for the watch hub. Reads that need no
 // raft ordering call Store.Range at any time, from any goroutine.
 // CheckTxn, CheckPut, CheckRange and CheckDeleteRange are the stateless

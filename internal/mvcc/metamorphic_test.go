@@ -245,10 +245,9 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 		if got := w.Events(); !eventsEqual(got, wantEvents) {
 			h.fatalf("writer events\n got   %v\n model %v", got, wantEvents)
 		}
-		if err := b.Commit(pebble.NoSync); err != nil {
+		if err := s.Commit(w, pebble.NoSync); err != nil {
 			t.Fatal(err)
 		}
-		s.Published(w)
 		if s.Rev() != h.m.rev || s.CompactRev() != h.m.compactRev {
 			h.fatalf("published revisions %d/%d, model %d/%d", s.Rev(), s.CompactRev(), h.m.rev, h.m.compactRev)
 		}

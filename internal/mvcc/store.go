@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -21,7 +22,13 @@ const (
 // run concurrently with the single Writer; they never see a half-applied
 // batch because they read from a Pebble snapshot.
 type Store struct {
-	db         *pebble.DB
+	db *pebble.DB
+	// mu orders commits against the start of reads: Commit holds it to
+	// commit a batch and publish its revisions; Range holds it shared to read
+	// the revisions and take its snapshot. So a snapshot always holds exactly
+	// the state of the revisions read with it, without reading them from
+	// storage on every request.
+	mu         sync.RWMutex
 	rev        atomic.Int64
 	compactRev atomic.Int64
 	leaseCheck func(leaseID int64) error
@@ -56,12 +63,11 @@ func (s *Store) CompactRev() int64 { return s.compactRev.Load() }
 // revision come from one Pebble snapshot, so they always agree, whatever
 // the Writer commits meanwhile.
 func (s *Store) Range(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeResponse, error) {
+	s.mu.RLock()
+	rev, compactRev := s.rev.Load(), s.compactRev.Load()
 	snap := s.db.NewSnapshot()
+	s.mu.RUnlock()
 	defer snap.Close()
-	rev, compactRev, err := loadRevs(snap)
-	if err != nil {
-		return nil, err
-	}
 	v := view{r: snap, rev: rev, compactRev: compactRev}
 	return v.execRange(req)
 }
@@ -74,16 +80,21 @@ func (s *Store) NewWriter(b *pebble.Batch) *Writer {
 	if !b.Indexed() {
 		panic("mvcc: NewWriter needs an indexed batch (pebble.DB.NewIndexedBatch)")
 	}
-	w := &Writer{s: s, b: b}
-	w.rev, w.compactRev, w.err = loadRevs(b)
-	return w
+	return &Writer{s: s, b: b, rev: s.rev.Load(), compactRev: s.compactRev.Load()}
 }
 
-// Published makes the revisions reached by w visible through Rev and
-// CompactRev. Call it once w's batch has been committed.
-func (s *Store) Published(w *Writer) {
+// Commit commits w's batch (with whatever else the caller wrote into it)
+// and makes the revisions w reached visible to Rev, CompactRev and Range,
+// atomically with the data.
+func (s *Store) Commit(w *Writer, opts *pebble.WriteOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := w.b.Commit(opts); err != nil {
+		return err
+	}
 	s.rev.Store(w.rev)
 	s.compactRev.Store(w.compactRev)
+	return nil
 }
 
 // loadRevs reads the current and compact revisions from r. Absent counters

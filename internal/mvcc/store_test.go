@@ -29,10 +29,9 @@ func apply(t *testing.T, db *pebble.DB, s *Store, f func(w *Writer)) *Writer {
 	b := db.NewIndexedBatch()
 	w := s.NewWriter(b)
 	f(w)
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := s.Commit(w, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
-	s.Published(w)
 	return w
 }
 

@@ -138,11 +138,10 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 	if err := b.Set(storage.AppliedIndexKey, storage.PutUint64(last), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := sm.s.kvStore().Commit(w, pebble.NoSync); err != nil {
 		return fmt.Errorf("apply entries up to %d: %w", last, err)
 	}
 	sm.applied = last
-	sm.s.kvStore().Published(w)
 	if membersChanged {
 		if err := sm.s.members.load(); err != nil {
 			return err

@@ -99,28 +99,11 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 	if err != nil {
 		return nil, err
 	}
+	// Only the outer header names the member; the responses inside keep
+	// just their revision, as etcd's do.
 	out := resp.(*pb.TxnResponse)
 	out.Header = s.header(out.Header)
-	setNestedHeaders(out, s)
 	return out, nil
-}
-
-// setNestedHeaders gives every response inside a txn the member's header
-// fields, as etcd does.
-func setNestedHeaders(t *pb.TxnResponse, s *Server) {
-	for _, op := range t.GetResponses() {
-		switch r := op.GetResponse().(type) {
-		case *pb.ResponseOp_ResponseRange:
-			r.ResponseRange.Header = s.header(r.ResponseRange.Header)
-		case *pb.ResponseOp_ResponsePut:
-			r.ResponsePut.Header = s.header(r.ResponsePut.Header)
-		case *pb.ResponseOp_ResponseDeleteRange:
-			r.ResponseDeleteRange.Header = s.header(r.ResponseDeleteRange.Header)
-		case *pb.ResponseOp_ResponseTxn:
-			r.ResponseTxn.Header = s.header(r.ResponseTxn.Header)
-			setNestedHeaders(r.ResponseTxn, s)
-		}
-	}
 }
 
 // Compact replicates a compaction. Compaction is applied synchronously, so
