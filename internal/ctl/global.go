@@ -91,8 +91,8 @@ func (a *app) addGlobalFlags(root *cobra.Command) {
 // ETCDCTL_* / KVORUMCTL_* variables, as etcdctl does just before it creates
 // a client (so commands without a client, like version, ignore them).
 //
-// Like etcdctl: an empty variable counts as unset; a value the flag rejects
-// is ignored; a variable for a flag that is also on the command line is a
+// Like etcdctl: an empty variable counts as unset (and is warned about as
+// unrecognized); a value the flag rejects is ignored; a variable for a flag that is also on the command line is a
 // fatal conflict; other ETCDCTL_* (or KVORUMCTL_*) variables draw a warning.
 func (a *app) applyEnv(cmd *cobra.Command) error {
 	env := make(map[string]string, len(a.environ))
@@ -120,11 +120,18 @@ func (a *app) applyEnv(cmd *cobra.Command) error {
 		if f.Changed {
 			return
 		}
-		// KVORUMCTL_ is applied last so that it wins.
-		for _, prefix := range []string{envPrefixEtcd, envPrefixKvorum} {
-			if v := env[flagToEnv(prefix, f.Name)]; v != "" {
-				_ = f.Value.Set(v)
-			}
+		v := env[flagToEnv(envPrefixKvorum, f.Name)]
+		if v == "" {
+			v = env[flagToEnv(envPrefixEtcd, f.Name)]
+		}
+		if v == "" {
+			return
+		}
+		old := f.Value.String()
+		if f.Value.Set(v) != nil {
+			// pflag may have stored a zero value (a duration becomes 0s,
+			// which etcdctl then uses); keep the default instead.
+			_ = f.Value.Set(old)
 		}
 	})
 	if conflict != "" {
@@ -317,7 +324,7 @@ func (a *app) clientConfig(spec *clientv3.ConfigSpec, logName string) (*clientv3
 	return cfg, nil
 }
 
-// mustClient is clientSpec followed by newClient: the client of a command
+// client is clientSpec followed by newClient: the client of a command
 // that talks to the cluster through all endpoints.
 func (a *app) client(cmd *cobra.Command) (*clientv3.Client, error) {
 	spec, err := a.clientSpec(cmd)

@@ -9,10 +9,13 @@
 #   cmd            the etcdctl command lines that produced the files
 #   kind           which printer method renders it (put get del txn members status hashkv health)
 #   hex            present if the case was captured with --hex
+#   formats        if present, the only formats captured
 #   response.json  etcdctl's -w json output: the response the test renders
 #   simple fields table protobuf json
 #                  etcdctl's stdout for that -w format
-#   <format>.err   "exit <code>\n<stderr>" where etcdctl refused the format
+#   <format>.err   "exit <code>\n<stderr>" where etcdctl failed (exit 4: it
+#                  refused the format; other codes: the command failed
+#                  after printing the stdout file, if any)
 #
 # Commands that write are run against a copy of the same pristine data dir
 # for every format, so that revisions and IDs agree across the files.
@@ -71,8 +74,8 @@ capture() {
     set -e
     if [[ $rc != 0 ]]; then
       { echo "exit $rc"; grep -v '^{"level"' "$WORK/err" || true; } >"$dir/$f.err"
-      rm -f "$out"
     fi
+    [[ -s $out ]] || rm -f "$out"
     if [[ $writes == yes ]]; then stop; fi
   done
 }
@@ -108,7 +111,7 @@ capture txn-write txn yes "txn" $'mod("key1") > "0"\n\nput key1 new --prev-kv\nd
 # replaced by the one in response.json (noted in cmd).
 H="--endpoints 127.0.0.1:1 --dial-timeout 200ms --command-timeout 400ms endpoint health"
 dir=$OUT/health-down
-rm -rf "$dir"; mkdir -p "$dir"; echo health >"$dir/kind"
+rm -rf "$dir"; mkdir -p "$dir"; echo health >"$dir/kind"; echo "fields table" >"$dir/formats"
 for _ in $(seq 20); do
   : >"$dir/cmd"
   for f in response fields table; do
