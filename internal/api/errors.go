@@ -33,6 +33,8 @@ var errorMap = []struct {
 	{server.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
 	{server.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
 	{server.ErrNotCapable, rpctypes.ErrGRPCNotCapable},
+	{server.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	{server.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
 }

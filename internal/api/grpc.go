@@ -26,7 +26,7 @@ func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(unaryRequireLeader(s)),
+		grpc.ChainUnaryInterceptor(unaryRequireLeader(s), unaryLog(s.Logger())),
 		grpc.ChainStreamInterceptor(streamRequireLeader(s)),
 	}
 	g := grpc.NewServer(append(base, opts...)...)

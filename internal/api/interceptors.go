@@ -2,10 +2,14 @@ package api
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/kvorum/kvorum/internal/server"
 )
@@ -41,5 +45,24 @@ func streamRequireLeader(s *server.Server) grpc.StreamServerInterceptor {
 			return rpctypes.ErrGRPCNoLeader
 		}
 		return handler(srv, ss)
+	}
+}
+
+// unaryLog says why a request failed on the server side: failures of the
+// cluster (no leader, timeouts, storage) at warn level, verdicts on the
+// request itself (compacted, empty key, ...) at debug level.
+func unaryLog(lg *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		if err != nil {
+			level := slog.LevelDebug
+			switch status.Code(err) {
+			case codes.Unavailable, codes.Unknown, codes.Internal, codes.DataLoss, codes.DeadlineExceeded:
+				level = slog.LevelWarn
+			}
+			lg.Log(ctx, level, "request failed", "method", info.FullMethod, "err", err, "took", time.Since(start).String())
+		}
+		return resp, err
 	}
 }

@@ -27,3 +27,29 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	}
 	return &pb.AlarmResponse{Header: st.Header}, nil
 }
+
+func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	resp, err := m.s.HashKV(r)
+	return resp, toGRPC(err)
+}
+
+func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := m.s.MoveLeader(ctx, r.GetTargetID()); err != nil {
+		return nil, toGRPC(err)
+	}
+	st, err := m.s.Status(ctx)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MoveLeaderResponse{Header: st.Header}, nil
+}
+
+// Defragment succeeds at once: Pebble reclaims space by online compaction,
+// so there is never anything to defragment (and no stall while doing it).
+func (m *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	st, err := m.s.Status(ctx)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.DefragmentResponse{Header: st.Header}, nil
+}

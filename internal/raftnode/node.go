@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -93,9 +94,13 @@ type Node struct {
 	failc   chan struct{} // closed when the applier failed
 	failErr error         // set before failc is closed
 
-	stopc chan struct{}
-	donec chan struct{}
-	once  sync.Once
+	// startedc is closed once Start has set raft. The transport delivers
+	// messages and reports from the moment it exists, before Start, so
+	// its callbacks read raft only through started.
+	startedc chan struct{}
+	stopc    chan struct{}
+	donec    chan struct{}
+	once     sync.Once
 }
 
 // New loads the node's persisted state. It does not start raft; the
@@ -114,6 +119,7 @@ func New(cfg Config) (*Node, error) {
 		leaderNotify:  make(chan struct{}),
 		applyc:        make(chan applyJob, 16),
 		failc:         make(chan struct{}),
+		startedc:      make(chan struct{}),
 		stopc:         make(chan struct{}),
 		donec:         make(chan struct{}),
 	}
@@ -144,6 +150,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.snapIndex = snap.GetMetadata().GetIndex()
 	n.applied.Store(cfg.StateMachine.AppliedIndex())
+	// Raft reports the hard state only when it changes, so a restarted
+	// member that learns nothing new would otherwise claim term 0.
+	if hs, _, err := l.mem.InitialState(); err == nil {
+		n.term.Store(hs.GetTerm())
+		n.commit.Store(hs.GetCommit())
+	}
 	if !fresh {
 		n.cfg.Peers = nil
 		n.cfg.Join = false
@@ -179,6 +191,7 @@ func (n *Node) Start(tr Transport) {
 	default:
 		n.raft = raft.RestartNode(c)
 	}
+	close(n.startedc)
 	go n.run()
 	go n.applier()
 	go n.reads.run()
@@ -254,7 +267,7 @@ func hasConfChange(ents []*pb.Entry) bool {
 func (n *Node) Stop() {
 	n.once.Do(func() {
 		close(n.stopc)
-		if n.raft == nil {
+		if n.started() == nil {
 			close(n.donec)
 			return
 		}
@@ -440,29 +453,41 @@ func (n *Node) maybeCompact() error {
 
 // Process steps a message received from a peer.
 func (n *Node) Process(ctx context.Context, m *pb.Message) error {
-	if n.raft == nil {
+	rn := n.started()
+	if rn == nil {
 		return ErrStopped
 	}
-	return n.raft.Step(ctx, m)
+	return rn.Step(ctx, m)
+}
+
+// started is the raft node once Start has run, nil before.
+func (n *Node) started() raft.Node {
+	select {
+	case <-n.startedc:
+		return n.raft
+	default:
+		return nil
+	}
 }
 
 // ReportUnreachable tells raft a peer could not be reached.
 func (n *Node) ReportUnreachable(id uint64) {
-	if n.raft != nil {
-		n.raft.ReportUnreachable(id)
+	if rn := n.started(); rn != nil {
+		rn.ReportUnreachable(id)
 	}
 }
 
 // ReportSnapshot tells raft how sending a snapshot ended.
 func (n *Node) ReportSnapshot(id uint64, failure bool) {
-	if n.raft == nil {
+	rn := n.started()
+	if rn == nil {
 		return
 	}
 	st := raft.SnapshotFinish
 	if failure {
 		st = raft.SnapshotFailure
 	}
-	n.raft.ReportSnapshot(id, st)
+	rn.ReportSnapshot(id, st)
 }
 
 // Propose submits data to be replicated. Raft forwards it to the leader.
@@ -537,6 +562,29 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 	}
 }
 
+// TransferLeadershipTo hands leadership to target and waits until target
+// leads or ctx ends. The caller checks that this member leads and that
+// target is a voting member.
+func (n *Node) TransferLeadershipTo(ctx context.Context, target uint64) error {
+	n.raft.TransferLeadership(ctx, n.cfg.ID, target)
+	for n.lead.Load() != target {
+		n.leaderMu.Lock()
+		ch := n.leaderNotify
+		n.leaderMu.Unlock()
+		if n.lead.Load() == target {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.donec:
+			return ErrStopped
+		}
+	}
+	return nil
+}
+
 // TransferLeadership hands leadership to the most up-to-date follower and
 // waits until another member leads or ctx ends. A no-op on a follower.
 func (n *Node) TransferLeadership(ctx context.Context) error {
@@ -544,13 +592,19 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		return nil
 	}
 	st := n.raft.Status()
+	// Prefer a follower the leader is replicating to right now over one
+	// that may be down (a failed send puts its progress into probing), and
+	// among those the most up to date: a transfer to a stopped member only
+	// times out.
 	var best, bestMatch uint64
+	bestLive := false
 	for id, pr := range st.Progress {
 		if id == n.cfg.ID || pr.IsLearner {
 			continue
 		}
-		if best == 0 || pr.Match > bestMatch {
-			best, bestMatch = id, pr.Match
+		live := pr.RecentActive && pr.State == tracker.StateReplicate
+		if best == 0 || (live && !bestLive) || (live == bestLive && pr.Match > bestMatch) {
+			best, bestMatch, bestLive = id, pr.Match, live
 		}
 	}
 	if best == 0 {

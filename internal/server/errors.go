@@ -13,4 +13,6 @@ var (
 	ErrLeaseNotFound          = errors.New("server: requested lease not found")
 	ErrMemberNotFound         = errors.New("server: member not found")
 	ErrNotCapable             = errors.New("server: not capable")
+	ErrNotLeader              = errors.New("server: not leader")
+	ErrBadLeaderTransferee    = errors.New("server: bad leader transferee")
 )

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -168,4 +169,35 @@ func (s *Server) Healthy(ctx context.Context, serializable bool) error {
 		return nil
 	}
 	return s.linearizableBarrier(ctx)
+}
+
+// HashKV hashes the key space history up to rev (see mvcc.Store.HashKV).
+func (s *Server) HashKV(r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	h, rev, compactRev, err := s.kvStore().HashKV(r.GetRevision())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.HashKVResponse{Header: s.header(nil), Hash: h, HashRevision: rev, CompactRevision: compactRev}, nil
+}
+
+// MoveLeader hands leadership from this member (which must lead) to the
+// voting member target, waiting until it leads.
+func (s *Server) MoveLeader(ctx context.Context, target uint64) error {
+	if s.node.Leader() != s.memberID {
+		return ErrNotLeader
+	}
+	m := s.members.Get(target)
+	if m == nil || m.GetIsLearner() {
+		return ErrBadLeaderTransferee
+	}
+	if target == s.memberID {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
+	defer cancel()
+	s.lg.Info("moving leadership on request", "to", fmt.Sprintf("%x", target), "term", s.node.Term())
+	if err := s.node.TransferLeadershipTo(ctx, target); err != nil {
+		return s.ctxError(ctx, s.memberID)
+	}
+	return nil
 }
