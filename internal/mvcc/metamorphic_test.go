@@ -184,6 +184,27 @@ func (g *gen) txnReq(depth int) *etcdserverpb.TxnRequest {
 	return t
 }
 
+// readOnlyTxn is a txn whose branches only range, at any depth.
+func (g *gen) readOnlyTxn(depth int) *etcdserverpb.TxnRequest {
+	t := &etcdserverpb.TxnRequest{}
+	for range g.rnd.IntN(3) {
+		t.Compare = append(t.Compare, g.compare())
+	}
+	branch := func() []*etcdserverpb.RequestOp {
+		ops := make([]*etcdserverpb.RequestOp, g.rnd.IntN(3))
+		for i := range ops {
+			if depth < 2 && g.rnd.IntN(4) == 0 {
+				ops[i] = &etcdserverpb.RequestOp{Request: &etcdserverpb.RequestOp_RequestTxn{RequestTxn: g.readOnlyTxn(depth + 1)}}
+				continue
+			}
+			ops[i] = &etcdserverpb.RequestOp{Request: &etcdserverpb.RequestOp_RequestRange{RequestRange: g.rangeReq()}}
+		}
+		return ops
+	}
+	t.Success, t.Failure = branch(), branch()
+	return t
+}
+
 // errClass reduces an error to the sentinel it wraps, so the store's
 // detailed errors compare equal to the model's bare ones.
 func errClass(err error) error {
@@ -256,6 +277,15 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 			got, gotErr := s.Range(req)
 			want, wantErr := h.m.Range(req)
 			h.same("store range", req, got, want, gotErr, wantErr)
+		}
+		for range 2 {
+			req := g.readOnlyTxn(0)
+			if !IsReadOnlyTxn(req) {
+				h.fatalf("generated read-only txn judged writing: %v", req)
+			}
+			got, gotErr := s.ReadTxn(req)
+			want, wantErr := h.m.clone().Txn(req)
+			h.same("read-only txn", req, got, want, gotErr, wantErr)
 		}
 		if g.rnd.IntN(20) == 0 {
 			if s, err = Open(db); err != nil {

@@ -91,10 +91,41 @@ func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb
 	return out, nil
 }
 
-// Txn replicates a transaction.
+// txnSerializable reports whether every range of a read-only txn, nested
+// ones included, is serializable.
+func txnSerializable(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.GetSuccess(), r.GetFailure()} {
+		for _, op := range ops {
+			if rr := op.GetRequestRange(); rr != nil && !rr.GetSerializable() {
+				return false
+			}
+			if t := op.GetRequestTxn(); t != nil && !txnSerializable(t) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Txn replicates a transaction; one that only reads is served as a read.
 func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err := mvcc.CheckTxn(r, s.cfg.MaxTxnOps); err != nil {
 		return nil, err
+	}
+	if mvcc.IsReadOnlyTxn(r) {
+		// As etcd: a txn that only reads is a read, linearizable unless
+		// every range in it asks to be serializable.
+		if !txnSerializable(r) {
+			if err := s.linearizableBarrier(ctx); err != nil {
+				return nil, err
+			}
+		}
+		out, err := s.kvStore().ReadTxn(r)
+		if err != nil {
+			return nil, err
+		}
+		out.Header = s.header(out.Header)
+		return out, nil
 	}
 	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
 	if err != nil {

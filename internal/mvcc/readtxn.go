@@ -1,0 +1,96 @@
+package mvcc
+
+import (
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// IsReadOnlyTxn reports whether no branch of req, nested txns included,
+// writes anything. Such a txn needs no raft round: it is served like a read.
+func IsReadOnlyTxn(req *etcdserverpb.TxnRequest) bool {
+	for _, ops := range [][]*etcdserverpb.RequestOp{req.GetSuccess(), req.GetFailure()} {
+		for _, op := range ops {
+			switch r := op.GetRequest().(type) {
+			case *etcdserverpb.RequestOp_RequestRange:
+			case *etcdserverpb.RequestOp_RequestTxn:
+				if !IsReadOnlyTxn(r.RequestTxn) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ReadTxn evaluates a read-only txn (see IsReadOnlyTxn) against one
+// consistent snapshot of committed state, with the same answers applying it
+// through a Writer would give.
+func (s *Store) ReadTxn(req *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse, error) {
+	s.mu.RLock()
+	rev, compactRev := s.rev.Load(), s.compactRev.Load()
+	snap := s.db.NewSnapshot()
+	s.mu.RUnlock()
+	defer snap.Close()
+	v := &view{r: snap, rev: rev, compactRev: compactRev}
+	p, err := planTxn(v, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReadPlan(v, p); err != nil {
+		return nil, err
+	}
+	resp := &etcdserverpb.TxnResponse{Header: &etcdserverpb.ResponseHeader{Revision: rev}}
+	if err := execReadPlan(v, p, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func checkReadPlan(v *view, p *txnPlan) error {
+	for i, op := range p.ops {
+		switch r := op.GetRequest().(type) {
+		case *etcdserverpb.RequestOp_RequestRange:
+			if r.RequestRange == nil {
+				return errEmptyOp()
+			}
+			if err := checkRangeRevision(v, r.RequestRange); err != nil {
+				return err
+			}
+		case *etcdserverpb.RequestOp_RequestTxn:
+			if p.nested[i] == nil {
+				return errEmptyOp()
+			}
+			if err := checkReadPlan(v, p.nested[i]); err != nil {
+				return err
+			}
+		default:
+			return errEmptyOp()
+		}
+	}
+	return nil
+}
+
+func execReadPlan(v *view, p *txnPlan, resp *etcdserverpb.TxnResponse) error {
+	resp.Succeeded = p.succeeded
+	resp.Responses = make([]*etcdserverpb.ResponseOp, len(p.ops))
+	for i, op := range p.ops {
+		out := &etcdserverpb.ResponseOp{}
+		switch r := op.GetRequest().(type) {
+		case *etcdserverpb.RequestOp_RequestRange:
+			rr, err := v.execRange(r.RequestRange)
+			if err != nil {
+				return err
+			}
+			out.Response = &etcdserverpb.ResponseOp_ResponseRange{ResponseRange: rr}
+		case *etcdserverpb.RequestOp_RequestTxn:
+			tr := &etcdserverpb.TxnResponse{Header: &etcdserverpb.ResponseHeader{}}
+			if err := execReadPlan(v, p.nested[i], tr); err != nil {
+				return err
+			}
+			out.Response = &etcdserverpb.ResponseOp_ResponseTxn{ResponseTxn: tr}
+		}
+		resp.Responses[i] = out
+	}
+	return nil
+}
