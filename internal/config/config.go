@@ -66,6 +66,8 @@ type Config struct {
 	ElectionTimeout   time.Duration // whole milliseconds, at least 5 heartbeats
 
 	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries a log compaction keeps.
+	SnapshotCatchUpEntries uint64
 	// QuotaBackendBytes keeps etcd's meaning: 0 is the default quota
 	// (2 GiB in etcd) and a negative number means no quota.
 	QuotaBackendBytes int64
@@ -129,6 +131,7 @@ func Default() *Config {
 		HeartbeatInterval:        DefaultHeartbeatInterval,
 		ElectionTimeout:          DefaultElectionTimeout,
 		SnapshotCount:            DefaultSnapshotCount,
+		SnapshotCatchUpEntries:   5000,
 		MaxRequestBytes:          DefaultMaxRequestBytes,
 		MaxTxnOps:                DefaultMaxTxnOps,
 		AutoCompactionMode:       CompactionPeriodic,

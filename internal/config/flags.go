@@ -77,6 +77,10 @@ var options = []option{
 			c.SnapshotCount = n
 			return err
 		}},
+	{"snapshot-catchup-entries", kindUint, "5000", "Entries kept in the raft log after a compaction, so a slightly lagging follower catches up without a snapshot.",
+		setCatchUp},
+	{"experimental-snapshot-catchup-entries", kindUint, "5000", "Old name of --snapshot-catchup-entries.",
+		setCatchUp},
 	{"quota-backend-bytes", kindInt, "0", "Space quota of the data in bytes: 0 means the default of 2 GiB, a negative number means no quota.",
 		func(c *Config, v string) error {
 			n, err := strconv.ParseInt(v, 0, 64)
@@ -189,8 +193,7 @@ func init() {
 			"auth-token-ttl", "bcrypt-cost", "bootstrap-defrag-threshold-megabytes",
 			"experimental-bootstrap-defrag-threshold-megabytes", "max-snapshots", "max-wals",
 			"proxy-dial-timeout", "proxy-failure-wait", "proxy-read-timeout", "proxy-refresh-interval",
-			"proxy-write-timeout", "self-signed-cert-validity", "experimental-snapshot-catchup-entries",
-			"snapshot-catchup-entries", "max-concurrent-streams",
+			"proxy-write-timeout", "self-signed-cert-validity", "max-concurrent-streams",
 		},
 		kindInt: {
 			"backend-batch-limit", "compaction-batch-limit", "distributed-tracing-sampling-rate",
@@ -384,4 +387,10 @@ Flags:
 	}
 	b.WriteString(line + "\n")
 	return b.String()
+}
+
+func setCatchUp(c *Config, v string) error {
+	n, err := parseUint(v, 64)
+	c.SnapshotCatchUpEntries = n
+	return err
 }

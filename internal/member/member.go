@@ -52,6 +52,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		HeartbeatInterval:   cfg.HeartbeatInterval,
 		ElectionTimeout:     cfg.ElectionTimeout,
 		SnapshotCount:       cfg.SnapshotCount,
+		CatchUpEntries:      cfg.SnapshotCatchUpEntries,
 		MaxRequestBytes:     int(cfg.MaxRequestBytes),
 		MaxTxnOps:           int(cfg.MaxTxnOps),
 		Logger:              lg,

@@ -592,19 +592,17 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		return nil
 	}
 	st := n.raft.Status()
-	// Prefer a follower the leader is replicating to right now over one
-	// that may be down (a failed send puts its progress into probing), and
-	// among those the most up to date: a transfer to a stopped member only
-	// times out.
+	// Only a follower the leader is replicating to right now can take
+	// over (a failed send puts a stopped member's progress into probing);
+	// among those, the most up to date. With none, there is nobody to hand
+	// over to and waiting would only delay the stop.
 	var best, bestMatch uint64
-	bestLive := false
 	for id, pr := range st.Progress {
-		if id == n.cfg.ID || pr.IsLearner {
+		if id == n.cfg.ID || pr.IsLearner || !pr.RecentActive || pr.State != tracker.StateReplicate {
 			continue
 		}
-		live := pr.RecentActive && pr.State == tracker.StateReplicate
-		if best == 0 || (live && !bestLive) || (live == bestLive && pr.Match > bestMatch) {
-			best, bestMatch, bestLive = id, pr.Match, live
+		if best == 0 || pr.Match > bestMatch {
+			best, bestMatch = id, pr.Match
 		}
 	}
 	if best == 0 {
@@ -612,12 +610,14 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	}
 	n.lg.Info("transferring leadership before stopping", "to", fmt.Sprintf("%x", best), "term", n.term.Load())
 	n.raft.TransferLeadership(ctx, n.cfg.ID, best)
-	for n.lead.Load() == n.cfg.ID {
+	// Stepping down is not enough: the successor still needs this member's
+	// vote to arrive, so wait until another member is known to lead.
+	for {
 		n.leaderMu.Lock()
 		ch := n.leaderNotify
 		n.leaderMu.Unlock()
-		if n.lead.Load() != n.cfg.ID {
-			break
+		if lead := n.lead.Load(); lead != raft.None && lead != n.cfg.ID {
+			return nil
 		}
 		select {
 		case <-ch:
@@ -625,5 +625,4 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	return nil
 }

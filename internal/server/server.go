@@ -38,6 +38,7 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
 	SnapshotCount     uint64
+	CatchUpEntries    uint64 // raft log entries kept after a compaction
 	MaxRequestBytes   int
 	MaxTxnOps         int
 
@@ -152,16 +153,17 @@ func (s *Server) open() error {
 
 	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
 	node, err := raftnode.New(raftnode.Config{
-		ID:            s.memberID,
-		Peers:         peers,
-		Join:          join,
-		TickInterval:  cfg.HeartbeatInterval,
-		ElectionTicks: electionTicks,
-		SnapshotCount: cfg.SnapshotCount,
-		DataDir:       cfg.DataDir,
-		DB:            s.db,
-		StateMachine:  s.sm,
-		Logger:        s.lg,
+		ID:             s.memberID,
+		Peers:          peers,
+		Join:           join,
+		TickInterval:   cfg.HeartbeatInterval,
+		ElectionTicks:  electionTicks,
+		SnapshotCount:  cfg.SnapshotCount,
+		CatchUpEntries: cfg.CatchUpEntries,
+		DataDir:        cfg.DataDir,
+		DB:             s.db,
+		StateMachine:   s.sm,
+		Logger:         s.lg,
 	})
 	if err != nil {
 		return err
