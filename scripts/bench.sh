@@ -1,0 +1,461 @@
+#!/usr/bin/env bash
+# bench.sh — Kvorum vs etcd, side by side, with etcd's own benchmark tool.
+#
+#   scripts/bench.sh            # full run: 3 rounds, default totals (~10-15 min on 2 cores)
+#   PUT_TOTAL=2000 PUT1C_TOTAL=300 RANGE_TOTAL=2000 RANGES_TOTAL=2000 ROUNDS=1 scripts/bench.sh   # smoke test
+#   scripts/bench.sh -h         # this help
+#
+# What it does:
+#   1. builds Kvorum from this checkout (go build ./cmd/kvorum) into OUTDIR/bin;
+#   2. builds the real etcd server + etcdctl (ETCD_VERSION, default v3.7.3) and the official
+#      benchmark tool (go.etcd.io/etcd/v3/tools/benchmark at BENCH_VERSION, default v3.6.8, the
+#      newest go.etcd.io/etcd/v3 on the Go module proxy) into CACHE_DIR, once; later runs reuse them;
+#   3. for every round and every workload runs Kvorum and etcd alternately, each on a FRESH
+#      3-member cluster on 127.0.0.1 (data dirs under OUTDIR, i.e. on the disk OUTDIR is on);
+#   4. prints a markdown table of medians over the rounds (req/s, p50, p99, Kvorum/etcd ratios),
+#      per-round ratios, errors and the load average, and writes it to OUTDIR/summary.md.
+#
+# Workloads (WORKLOADS selects, space separated; default: all four):
+#   put       put, CLIENTS clients over CONNS connections, --target-leader, PUT_TOTAL requests
+#   put-1client  put, 1 client over 1 connection, --target-leader, PUT1C_TOTAL requests (latency-bound)
+#   range-l   linearizable range of one key, CLIENTS/CONNS, all members, RANGE_TOTAL requests
+#   range-s   serializable range of one key, CLIENTS/CONNS, all members, RANGES_TOTAL requests
+#   (range workloads first write PRELOAD_KEYS sequential keys plus RANGE_KEY; not timed)
+#
+# Knobs (environment):
+#   ROUNDS=3  ORDER=abba (abba: etcd first in even rounds; ab: Kvorum first always)
+#   WORKLOADS="put put-1client range-l range-s"
+#   CONNS=10 CLIENTS=100 KEY_SIZE=8 VAL_SIZE=256 KEY_SPACE=100000
+#   PUT_TOTAL=60000 PUT1C_TOTAL=6000 RANGE_TOTAL=100000 RANGES_TOTAL=200000
+#   PRELOAD_KEYS=10000 RANGE_KEY=bench-range-key
+#   OUTDIR=${TMPDIR:-/tmp}/kvorum-bench-<utc time>   raw outputs, member logs, results.csv, summary.md
+#   CACHE_DIR=~/.cache/kvorum-bench/bin               where etcd, etcdctl and benchmark are built
+#   ETCD_VERSION=v3.7.3 BENCH_VERSION=v3.6.8
+#   KVORUM=/path/to/kvorum  ETCD=... ETCDCTL=... BENCHMARK=...   use these binaries instead of building
+#   EXTRA_FLAGS=""        extra flags for every member of both servers
+#   KVORUM_FLAGS="" ETCD_FLAGS=""   extra flags for one side only
+#   BENCH_TIMEOUT=600     seconds before a single benchmark run is killed
+#   HEALTH_TIMEOUT=60     seconds a fresh cluster gets to become healthy
+#   WAIT_LOAD=            if set (e.g. 2.5): first wait until the 1-min load average is below it ...
+#   WAIT_MAX=1500         ... but at most this many seconds, then run anyway
+#   KEEP_DATA=0           1 = keep member data dirs after each run (they are deleted otherwise)
+#
+# Every process the script starts (servers, benchmark) is killed on exit, error or Ctrl-C.
+# Needs: Go (the version in go.mod), bash, awk, ss or /proc/net/tcp, coreutils `timeout`.
+set -uo pipefail
+{ # the whole script is one compound command: bash parses it before running, so editing this file
+  # during a run (e.g. a git checkout) cannot change what the run does
+
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
+(( $# == 0 )) || { echo "bench.sh: takes no arguments (configure with environment variables; -h for help)" >&2; exit 2; }
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CMDLINE="scripts/bench.sh"
+for v in ROUNDS ORDER WORKLOADS CONNS CLIENTS KEY_SIZE VAL_SIZE KEY_SPACE PUT_TOTAL PUT1C_TOTAL RANGE_TOTAL \
+         RANGES_TOTAL PRELOAD_KEYS EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS WAIT_LOAD WAIT_MAX ETCD_VERSION BENCH_VERSION; do
+  [[ -n "${!v+x}" ]] && CMDLINE="$v=$(printf %q "${!v}") $CMDLINE"
+done
+
+ROUNDS=${ROUNDS:-3} ORDER=${ORDER:-abba}
+WORKLOADS=${WORKLOADS:-put put-1client range-l range-s}
+CONNS=${CONNS:-10} CLIENTS=${CLIENTS:-100}
+KEY_SIZE=${KEY_SIZE:-8} VAL_SIZE=${VAL_SIZE:-256} KEY_SPACE=${KEY_SPACE:-100000}
+PUT_TOTAL=${PUT_TOTAL:-60000} PUT1C_TOTAL=${PUT1C_TOTAL:-6000}
+RANGE_TOTAL=${RANGE_TOTAL:-100000} RANGES_TOTAL=${RANGES_TOTAL:-200000}
+PRELOAD_KEYS=${PRELOAD_KEYS:-10000} RANGE_KEY=${RANGE_KEY:-bench-range-key}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.3} BENCH_VERSION=${BENCH_VERSION:-v3.6.8}
+CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvorum-bench/bin}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-600} HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
+WAIT_MAX=${WAIT_MAX:-1500} KEEP_DATA=${KEEP_DATA:-0}
+OUTDIR=${OUTDIR:-${TMPDIR:-/tmp}/kvorum-bench-$(date -u +%Y%m%d-%H%M%S)}
+MEMBERS=3
+
+die() { echo "bench.sh: $*" >&2; exit 1; }
+log() { echo "$*" >&2; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ "$ORDER" == ab || "$ORDER" == abba ]] || die "ORDER must be ab or abba"
+for w in $WORKLOADS; do
+  case $w in put|put-1client|range-l|range-s) ;; *) die "unknown workload '$w' (known: put put-1client range-l range-s)" ;; esac
+done
+command -v timeout >/dev/null || die "needs coreutils 'timeout'"
+
+# ---------------------------------------------------------------- cleanup ----
+# Every server we start is recorded in SERVERS ("pid dir"); CUR_BG is the benchmark/build in flight.
+SERVERS=() CUR_BG="" CLEANED=0
+
+alive() { # running and not a zombie
+  [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null || return 1
+  local st; st=$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  [[ -n "$st" && "$st" != Z && "$st" != X ]]
+}
+ours() { # pid dir: still our process (guards against PID reuse)
+  alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "$2/"
+}
+kill_servers() { # [dir]: kill (KILL) our servers, all or those of one cluster dir
+  local e pid dir keep=()
+  for e in "${SERVERS[@]}"; do
+    pid=${e%% *} dir=${e#* }
+    if [[ -n "${1:-}" && "$dir" != "$1" ]]; then keep+=("$e"); continue; fi
+    ours "$pid" "$dir" && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  SERVERS=("${keep[@]}")
+}
+cleanup() {
+  (( CLEANED )) && return; CLEANED=1
+  if [[ -n "$CUR_BG" ]] && alive "$CUR_BG"; then
+    kill -TERM "$CUR_BG" 2>/dev/null; sleep 0.5; alive "$CUR_BG" && kill -KILL "$CUR_BG" 2>/dev/null
+  fi
+  kill_servers
+}
+on_signal() { log ""; log "bench.sh: interrupted ($1), stopping everything we started"; cleanup; trap - EXIT; exit "$2"; }
+trap cleanup EXIT
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+trap 'on_signal HUP 129' HUP
+
+bg_wait() { # OUTFILE CMD...: run CMD in the background with output to OUTFILE and wait for it
+  local out=$1; shift  # (waiting in the builtin `wait` lets the traps run at once on Ctrl-C)
+  "$@" </dev/null >"$out" 2>&1 & CUR_BG=$!
+  wait "$CUR_BG"; local rc=$?
+  CUR_BG=""; return $rc
+}
+
+# ----------------------------------------------------------------- build -----
+mkdir -p "$OUTDIR/bin" "$OUTDIR/raw" "$OUTDIR/clusters" || die "cannot create $OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+
+build_anchors() {
+  mkdir -p "$CACHE_DIR" || die "cannot create $CACHE_DIR"
+  CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
+  local need=0 f
+  for f in etcd etcdctl; do [[ -n "${!f+x}" ]] || [[ -x "$CACHE_DIR/$f" && -f "$CACHE_DIR/$f.$ETCD_VERSION" ]] || need=1; done
+  if (( need )); then
+    log "building etcd $ETCD_VERSION and etcdctl from the Go module proxy into $CACHE_DIR (a few minutes the first time) ..."
+    local w; w=$(mktemp -d "${TMPDIR:-/tmp}/kvorum-bench-build.XXXXXX")
+    if ! ( cd "$w" && printf 'module kvorumbench\n\ngo 1.24\n' >go.mod &&
+           GOWORK=off GOFLAGS=-mod=mod go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" &&
+           GOWORK=off GOFLAGS=-mod=mod go build -o "$CACHE_DIR/etcd.tmp" go.etcd.io/etcd/server/v3 &&
+           GOWORK=off GOFLAGS=-mod=mod go build -o "$CACHE_DIR/etcdctl.tmp" go.etcd.io/etcd/etcdctl/v3 ) >"$OUTDIR/build-etcd.log" 2>&1; then
+      tail -30 "$OUTDIR/build-etcd.log" >&2; rm -rf "$w"; die "building etcd failed (log: $OUTDIR/build-etcd.log)"
+    fi
+    rm -rf "$w"
+    mv "$CACHE_DIR/etcd.tmp" "$CACHE_DIR/etcd" && mv "$CACHE_DIR/etcdctl.tmp" "$CACHE_DIR/etcdctl" &&
+      touch "$CACHE_DIR/etcd.$ETCD_VERSION" "$CACHE_DIR/etcdctl.$ETCD_VERSION"
+  fi
+  if [[ -z "${BENCHMARK+x}" ]] && ! [[ -x "$CACHE_DIR/benchmark" && -f "$CACHE_DIR/benchmark.$BENCH_VERSION" ]]; then
+    log "building the benchmark tool (go.etcd.io/etcd/v3@$BENCH_VERSION tools/benchmark) into $CACHE_DIR ..."
+    local w; w=$(mktemp -d "${TMPDIR:-/tmp}/kvorum-bench-build.XXXXXX")
+    if ! ( cd "$w" && printf 'module kvorumbench\n\ngo 1.24\n' >go.mod &&
+           GOWORK=off GOFLAGS=-mod=mod go get "go.etcd.io/etcd/v3@$BENCH_VERSION" &&
+           GOWORK=off GOFLAGS=-mod=mod go build -o "$CACHE_DIR/benchmark.tmp" go.etcd.io/etcd/v3/tools/benchmark ) >"$OUTDIR/build-benchmark.log" 2>&1; then
+      tail -30 "$OUTDIR/build-benchmark.log" >&2; rm -rf "$w"; die "building the benchmark tool failed (log: $OUTDIR/build-benchmark.log)"
+    fi
+    rm -rf "$w"
+    mv "$CACHE_DIR/benchmark.tmp" "$CACHE_DIR/benchmark" && touch "$CACHE_DIR/benchmark.$BENCH_VERSION"
+  fi
+}
+
+command -v go >/dev/null || die "needs Go in PATH"
+build_anchors
+ETCD=${ETCD:-$CACHE_DIR/etcd} ETCDCTL=${ETCDCTL:-$CACHE_DIR/etcdctl} BENCHMARK=${BENCHMARK:-$CACHE_DIR/benchmark}
+if [[ -z "${KVORUM:-}" ]]; then
+  log "building kvorum from $REPO ..."
+  ( cd "$REPO" && go build -o "$OUTDIR/bin/kvorum" ./cmd/kvorum ) || die "go build ./cmd/kvorum failed"
+  KVORUM=$OUTDIR/bin/kvorum
+fi
+for b in KVORUM ETCD ETCDCTL BENCHMARK; do
+  [[ -x "${!b}" ]] || die "$b=${!b} is not executable"
+  printf -v "$b" '%s' "$(cd "$(dirname "${!b}")" && pwd)/$(basename "${!b}")"
+done
+
+# --------------------------------------------------------------- clusters ----
+port_in_use() { # port -> 0 if something uses it
+  if command -v ss >/dev/null; then
+    ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q . && return 0
+    return 1
+  fi
+  local hex; hex=$(printf ':%04X ' "$1")
+  grep -qF "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+pick_base() { # free block of 2*MEMBERS ports in 10000-19999 (below the ephemeral range)
+  local tries base p ok
+  for (( tries = 0; tries < 200; tries++ )); do
+    base=$(( 10000 + (RANDOM * 32768 + RANDOM) % 4900 * 2 )) ok=1
+    for (( p = base; p < base + 2 * MEMBERS; p++ )); do port_in_use "$p" && { ok=0; break; }; done
+    (( ok )) && { echo "$base"; return 0; }
+  done
+  return 1
+}
+
+# start_cluster BIN DIR FLAGS -> sets EPS (client endpoints) and START_S (seconds to healthy); 1 on failure
+start_cluster() {
+  local bin=$1 dir=$2 flags=$3 base token i initial="" n=$MEMBERS
+  EPS="" START_S=""
+  mkdir -p "$dir"
+  base=$(pick_base) || { log "  no free port block"; return 1; }
+  token=bench-$RANDOM$RANDOM
+  for (( i = 1; i <= n; i++ )); do
+    initial+="${initial:+,}m$i=http://127.0.0.1:$((base + 2 * (i - 1) + 1))"
+    EPS+="${EPS:+,}http://127.0.0.1:$((base + 2 * (i - 1)))"
+  done
+  local -a extra=(); [[ -n "$flags" ]] && read -r -a extra <<<"$flags"
+  local t0; t0=$(date +%s.%N)
+  : >"$dir/pids"
+  for (( i = 1; i <= n; i++ )); do
+    local cport=$((base + 2 * (i - 1))) pport=$((base + 2 * (i - 1) + 1))
+    rm -rf "${dir:?}/m$i.data"
+    "$bin" --name "m$i" --data-dir "$dir/m$i.data" \
+      --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+      --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+      --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token "$token" \
+      "${extra[@]}" >"$dir/m$i.log" 2>&1 </dev/null &
+    SERVERS+=("$! $dir")
+    echo "m$i $! http://127.0.0.1:$cport" >>"$dir/pids"
+  done
+  local healthy name pid ep
+  while :; do
+    healthy=0
+    while read -r name pid ep; do
+      if ! alive "$pid"; then
+        log "  member $name exited during start-up; log tail:"; tail -15 "$dir/$name.log" >&2
+        kill_servers "$dir"; return 1
+      fi
+      "$ETCDCTL" --endpoints="$ep" --dial-timeout=1s --command-timeout=2s endpoint health </dev/null >/dev/null 2>&1 &&
+        healthy=$((healthy + 1))
+    done <"$dir/pids"
+    (( healthy == n )) && break
+    if awk -v a="$t0" -v b="$(date +%s.%N)" -v t="$HEALTH_TIMEOUT" 'BEGIN{exit !(b - a >= t)}'; then
+      log "  only $healthy/$n members healthy after ${HEALTH_TIMEOUT}s (logs in $dir)"; kill_servers "$dir"; return 1
+    fi
+    sleep 0.2
+  done
+  START_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
+}
+
+# ------------------------------------------------------------- workloads ----
+# wl_args NAME -> ARGS (benchmark argv after --endpoints), PRELOAD (0/1)
+wl_args() {
+  PRELOAD=0
+  case $1 in
+    put)         ARGS=(--target-leader --conns="$CONNS" --clients="$CLIENTS" put --key-size="$KEY_SIZE" --key-space-size="$KEY_SPACE" --val-size="$VAL_SIZE" --total="$PUT_TOTAL") ;;
+    put-1client) ARGS=(--target-leader --conns=1 --clients=1 put --key-size="$KEY_SIZE" --key-space-size="$KEY_SPACE" --val-size="$VAL_SIZE" --total="$PUT1C_TOTAL") ;;
+    range-l)     PRELOAD=1; ARGS=(--conns="$CONNS" --clients="$CLIENTS" range "$RANGE_KEY" --consistency=l --total="$RANGE_TOTAL") ;;
+    range-s)     PRELOAD=1; ARGS=(--conns="$CONNS" --clients="$CLIENTS" range "$RANGE_KEY" --consistency=s --total="$RANGES_TOTAL") ;;
+  esac
+}
+
+CSV=$OUTDIR/results.csv
+echo "round,server,workload,rps,p50_ms,p99_ms,errors,rc,start_s,bench_s,load1_before,load1_after,log_errors,log_warnings,members_alive_after" >"$CSV"
+
+# log_marks DIR -> "n1 n2 n3": current line counts of the member logs
+log_marks() { local i m=""; for (( i = 1; i <= MEMBERS; i++ )); do m+="$(wc -l <"$1/m$i.log" 2>/dev/null || echo 0) "; done; echo "$m"; }
+# log_trouble DIR "MARKS" -> "errors warnings": error/panic/fatal and warning lines logged after MARKS
+# (etcd logs zap JSON "level":"error", Kvorum slog JSON "level":"ERROR"; Go panics are plain text)
+log_trouble() {
+  local dir=$1 i e=0 w=0 x y; local -a m; read -r -a m <<<"$2"
+  for (( i = 1; i <= MEMBERS; i++ )); do
+    read -r x y < <(tail -n +"$(( ${m[i-1]:-0} + 1 ))" "$dir/m$i.log" 2>/dev/null | awk '
+      /"level":"(error|dpanic|panic|fatal|ERROR|DPANIC|PANIC|FATAL)"/ || /^panic: / || /^fatal error: / || /level=(ERROR|error|FATAL|fatal)/ { e++; next }
+      /"level":"(warn|WARN|WARNING)"/ || /level=(WARN|warn)/ { w++ }
+      END { print e + 0, w + 0 }')
+    e=$(( e + ${x:-0} )) w=$(( w + ${y:-0} ))
+  done
+  echo "$e $w"
+}
+# filter_bench_output < benchmark output: drop the progress bar and gRPC's INFO logging
+filter_bench_output() {
+  tr '\r' '\n' | awk '
+    /INFO: .*Resolver state updated: \{$/ { skip = 1; next }
+    skip { if (/^\} \(service config updated\)/) skip = 0; next }
+    /^[0-9][0-9][0-9][0-9]\/[0-9][0-9]\/[0-9][0-9] [0-9:.]+ INFO: / { next }
+    /^ *[0-9]+ \/ [0-9]+ / && (/p\/s *$/ || /[0-9]s *$/ || /\[/) { next }
+    /^ *$/ { next }
+    { print }'
+}
+
+run_one() { # round server(kvorum|etcd) workload
+  local round=$1 srv=$2 wl=$3 bin flags
+  if [[ $srv == kvorum ]]; then bin=$KVORUM flags="${EXTRA_FLAGS:-} ${KVORUM_FLAGS:-}"; else bin=$ETCD flags="${EXTRA_FLAGS:-} ${ETCD_FLAGS:-}"; fi
+  wl_args "$wl"
+  local dir=$OUTDIR/clusters/r$round-$srv-$wl raw=$OUTDIR/raw/r$round-$srv-$wl.txt l0 try ok=0
+  l0=$(load1)
+  for try in 1 2 3; do   # retry: someone else may grab the randomly picked ports
+    if start_cluster "$bin" "$dir" "$flags"; then ok=1; break; fi
+    log "  cluster start attempt $try failed for $srv/$wl"
+  done
+  if (( ! ok )); then
+    echo "$round,$srv,$wl,,,,,start-failed,,,$l0,$(load1),,," >>"$CSV"
+    printf '  r%s %-7s %-12s CLUSTER START FAILED (logs in %s)\n' "$round" "$srv" "$wl" "$dir" >&2
+    return
+  fi
+  : >"$raw"
+  local marks; marks=$(log_marks "$dir")
+  if (( PRELOAD )); then
+    echo "# preload: $PRELOAD_KEYS sequential keys + $RANGE_KEY" >>"$raw"
+    bg_wait "$raw.pre" "$BENCHMARK" --endpoints="$EPS" --target-leader --conns="$CONNS" --clients="$CLIENTS" put --key-size="$KEY_SIZE" \
+      --sequential-keys --key-space-size="$PRELOAD_KEYS" --val-size="$VAL_SIZE" --total="$PRELOAD_KEYS"
+    local prc=$?
+    filter_bench_output <"$raw.pre" | grep -avE '^(Summary|Response time histogram|Latency distribution):$|^  [0-9.]+ \[[0-9]+\]|^  [0-9.]+% in |^  (Total|Slowest|Fastest|Average|Stddev):' >>"$raw"; rm -f "$raw.pre"
+    head -c "$VAL_SIZE" /dev/zero | tr '\0' v | "$ETCDCTL" --endpoints="$EPS" --command-timeout=10s put "$RANGE_KEY" >>"$raw" 2>&1 || prc=1
+    (( prc == 0 )) || log "  !! preload failed for $srv/$wl (see $raw)"
+    echo "# end of preload (rc $prc)" >>"$raw"
+  fi
+  echo "# $(date -u -Is) $srv: benchmark --endpoints=$EPS ${ARGS[*]}" >>"$raw"
+  local t0 t1 rc
+  t0=$(date +%s.%N)
+  bg_wait "$raw.full" timeout "$BENCH_TIMEOUT" "$BENCHMARK" --endpoints="$EPS" --precise "${ARGS[@]}"
+  rc=$?
+  t1=$(date +%s.%N)
+  filter_bench_output <"$raw.full" >>"$raw"; rm -f "$raw.full"
+  local lerr lwarn nalive=0 pid
+  read -r lerr lwarn <<<"$(log_trouble "$dir" "$marks")"
+  while read -r _ pid _; do alive "$pid" && nalive=$((nalive + 1)); done <"$dir/pids"
+  (( nalive == MEMBERS )) || log "  !! only $nalive/$MEMBERS $srv members still running after $wl (logs in $dir)"
+  kill_servers "$dir"
+  (( KEEP_DATA )) || rm -rf "$dir"/m*.data
+  local rps p50 p99 errs bs
+  rps=$(grep -a 'Requests/sec:' "$raw" | tail -1 | awk '{printf "%.1f", $2}')
+  p50=$(grep -a ' 50% in ' "$raw" | tail -1 | awk '{printf "%.3f", $3 * 1000}')
+  p99=$(grep -a ' 99% in ' "$raw" | tail -1 | awk '{printf "%.3f", $3 * 1000}')
+  errs=$(awk '/^# .*: benchmark --endpoints/{m=1} m && /Error distribution/{e=1; next} m && e && /^ *\[[0-9]+\]/{gsub(/[^0-9]/, "", $1); s += $1} END{print s + 0}' "$raw")
+  bs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b - a}')
+  echo "$round,$srv,$wl,${rps:-},${p50:-},${p99:-},$errs,$rc,$START_S,$bs,$l0,$(load1),$lerr,$lwarn,$nalive" >>"$CSV"
+  printf '  r%s %-7s %-12s %9s req/s  p50 %8s ms  p99 %8s ms  errors %s  rc %s  start %ss  bench %ss  load %s  log err/warn %s/%s\n' \
+    "$round" "$srv" "$wl" "${rps:-?}" "${p50:-?}" "${p99:-?}" "$errs" "$rc" "$START_S" "$bs" "$l0" "$lerr" "$lwarn" >&2
+}
+
+# ------------------------------------------------------------------- run -----
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC') (script start)"
+  echo "command: $CMDLINE"
+  echo "machine: $(nproc) cores ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
+  echo "data dirs: $OUTDIR/clusters on $(df -PT "$OUTDIR" | awk 'NR==2{print $2" ("$1")"}')"
+  echo "kvorum: $KVORUM ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n "$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null | head -1)" ]] && echo ', uncommitted changes'))"
+  echo "etcd: $ETCD ($("$ETCD" --version 2>/dev/null | awk -F': ' '/etcd Version/{print $2}'))  benchmark: $BENCHMARK ($BENCH_VERSION)  $(go version | awk '{print $3}')"
+  echo "rounds: $ROUNDS  order: $ORDER  workloads: $WORKLOADS"
+  echo "CONNS=$CONNS CLIENTS=$CLIENTS KEY_SIZE=$KEY_SIZE VAL_SIZE=$VAL_SIZE KEY_SPACE=$KEY_SPACE PUT_TOTAL=$PUT_TOTAL PUT1C_TOTAL=$PUT1C_TOTAL RANGE_TOTAL=$RANGE_TOTAL RANGES_TOTAL=$RANGES_TOTAL PRELOAD_KEYS=$PRELOAD_KEYS EXTRA_FLAGS=${EXTRA_FLAGS:-} KVORUM_FLAGS=${KVORUM_FLAGS:-} ETCD_FLAGS=${ETCD_FLAGS:-}"
+} >"$OUTDIR/meta.txt"
+cat "$OUTDIR/meta.txt" >&2
+log "output: $OUTDIR"
+
+if [[ -n "${WAIT_LOAD:-}" ]]; then
+  w0=$SECONDS
+  while awk -v l="$(load1)" -v m="$WAIT_LOAD" 'BEGIN{exit !(l >= m)}' && (( SECONDS - w0 < WAIT_MAX )); do
+    log "waiting for 1-min load < $WAIT_LOAD (now $(loadavg), waited $((SECONDS - w0))s of ${WAIT_MAX}s)"; sleep 20
+  done
+fi
+echo "benchmarks started: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loadavg)" >>"$OUTDIR/meta.txt"
+log "benchmarks started: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loadavg)"
+
+T0=$SECONDS
+for (( r = 1; r <= ROUNDS; r++ )); do
+  log "== round $r/$ROUNDS (elapsed $((SECONDS - T0))s, load $(loadavg))"
+  for wl in $WORKLOADS; do
+    if [[ $ORDER == abba ]] && (( r % 2 == 0 )); then
+      run_one "$r" etcd "$wl"; run_one "$r" kvorum "$wl"
+    else
+      run_one "$r" kvorum "$wl"; run_one "$r" etcd "$wl"
+    fi
+  done
+done
+echo "benchmarks ended: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loadavg); took $((SECONDS - T0))s" >>"$OUTDIR/meta.txt"
+log "benchmarks ended: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loadavg); took $((SECONDS - T0))s"
+
+# ---------------------------------------------------------------- summary ----
+summarize() {
+  sed 's/^/    /' "$OUTDIR/meta.txt"
+  echo
+  awk -F, -v WLS="$WORKLOADS" -v R="$ROUNDS" -v CONNS="$CONNS" -v CLIENTS="$CLIENTS" '
+    function med(s,   n, a, i, j, t) {
+      n = split(s, a, " "); if (n == 0) return ""
+      for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function ratio(x, y) { return (x == "" || y == "" || y + 0 == 0) ? "n/a" : sprintf("%.2f", x / y) }
+    function f(x, fmt) { return x == "" ? "n/a" : sprintf(fmt, x) }
+    NR == 1 { next }
+    {
+      k = $3 SUBSEP $2
+      if ($4 != "") { rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; n[k]++
+                      per[$3, $2, $1] = $4; lat[$3, $2, $1] = $6 }
+      else failed[k]++
+      errs[k] += $7; if ($8 != "0" && $8 != "") bad[k]++
+      if ($9 != "") st[$2] = st[$2] " " $9
+      lerr[k] += $13; lwarn[k] += $14; if ($15 != "" && $15 < 3) dead[k]++
+      if ($11 != "") loads = loads " " $11
+    }
+    END {
+      desc["put"] = "put, " CLIENTS " clients / " CONNS " conns, leader"
+      desc["put-1client"] = "put, 1 client / 1 conn, leader"
+      desc["range-l"] = "range 1 key, linearizable, " CLIENTS "/" CONNS ", all members"
+      desc["range-s"] = "range 1 key, serializable, " CLIENTS "/" CONNS ", all members"
+      print "| workload | Kvorum req/s | etcd req/s | ratio | Kvorum p50 ms | etcd p50 ms | Kvorum p99 ms | etcd p99 ms | p99 ratio |"
+      print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+      nw = split(WLS, W, " ")
+      for (i = 1; i <= nw; i++) {
+        w = W[i]; a = w SUBSEP "kvorum"; b = w SUBSEP "etcd"
+        ra = med(rps[a]); rb = med(rps[b]); pa = med(p99[a]); pb = med(p99[b])
+        printf "| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |\n", w, desc[w], f(ra, "%.0f"), f(rb, "%.0f"), ratio(ra, rb),
+          f(med(p50[a]), "%.2f"), f(med(p50[b]), "%.2f"), f(pa, "%.2f"), f(pb, "%.2f"), ratio(pa, pb)
+        RA[w] = ra; RB[w] = rb; PA[w] = pa; PB[w] = pb
+      }
+      print ""
+      print "Ratios are Kvorum/etcd of the medians: req/s ratio > 1 and p99 ratio < 1 favour Kvorum."
+      print ""
+      print "Target (issue): put throughput ratio >= 1.00 and p99 ratio <= 1.50, in the same run:"
+      print ""
+      for (i = 1; i <= nw; i++) {
+        w = W[i]; if (w !~ /^put/) continue
+        if (RA[w] == "" || RB[w] == "" || PA[w] == "" || PB[w] == "") { printf "- %s: n/a (missing results)\n", w; continue }
+        printf "- %s: throughput %.2f (%s), p99 %.2f (%s)\n", w, RA[w] / RB[w], (RA[w] >= RB[w] ? "met" : "NOT met"),
+          PA[w] / PB[w], (PA[w] <= 1.5 * PB[w] ? "met" : "NOT met")
+      }
+      print ""
+      print "Per-round Kvorum/etcd ratios (both runs of a round are back to back, so these cancel slow drifts in machine"
+      print "load better than the ratio of medians above; their spread is the noise floor):"
+      print ""
+      print "| workload | req/s ratio per round | median | p99 ratio per round | median | Kvorum req/s per round | etcd req/s per round |"
+      print "|---|---|---:|---|---:|---|---|"
+      for (i = 1; i <= nw; i++) {
+        w = W[i]; s1 = s2 = s3 = s4 = q1 = q2 = ""
+        for (r = 1; r <= R; r++) {
+          s3 = s3 (((w, "kvorum", r) in per) ? sprintf("%.0f ", per[w, "kvorum", r]) : "- ")
+          s4 = s4 (((w, "etcd", r) in per) ? sprintf("%.0f ", per[w, "etcd", r]) : "- ")
+          if ((w, "kvorum", r) in per && (w, "etcd", r) in per && per[w, "etcd", r] > 0) {
+            s1 = s1 sprintf("%.2f ", per[w, "kvorum", r] / per[w, "etcd", r]); q1 = q1 " " per[w, "kvorum", r] / per[w, "etcd", r]
+            if (lat[w, "etcd", r] > 0) { s2 = s2 sprintf("%.2f ", lat[w, "kvorum", r] / lat[w, "etcd", r]); q2 = q2 " " lat[w, "kvorum", r] / lat[w, "etcd", r] }
+            else s2 = s2 "n/a "
+          }
+        }
+        printf "| %s | %s | %s | %s | %s | %s | %s |\n", w, s1, f(med(q1), "%.2f"), s2, f(med(q2), "%.2f"), s3, s4
+      }
+      print ""
+      print "Problems (benchmark errors = failed requests in the Error distribution; rc = benchmark exit code != 0;"
+      print "log errors/warnings = error|panic|fatal / warn lines the members logged from healthy start-up to the end of the run):"
+      print ""
+      any = 0
+      for (i = 1; i <= nw; i++) for (s = 1; s <= 2; s++) {
+        srv = (s == 1 ? "kvorum" : "etcd"); k = W[i] SUBSEP srv
+        if (errs[k] + bad[k] + failed[k] + lerr[k] + lwarn[k] + dead[k] > 0) {
+          any = 1
+          printf "- %s %s: %d benchmark errors, %d runs with rc != 0, %d cluster start failures, %d runs with a member gone, %d log errors, %d log warnings\n",
+            srv, W[i], errs[k], bad[k], failed[k], dead[k], lerr[k], lwarn[k]
+        }
+      }
+      if (!any) print "- none"
+      print ""
+      printf "Cluster start-up (launch to all members healthy), median: Kvorum %ss, etcd %ss\n", f(med(st["kvorum"]), "%.1f"), f(med(st["etcd"]), "%.1f")
+      nl = split(loads, L, " "); lmin = lmax = ""
+      for (i = 1; i <= nl; i++) { if (lmin == "" || L[i] + 0 < lmin) lmin = L[i] + 0; if (lmax == "" || L[i] + 0 > lmax) lmax = L[i] + 0 }
+      printf "1-min load average before each run: min %s, median %s, max %s (%d runs)\n", lmin, med(loads), lmax, nl
+    }' "$CSV"
+  echo
+  echo "Medians of $ROUNDS round(s). Raw outputs: $OUTDIR/raw/  per-run CSV: $CSV  member logs: $OUTDIR/clusters/"
+}
+summarize | tee "$OUTDIR/summary.md"
+exit
+}
