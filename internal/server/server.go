@@ -340,13 +340,23 @@ func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }
 // Logger is the member's logger.
 func (s *Server) Logger() *slog.Logger { return s.lg }
 
-// Listen opens a TCP listener for a URL of --listen-*-urls.
+// Listen opens a listener for a URL of --listen-*-urls: TCP for http
+// URLs, a Unix socket for unix URLs (named, as etcd names it, by the URL's
+// host and path).
 func Listen(rawURL string) (net.Listener, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", u.Host)
+	network, addr := "tcp", u.Host
+	switch u.Scheme {
+	case "http":
+	case "unix":
+		network, addr = "unix", u.Host+u.Path
+	default:
+		return nil, fmt.Errorf("listen on %s: scheme %q is not served yet (TLS is not implemented in this version; use http:// or unix://)", rawURL, u.Scheme)
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", rawURL, err)
 	}
