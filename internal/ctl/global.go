@@ -182,9 +182,8 @@ func logLine(w io.Writer, level, msg string, kv ...string) {
 // newZapLogger returns a logger in etcd's JSON log format writing to w.
 func newZapLogger(w io.Writer, level zapcore.Level) *zap.Logger {
 	enc := logutil.DefaultZapLoggerConfig.EncoderConfig
-	enc.CallerKey = ""
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), level)
-	return zap.New(core)
+	return zap.New(core, zap.AddCaller())
 }
 
 // clientSpec turns the global flags (after applying the environment) into

@@ -1,0 +1,146 @@
+// Package testbin builds the programs that multi-process tests run: Kvorum's
+// own commands from the module's source, and official etcd releases from the
+// Go module proxy, cached per user so only the first run pays for them.
+//
+// It needs only the go command (and, for etcd, the module proxy); nothing is
+// downloaded outside the Go toolchain.
+package testbin
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Go builds the main package pkg (an import path, or a path relative to the
+// caller's working directory inside the module) into dir with the given
+// extra build flags (such as -race) and returns the binary's path. The
+// binary is named after the last element of pkg.
+func Go(ctx context.Context, dir, pkg string, flags ...string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	args := append(append([]string{"build", "-o", out}, flags...), pkg)
+	if err := goCmd(ctx, "", nil, args...); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// Etcd is a set of official etcd binaries of one version.
+type Etcd struct {
+	Version string
+	Server  string // path of the etcd server binary
+	Ctl     string // path of etcdctl
+}
+
+// EtcdDirEnv names a directory holding prebuilt etcd and etcdctl binaries
+// to use instead of building them (for machines without the module proxy).
+const EtcdDirEnv = "KVORUM_TEST_ETCD_DIR"
+
+// OfficialEtcd returns the etcd server and etcdctl at version (such as
+// "v3.7.3"), built from the Go module proxy on first use into
+// <user cache dir>/kvorum-test/etcd-<version>/ and reused afterwards. The
+// build runs in a throw-away module, holds a file lock so concurrent test
+// processes build once, and appears in the cache only when complete (it is
+// renamed into place). logf, if not nil, is told when a build starts.
+func OfficialEtcd(ctx context.Context, version string, logf func(format string, args ...any)) (*Etcd, error) {
+	if dir := os.Getenv(EtcdDirEnv); dir != "" {
+		e := etcdIn(dir, version)
+		if !e.complete() {
+			return nil, fmt.Errorf("$%s=%s holds no executable etcd and etcdctl", EtcdDirEnv, dir)
+		}
+		return e, nil
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return nil, fmt.Errorf("no cache dir for the etcd build: %w", err)
+	}
+	root := filepath.Join(cache, "kvorum-test")
+	final := filepath.Join(root, "etcd-"+version)
+	if e := etcdIn(final, version); e.complete() {
+		return e, nil
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := lockFile(filepath.Join(root, "etcd-"+version+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if e := etcdIn(final, version); e.complete() {
+		return e, nil // built by another process while we waited for the lock
+	}
+	if logf != nil {
+		logf("building official etcd %s from the Go module proxy into %s (once; takes a few minutes)", version, final)
+	}
+	tmp, err := os.MkdirTemp(root, "etcd-"+version+".build-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := buildEtcd(ctx, version, tmp); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it private
+		return nil, err
+	}
+	if err := os.RemoveAll(final); err != nil { // an incomplete leftover
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, err
+	}
+	return etcdIn(final, version), nil
+}
+
+func etcdIn(dir, version string) *Etcd {
+	return &Etcd{Version: version, Server: filepath.Join(dir, "etcd"), Ctl: filepath.Join(dir, "etcdctl")}
+}
+
+func (e *Etcd) complete() bool {
+	for _, p := range []string{e.Server, e.Ctl} {
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func buildEtcd(ctx context.Context, version, out string) error {
+	mod, err := os.MkdirTemp("", "kvorum-etcd-module-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(mod)
+	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module kvorumtestetcd\n\ngo 1.24\n"), 0o644); err != nil {
+		return err
+	}
+	env := []string{"GOWORK=off", "GOFLAGS=-mod=mod"}
+	if err := goCmd(ctx, mod, env, "get", "go.etcd.io/etcd/server/v3@"+version, "go.etcd.io/etcd/etcdctl/v3@"+version); err != nil {
+		return err
+	}
+	if err := goCmd(ctx, mod, env, "build", "-o", filepath.Join(out, "etcd"), "go.etcd.io/etcd/server/v3"); err != nil {
+		return err
+	}
+	return goCmd(ctx, mod, env, "build", "-o", filepath.Join(out, "etcdctl"), "go.etcd.io/etcd/etcdctl/v3")
+}
+
+func goCmd(ctx context.Context, dir string, env []string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 4000 {
+			msg = "..." + msg[len(msg)-4000:]
+		}
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, msg)
+	}
+	return nil
+}
