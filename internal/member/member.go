@@ -33,11 +33,15 @@ type Member struct {
 	lg     *slog.Logger
 
 	grpc      *grpc.Server
-	httpSrvs  []*http.Server
+	pprof     bool
 	listeners []net.Listener
-	muxes     []cmux.CMux
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
+
+	mu       sync.Mutex // guards what serving goroutines add while Stop runs
+	stopping bool
+	httpSrvs []*http.Server
+	muxes    []cmux.CMux
 }
 
 // ServerConfig translates the parsed flags into the server's config.
@@ -78,7 +82,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{Server: s, lg: lg}
+	m := &Member{Server: s, lg: lg, pprof: cfg.EnablePprof}
 	defer func() {
 		if err != nil {
 			m.closeListeners()
@@ -107,32 +111,61 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		m.serveHTTP(hs, ln)
 	}
 	m.grpc = api.NewGRPCServer(s)
-	for _, ln := range clientLns {
-		mux := cmux.New(ln)
-		grpcL := mux.Match(cmux.HTTP2())
-		httpL := mux.Match(cmux.Any())
-		m.muxes = append(m.muxes, mux)
-		m.wg.Add(2)
-		go func() {
-			defer m.wg.Done()
-			if err := m.grpc.Serve(grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, cmux.ErrListenerClosed) {
-				lg.Debug("grpc serve ended", "err", err)
-			}
-		}()
-		go func() {
-			defer m.wg.Done()
-			if err := mux.Serve(); err != nil && !isClosed(err) {
-				lg.Debug("client listener ended", "err", err)
-			}
-		}()
-		m.serveHTTP(&http.Server{Handler: m.clientHTTP(cfg.EnablePprof), ReadHeaderTimeout: 10 * time.Second}, httpL)
-	}
+	// The client listeners are open already (a port conflict fails the
+	// start), but, as with etcd, they are served only once the member has
+	// joined a quorum and published itself.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-s.ReadyNotify():
+		case <-s.Done():
+			return
+		}
+		for _, ln := range clientLns {
+			m.serveClients(ln)
+		}
+		lg.Info("ready to serve client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
+	}()
 	s.Start()
-	lg.Info("serving client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
 	return m, nil
 }
 
+// serveClients serves gRPC and etcd's HTTP endpoints on one client
+// listener, told apart by cmux.
+func (m *Member) serveClients(ln net.Listener) {
+	mux := cmux.New(ln)
+	grpcL := mux.Match(cmux.HTTP2())
+	httpL := mux.Match(cmux.Any())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopping {
+		return
+	}
+	m.muxes = append(m.muxes, mux)
+	m.wg.Add(2)
+	go func() {
+		defer m.wg.Done()
+		if err := m.grpc.Serve(grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !isClosed(err) {
+			m.lg.Debug("grpc serve ended", "err", err)
+		}
+	}()
+	go func() {
+		defer m.wg.Done()
+		if err := mux.Serve(); err != nil && !isClosed(err) {
+			m.lg.Debug("client listener ended", "err", err)
+		}
+	}()
+	m.serveHTTPLocked(&http.Server{Handler: m.clientHTTP(m.pprof), ReadHeaderTimeout: 10 * time.Second}, httpL)
+}
+
 func (m *Member) serveHTTP(hs *http.Server, ln net.Listener) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.serveHTTPLocked(hs, ln)
+}
+
+func (m *Member) serveHTTPLocked(hs *http.Server, ln net.Listener) {
 	m.httpSrvs = append(m.httpSrvs, hs)
 	m.wg.Add(1)
 	go func() {
@@ -184,6 +217,9 @@ func (m *Member) Done() <-chan struct{} { return m.Server.Done() }
 // the data dir.
 func (m *Member) Stop() {
 	m.stopOnce.Do(func() {
+		m.mu.Lock()
+		m.stopping = true
+		m.mu.Unlock()
 		m.Server.HandOffLeadership()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -66,6 +66,7 @@ type Server struct {
 
 	stopOnce sync.Once
 	stopped  chan struct{}
+	ready    chan struct{}
 }
 
 // New opens the data dir, checks that it belongs to this member and cluster,
@@ -98,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 		waiters:    waiters{m: make(map[uint64]chan applyResult)},
 		reqTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		stopped:    make(chan struct{}),
+		ready:      make(chan struct{}),
 	}
 	s.members = &members{db: s.db}
 	if err := s.open(); err != nil {
@@ -255,18 +257,19 @@ func (s *Server) Start() {
 }
 
 // publish records this member's name and client URLs in the replicated
-// member list once, retrying until it succeeds or the server stops.
+// member list, retrying until it succeeds or the server stops. Like etcd,
+// a member does so on every start: once the record is applied here, the
+// member has reached a quorum and caught up with the log up to it, and it
+// declares itself ready to serve clients.
 func (s *Server) publish() {
 	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: attrSet(s.memberID, s.cfg.Name, s.cfg.AdvertiseClientURLs)}
 	for {
-		if m := s.members.Get(s.memberID); m != nil && m.GetName() == s.cfg.Name && equalStrings(m.GetClientURLs(), s.cfg.AdvertiseClientURLs) {
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
 		_, err := s.propose(ctx, req)
 		cancel()
 		if err == nil {
 			s.lg.Info("published member attributes to the cluster", "name", s.cfg.Name, "client-urls", s.cfg.AdvertiseClientURLs)
+			close(s.ready)
 			return
 		}
 		select {
@@ -277,17 +280,9 @@ func (s *Server) publish() {
 	}
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
+// ReadyNotify is closed once this member has published itself through raft
+// (see publish).
+func (s *Server) ReadyNotify() <-chan struct{} { return s.ready }
 
 // HandOffLeadership moves leadership to the most up-to-date follower if
 // this member leads, so a planned stop costs the cluster no election
