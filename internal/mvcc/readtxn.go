@@ -37,7 +37,7 @@ func (s *Store) ReadTxn(req *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse
 	if err != nil {
 		return nil, err
 	}
-	if err := checkReadPlan(v, p); err != nil {
+	if err := checkPlan(v, nil, p, &pathCheck{}); err != nil {
 		return nil, err
 	}
 	resp := &etcdserverpb.TxnResponse{Header: &etcdserverpb.ResponseHeader{Revision: rev}}
@@ -45,30 +45,6 @@ func (s *Store) ReadTxn(req *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse
 		return nil, err
 	}
 	return resp, nil
-}
-
-func checkReadPlan(v *view, p *txnPlan) error {
-	for i, op := range p.ops {
-		switch r := op.GetRequest().(type) {
-		case *etcdserverpb.RequestOp_RequestRange:
-			if r.RequestRange == nil {
-				return errEmptyOp()
-			}
-			if err := checkRangeRevision(v, r.RequestRange); err != nil {
-				return err
-			}
-		case *etcdserverpb.RequestOp_RequestTxn:
-			if p.nested[i] == nil {
-				return errEmptyOp()
-			}
-			if err := checkReadPlan(v, p.nested[i]); err != nil {
-				return err
-			}
-		default:
-			return errEmptyOp()
-		}
-	}
-	return nil
 }
 
 func execReadPlan(v *view, p *txnPlan, resp *etcdserverpb.TxnResponse) error {

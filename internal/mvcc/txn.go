@@ -28,7 +28,7 @@ func (w *Writer) Txn(req *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse, e
 		return nil, w.fail(err)
 	}
 	var pc pathCheck
-	if err := w.checkPlan(before, p, &pc); err != nil {
+	if err := checkPlan(before, w, p, &pc); err != nil {
 		return nil, err
 	}
 	if pc.deletedPut != nil {
@@ -91,7 +91,9 @@ type pathCheck struct {
 
 // checkPlan validates the ops on the executed path against the state before
 // the txn, in etcd's order, stopping at the first error.
-func (w *Writer) checkPlan(before *view, p *txnPlan, pc *pathCheck) error {
+//
+// w checks the puts; a read-only txn (see ReadTxn) has none and passes nil.
+func checkPlan(before *view, w *Writer, p *txnPlan, pc *pathCheck) error {
 	for i, op := range p.ops {
 		switch r := op.GetRequest().(type) {
 		case *etcdserverpb.RequestOp_RequestRange:
@@ -102,7 +104,7 @@ func (w *Writer) checkPlan(before *view, p *txnPlan, pc *pathCheck) error {
 				return err
 			}
 		case *etcdserverpb.RequestOp_RequestPut:
-			if r.RequestPut == nil {
+			if r.RequestPut == nil || w == nil {
 				return errEmptyOp()
 			}
 			if _, err := w.checkPut(before, r.RequestPut); err != nil {
@@ -121,7 +123,7 @@ func (w *Writer) checkPlan(before *view, p *txnPlan, pc *pathCheck) error {
 			if p.nested[i] == nil {
 				return errEmptyOp()
 			}
-			if err := w.checkPlan(before, p.nested[i], pc); err != nil {
+			if err := checkPlan(before, w, p.nested[i], pc); err != nil {
 				return err
 			}
 		default:

@@ -545,11 +545,16 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 
 // WaitLeader blocks until a leader is known.
 func (n *Node) WaitLeader(ctx context.Context) error {
+	return n.waitLeader(ctx, func(lead uint64) bool { return lead != raft.None })
+}
+
+// waitLeader blocks until ok holds for the current leader (0: none).
+func (n *Node) waitLeader(ctx context.Context, ok func(lead uint64) bool) error {
 	for {
 		n.leaderMu.Lock()
 		ch := n.leaderNotify
 		n.leaderMu.Unlock()
-		if n.lead.Load() != raft.None {
+		if ok(n.lead.Load()) {
 			return nil
 		}
 		select {
@@ -567,22 +572,7 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 // target is a voting member.
 func (n *Node) TransferLeadershipTo(ctx context.Context, target uint64) error {
 	n.raft.TransferLeadership(ctx, n.cfg.ID, target)
-	for n.lead.Load() != target {
-		n.leaderMu.Lock()
-		ch := n.leaderNotify
-		n.leaderMu.Unlock()
-		if n.lead.Load() == target {
-			break
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.donec:
-			return ErrStopped
-		}
-	}
-	return nil
+	return n.waitLeader(ctx, func(lead uint64) bool { return lead == target })
 }
 
 // TransferLeadership hands leadership to the most up-to-date follower and
@@ -612,17 +602,6 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	n.raft.TransferLeadership(ctx, n.cfg.ID, best)
 	// Stepping down is not enough: the successor still needs this member's
 	// vote to arrive, so wait until another member is known to lead.
-	for {
-		n.leaderMu.Lock()
-		ch := n.leaderNotify
-		n.leaderMu.Unlock()
-		if lead := n.lead.Load(); lead != raft.None && lead != n.cfg.ID {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	self := n.cfg.ID
+	return n.waitLeader(ctx, func(lead uint64) bool { return lead != raft.None && lead != self })
 }
