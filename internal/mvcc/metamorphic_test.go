@@ -252,6 +252,14 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 	}
 	h := &harness{t: t, db: db, s: s, m: newModel()}
 	g := &gen{rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), m: h.m}
+	// Odd seeds run with a latest-version cache that holds only a few keys,
+	// so eviction and refilling are exercised too.
+	smallCache := func(s *Store) {
+		if seed%2 == 1 {
+			s.cache = newLatestCache(600)
+		}
+	}
+	smallCache(s)
 
 	for step := 0; step < steps; {
 		b := db.NewIndexedBatch()
@@ -292,6 +300,7 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 				t.Fatal(err)
 			}
 			h.s = s
+			smallCache(s)
 		}
 		checkLayout(t, db, h.m)
 	}

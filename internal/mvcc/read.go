@@ -20,6 +20,7 @@ type view struct {
 	r          pebble.Reader
 	rev        int64
 	compactRev int64
+	cache      *latestCache // set on the Writer's views only
 }
 
 // span is the set of user keys a request names: one key (single), the keys
@@ -178,12 +179,26 @@ func isHistoryOf(hk, prefix []byte) bool { return bytes.HasPrefix(hk, prefix) }
 
 // latest returns the live version of key, or nil.
 func (v *view) latest(key []byte) (*mvccpb.KeyValue, error) {
+	if v.cache != nil {
+		if kv, ok := v.cache.get(key); ok {
+			return kv, nil
+		}
+	}
 	lk := storage.LatestKey(key)
 	b, err := storage.Get(v.r, lk)
-	if err != nil || b == nil {
+	if err != nil {
 		return nil, err
 	}
-	return decodeKV(lk, b)
+	var kv *mvccpb.KeyValue
+	if b != nil {
+		if kv, err = decodeKV(lk, b); err != nil {
+			return nil, err
+		}
+	}
+	if v.cache != nil {
+		v.cache.set(key, kv)
+	}
+	return kv, nil
 }
 
 // eventKV loads the key-value written at rev from the event log.

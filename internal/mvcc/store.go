@@ -32,6 +32,7 @@ type Store struct {
 	rev        atomic.Int64
 	compactRev atomic.Int64
 	leaseCheck func(leaseID int64) error
+	cache      *latestCache // the Writer's; see latestCache
 }
 
 // Open loads the current and compact revisions from db.
@@ -40,7 +41,7 @@ func Open(db *pebble.DB) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, cache: newLatestCache(defaultCacheBytes)}
 	s.rev.Store(rev)
 	s.compactRev.Store(compactRev)
 	return s, nil

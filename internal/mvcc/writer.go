@@ -48,7 +48,7 @@ func (w *Writer) view() *view {
 	if w.changes > 0 {
 		rev++
 	}
-	return &view{r: w.b, rev: rev, compactRev: w.compactRev}
+	return &view{r: w.b, rev: rev, compactRev: w.compactRev, cache: w.s.cache}
 }
 
 func (w *Writer) begin() error {
@@ -233,6 +233,7 @@ func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvcc
 	if err := w.b.Set(storage.EventKey(rev), evBytes, nil); err != nil {
 		return w.fail(err)
 	}
+	w.s.cache.set(key, kv)
 	w.changes++
 	return nil
 }
