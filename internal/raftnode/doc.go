@@ -12,8 +12,9 @@
 //     on the leader, which may send appends in parallel with its own write
 //     (Raft thesis §10.2.1); its own progress only advances after Advance.
 //  3. Committed entries are applied in index order by one applier
-//     goroutine, while the Ready loop goes on persisting (a Ready holding a
-//     conf change waits for it to be applied first); the state machine
+//     goroutine, handed over before the Ready's own entries are persisted
+//     (they are durable on a quorum already; a Ready holding a conf change
+//     waits for it to be applied first); the state machine
 //     records the applied index atomically with their effects, and skips
 //     entries at or below it (so a snapshot that is newer than its raft
 //     metadata, and replay after a crash, never apply anything twice).

@@ -321,6 +321,18 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return err
 		}
 	}
+	if rd.HardState != nil && rd.HardState.GetCommit() != 0 {
+		n.commit.Store(rd.HardState.GetCommit())
+	}
+	// Committed entries are applied while this Ready's entries are being
+	// persisted: they are durable on a quorum already, and if this member
+	// crashes first, its applied index may end up past its own log, which
+	// the skip-at-or-below-applied rule makes harmless.
+	if len(rd.CommittedEntries) > 0 {
+		if err := n.enqueueApply(rd.CommittedEntries, hasConfChange(rd.CommittedEntries)); err != nil {
+			return err
+		}
+	}
 	isLeader := n.lead.Load() == n.cfg.ID
 	if isLeader {
 		n.tr.Send(rd.Messages)
@@ -328,14 +340,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if err := n.log.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 		return err
 	}
-	if rd.HardState != nil && rd.HardState.GetCommit() != 0 {
-		n.commit.Store(rd.HardState.GetCommit())
-	}
 	if !isLeader {
 		n.tr.Send(rd.Messages)
-	}
-	if len(rd.CommittedEntries) > 0 {
-		return n.enqueueApply(rd.CommittedEntries, hasConfChange(rd.CommittedEntries))
 	}
 	return nil
 }
