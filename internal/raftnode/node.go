@@ -41,9 +41,6 @@ type Config struct {
 	// Peers bootstraps a new cluster: every initial member, with its
 	// membership record as Context. Ignored when the engine holds raft state.
 	Peers []raft.Peer
-	// Join starts a new member of an existing cluster: no bootstrap, it
-	// waits for the leader to send it the log or a snapshot.
-	Join bool
 
 	TickInterval   time.Duration // heartbeat interval
 	ElectionTicks  int           // election timeout in ticks
@@ -158,7 +155,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	if !fresh {
 		n.cfg.Peers = nil
-		n.cfg.Join = false
 	}
 	n.reads = newReadIndexer(n)
 	return n, nil

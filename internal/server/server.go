@@ -116,20 +116,17 @@ func (s *Server) open() error {
 		return err
 	}
 	var peers []raft.Peer
-	join := false
 	if ident == nil {
 		ident, peers, err = s.bootstrapIdentity()
 		if err != nil {
 			return err
 		}
-		join = !cfg.NewCluster
 	} else if ident.Name == cfg.Name && ident.Token == cfg.ClusterToken && !s.bootstrapped() {
 		// A crash came between recording the identity and persisting the
 		// first raft state: bootstrap again, exactly as the first time.
 		if ident, peers, err = s.bootstrapIdentity(); err != nil {
 			return err
 		}
-		join = !cfg.NewCluster
 	} else if ident.Name != cfg.Name || ident.Token != cfg.ClusterToken {
 		return fmt.Errorf("data dir %s belongs to member %q of cluster %x (token %q), not to member %q with token %q; use the matching --name/--initial-cluster-token or another --data-dir",
 			cfg.DataDir, ident.Name, ident.ClusterID, ident.Token, cfg.Name, cfg.ClusterToken)
@@ -157,7 +154,6 @@ func (s *Server) open() error {
 	node, err := raftnode.New(raftnode.Config{
 		ID:             s.memberID,
 		Peers:          peers,
-		Join:           join,
 		TickInterval:   cfg.HeartbeatInterval,
 		ElectionTicks:  electionTicks,
 		SnapshotCount:  cfg.SnapshotCount,
