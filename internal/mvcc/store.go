@@ -88,6 +88,13 @@ func (s *Store) NewWriter(b *pebble.Batch) *Writer {
 // and makes the revisions w reached visible to Rev, CompactRev and Range,
 // atomically with the data.
 func (s *Store) Commit(w *Writer, opts *pebble.WriteOptions) error {
+	// The current revision is recorded once per batch rather than once
+	// per request: nothing reads it back before the commit.
+	if w.rev != s.rev.Load() {
+		if err := putCounter(w.b, storage.CurrentRevKey, w.rev); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := w.b.Commit(opts); err != nil {

@@ -64,7 +64,7 @@ func (w *Writer) finish() error {
 	}
 	w.rev++
 	w.changes = 0
-	return w.fail(putCounter(w.b, storage.CurrentRevKey, w.rev))
+	return nil
 }
 
 // fail records an error that may have left the batch half-written.
