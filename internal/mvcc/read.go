@@ -21,6 +21,7 @@ type view struct {
 	rev        int64
 	compactRev int64
 	cache      *latestCache // set on the Writer's views only
+	keys       *keyFilter   // set on the Writer's views only
 }
 
 // span is the set of user keys a request names: one key (single), the keys
@@ -183,6 +184,9 @@ func (v *view) latest(key []byte) (*mvccpb.KeyValue, error) {
 		if kv, ok := v.cache.get(key); ok {
 			return kv, nil
 		}
+	}
+	if v.keys.absent(key) {
+		return nil, nil
 	}
 	lk := storage.LatestKey(key)
 	b, err := storage.Get(v.r, lk)

@@ -33,6 +33,7 @@ type Store struct {
 	compactRev atomic.Int64
 	leaseCheck func(leaseID int64) error
 	cache      *latestCache // the Writer's; see latestCache
+	keys       *keyFilter   // the Writer's; nil when there is none
 }
 
 // Open loads the current and compact revisions from db.
@@ -41,7 +42,11 @@ func Open(db *pebble.DB) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, cache: newLatestCache(defaultCacheBytes)}
+	keys, err := buildKeyFilter(db, keyFilterMinKeys)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, cache: newLatestCache(defaultCacheBytes), keys: keys}
 	s.rev.Store(rev)
 	s.compactRev.Store(compactRev)
 	return s, nil
@@ -102,6 +107,15 @@ func (s *Store) Commit(w *Writer, opts *pebble.WriteOptions) error {
 	}
 	s.rev.Store(w.rev)
 	s.compactRev.Store(w.compactRev)
+	if s.keys != nil && s.keys.stale {
+		// Sized for fewer keys than it now holds: rebuild it from the
+		// committed state, resized to the live key count.
+		keys, err := buildKeyFilter(s.db, s.keys.minKeys)
+		if err != nil {
+			return err
+		}
+		s.keys = keys
+	}
 	return nil
 }
 

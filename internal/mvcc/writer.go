@@ -48,7 +48,7 @@ func (w *Writer) view() *view {
 	if w.changes > 0 {
 		rev++
 	}
-	return &view{r: w.b, rev: rev, compactRev: w.compactRev, cache: w.s.cache}
+	return &view{r: w.b, rev: rev, compactRev: w.compactRev, cache: w.s.cache, keys: w.s.keys}
 }
 
 func (w *Writer) begin() error {
@@ -234,6 +234,9 @@ func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvcc
 		return w.fail(err)
 	}
 	w.s.cache.set(key, kv)
+	if kv != nil && w.s.keys != nil {
+		w.s.keys.add(key)
+	}
 	w.changes++
 	return nil
 }
