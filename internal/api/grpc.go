@@ -33,6 +33,7 @@ func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
+	pb.RegisterWatchServer(g, &watchServer{s: s})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)

@@ -39,14 +39,57 @@ func unaryRequireLeader(s *server.Server) grpc.UnaryServerInterceptor {
 	}
 }
 
+// maxNoLeaderChecks is how many election timeouts in a row a member may
+// know no leader before it ends the streams that require one (etcd's
+// rule: reconnecting a stream costs more than refusing a new request).
+const maxNoLeaderChecks = 3
+
 func streamRequireLeader(s *server.Server) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if s.Leader() == 0 && requiresLeader(ss.Context()) {
+		if !requiresLeader(ss.Context()) {
+			return handler(srv, ss)
+		}
+		if s.Leader() == 0 {
 			return rpctypes.ErrGRPCNoLeader
 		}
-		return handler(srv, ss)
+		ctx, cancel := context.WithCancelCause(ss.Context())
+		defer cancel(nil)
+		go monitorLeader(ctx, s, cancel)
+		return handler(srv, ctxStream{ServerStream: ss, ctx: ctx})
 	}
 }
+
+// monitorLeader cancels a stream that requires a leader, with etcd's "no
+// leader" error as the cause, once the member has known no leader for
+// maxNoLeaderChecks election timeouts in a row.
+func monitorLeader(ctx context.Context, s *server.Server, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(s.ElectionTimeout())
+	defer t.Stop()
+	missing := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.Leader() != 0 {
+			missing = 0
+			continue
+		}
+		if missing++; missing >= maxNoLeaderChecks {
+			cancel(rpctypes.ErrGRPCNoLeader)
+			return
+		}
+	}
+}
+
+// ctxStream is a server stream with a context of our own.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
 
 // unaryLog says why a request failed on the server side: failures of the
 // cluster (no leader, timeouts, storage) at warn level, verdicts on the

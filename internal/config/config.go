@@ -86,6 +86,11 @@ type Config struct {
 
 	EnablePprof bool
 
+	// WatchProgressNotifyInterval is the period of watch progress
+	// notifications; 0 (not given, or not positive, as in etcd) means 10
+	// minutes.
+	WatchProgressNotifyInterval time.Duration
+
 	ClientTLS TLSInfo
 	PeerTLS   TLSInfo
 

@@ -208,7 +208,8 @@ func TestEachInvalidInputIsRefusedInOneLineNamingIt(t *testing.T) {
 		{"negative max txn ops", []string{"--max-txn-ops=-1"}, "--max-txn-ops"},
 		{"bad bool", []string{"--client-cert-auth=yes-please"}, `invalid value "yes-please" for --client-cert-auth`},
 		{"bad value of an ignored flag", []string{"--max-wals=many"}, `invalid value "many" for --max-wals`},
-		{"bad duration of an ignored flag", []string{"--experimental-watch-progress-notify-interval=5"}, "want a duration"},
+		{"bad duration of an ignored flag", []string{"--grpc-keepalive-interval=5"}, "want a duration"},
+		{"bad watch progress interval", []string{"--experimental-watch-progress-notify-interval=5"}, "want a duration"},
 		{"zero heartbeat", []string{"--heartbeat-interval=0"}, "--heartbeat-interval must be at least 1"},
 		{"zero election timeout", []string{"--election-timeout=0"}, "--election-timeout must be at least 1"},
 		{"election under 5 heartbeats", []string{"--heartbeat-interval=100", "--election-timeout=499"}, "--election-timeout (499ms) must be at least 5 times --heartbeat-interval (100ms)"},
@@ -532,6 +533,26 @@ func TestConfigFileErrorsNameTheFileAndKey(t *testing.T) {
 	_, err := Parse([]string{"--config-file=/nonexistent/kvorum.yaml"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/kvorum.yaml") {
 		t.Errorf("missing file: Parse = %v, want an error naming the file", err)
+	}
+}
+
+func TestWatchProgressNotifyIntervalTakesEffectUnderBothNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want time.Duration
+	}{
+		{"not given", nil, 0},
+		{"flag", []string{"--watch-progress-notify-interval=5s"}, 5 * time.Second},
+		{"experimental flag (kubeadm)", []string{"--experimental-watch-progress-notify-interval=250ms"}, 250 * time.Millisecond},
+		{"config file, nanoseconds as etcd encodes it", []string{"--config-file", writeFile(t, "watch-progress-notify-interval: 2000000000\n")}, 2 * time.Second},
+		{"config file, duration text", []string{"--config-file", writeFile(t, "experimental-watch-progress-notify-interval: 3s\n")}, 3 * time.Second},
+	} {
+		c := mustParse(t, tc.args, nil)
+		if c.WatchProgressNotifyInterval != tc.want || slices.Contains(c.Ignored, "watch-progress-notify-interval") ||
+			slices.Contains(c.Ignored, "experimental-watch-progress-notify-interval") {
+			t.Errorf("%s: interval %v, ignored %q; want %v and not ignored", tc.name, c.WatchProgressNotifyInterval, c.Ignored, tc.want)
+		}
 	}
 }
 

@@ -130,6 +130,12 @@ func readFile(path string) ([]setting, error) {
 		case !fileKeys[k]:
 			return nil, fmt.Errorf("config file %s: unknown key %q%s", path, k, hint(k))
 		}
+		if n, isNum := v.(json.Number); isNum {
+			if kd, _ := lookupKind(k); kd == kindDuration {
+				// etcd's config file holds durations as nanoseconds.
+				v = n.String() + "ns"
+			}
+		}
 		s, ok := scalar(v)
 		if !ok {
 			if lookupOption(k) != nil {

@@ -155,6 +155,10 @@ var options = []option{
 		setBool(func(c *Config) *bool { return &c.PeerTLS.AutoTLS })},
 	{"config-file", kindText, "", "Path to a YAML file with etcd's config-file keys; when given, other flags and environment variables are ignored.",
 		func(c *Config, v string) error { c.ConfigFile = v; return nil }},
+	{"watch-progress-notify-interval", kindDuration, "10m0s", "Period of progress notifications to watches that ask for them (at least 100ms).",
+		setWatchProgress},
+	{"experimental-watch-progress-notify-interval", kindDuration, "10m0s", "Old name of --watch-progress-notify-interval.",
+		setWatchProgress},
 	{"version", kindBool, "false", "Print the version and exit.",
 		setBool(func(c *Config) *bool { return &c.PrintVersion })},
 }
@@ -184,10 +188,9 @@ func init() {
 			"experimental-compact-hash-check-time", "experimental-compaction-sleep-interval",
 			"experimental-corrupt-check-time", "experimental-downgrade-check-time",
 			"experimental-warning-apply-duration", "experimental-warning-unary-request-duration",
-			"experimental-watch-progress-notify-interval", "grpc-keepalive-interval",
+			"grpc-keepalive-interval",
 			"grpc-keepalive-min-time", "grpc-keepalive-timeout", "raft-read-timeout",
 			"raft-write-timeout", "warning-apply-duration", "warning-unary-request-duration",
-			"watch-progress-notify-interval",
 		},
 		kindUint: {
 			"auth-token-ttl", "bcrypt-cost", "bootstrap-defrag-threshold-megabytes",
@@ -387,6 +390,17 @@ Flags:
 	}
 	b.WriteString(line + "\n")
 	return b.String()
+}
+
+// setWatchProgress reads a duration such as 5s. A config file holds etcd's
+// encoding of a duration, whole nanoseconds, which readFile spells "<n>ns".
+func setWatchProgress(c *Config, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 5s or 100ms")
+	}
+	c.WatchProgressNotifyInterval = d
+	return nil
 }
 
 func setCatchUp(c *Config, v string) error {

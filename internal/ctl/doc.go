@@ -13,7 +13,8 @@
 // [Main].
 //
 // Exit codes follow etcdctl: 0 success, 1 general error (also cobra's own
-// usage errors), 2 cannot create a client, 3 invalid txn input, 4 a valid
-// flag with an unsupported value (for example an output format a command
-// cannot print), 128 bad command-line arguments.
+// usage errors), 2 cannot create a client, 3 invalid txn or watch -i input,
+// 4 a valid flag with an unsupported value (for example an output format a
+// command cannot print), 5 a watch ended by the server, 128 bad
+// command-line arguments.
 package ctl

@@ -134,6 +134,13 @@ func (a *app) applyEnv(cmd *cobra.Command) error {
 			_ = f.Value.Set(old)
 		}
 	})
+	if cmd.Name() == "watch" {
+		// watch reads these itself (see watchCommand); etcdctl does not
+		// warn about them either.
+		for _, prefix := range []string{envPrefixEtcd, envPrefixKvorum} {
+			used[prefix+"_WATCH_KEY"], used[prefix+"_WATCH_RANGE_END"] = true, true
+		}
+	}
 	if conflict != "" {
 		logLine(a.stderr, "fatal", "conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))", "environment-variable", conflict)
 		return fail(ExitError, nil)

@@ -16,6 +16,7 @@ const (
 	ExitBadConnection = 2
 	ExitInvalidInput  = 3
 	ExitBadFeature    = 4
+	ExitInterrupted   = 5
 	ExitBadArgs       = 128
 )
 
@@ -180,6 +181,7 @@ written for etcdctl work unchanged.`,
 		a.putCommand(),
 		a.delCommand(),
 		a.txnCommand(),
+		a.watchCommand(),
 		a.compactionCommand(),
 		a.memberCommand(),
 		a.endpointCommand(),

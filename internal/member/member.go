@@ -60,6 +60,8 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		MaxRequestBytes:     int(cfg.MaxRequestBytes),
 		MaxTxnOps:           int(cfg.MaxTxnOps),
 		Logger:              lg,
+
+		WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 	}
 	for _, m := range cfg.InitialCluster {
 		sc.InitialCluster = append(sc.InitialCluster, server.InitialMember{Name: m.Name, PeerURLs: urlStrings(m.PeerURLs)})
@@ -221,6 +223,9 @@ func (m *Member) Stop() {
 		m.stopping = true
 		m.mu.Unlock()
 		m.Server.HandOffLeadership()
+		// Watch streams never end by themselves; end them so that the
+		// graceful stop below waits only for requests in flight.
+		m.Server.CloseWatches()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		stopped := make(chan struct{})

@@ -76,6 +76,7 @@ func (sm *stateMachine) Restore() error {
 	if err := sm.s.openKV(); err != nil {
 		return err
 	}
+	sm.s.watch.Restored(sm.s.kvStore().Rev())
 	sm.applied = applied
 	return sm.s.members.load()
 }
@@ -141,6 +142,9 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 	if err := sm.s.kvStore().Commit(w, pebble.NoSync); err != nil {
 		return fmt.Errorf("apply entries up to %d: %w", last, err)
 	}
+	// Watchers learn of the changes once they are readable; Notify never
+	// blocks (slow watchers catch up from storage later).
+	sm.s.watch.Notify(w.Rev(), w.Events())
 	sm.applied = last
 	if membersChanged {
 		if err := sm.s.members.load(); err != nil {

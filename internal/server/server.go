@@ -21,6 +21,7 @@ import (
 	"github.com/kvorum/kvorum/internal/raftnode"
 	"github.com/kvorum/kvorum/internal/storage"
 	"github.com/kvorum/kvorum/internal/transport"
+	"github.com/kvorum/kvorum/internal/watch"
 )
 
 // Config is what a member needs to run. The config package builds it from
@@ -41,6 +42,9 @@ type Config struct {
 	CatchUpEntries    uint64 // raft log entries kept after a compaction
 	MaxRequestBytes   int
 	MaxTxnOps         int
+	// WatchProgressNotifyInterval is the period of progress notifications
+	// for watches that ask for them; 0 means etcd's default (10 minutes).
+	WatchProgressNotifyInterval time.Duration
 
 	Logger *slog.Logger
 }
@@ -58,6 +62,8 @@ type Server struct {
 	transport *transport.Transport
 	waiters   waiters
 	ids       *idGenerator
+	watch     *watch.Hub
+	stopWatch context.CancelFunc
 
 	memberID  uint64
 	clusterID uint64
@@ -137,6 +143,7 @@ func (s *Server) open() error {
 	if err := s.openKV(); err != nil {
 		return err
 	}
+	s.watch = s.newWatchHub()
 	if err := s.members.load(); err != nil {
 		return err
 	}
@@ -245,6 +252,7 @@ func (s *Server) PeerHandler() http.Handler { return s.transport.Handler() }
 
 // Start starts raft and publishes this member's client URLs to the cluster.
 func (s *Server) Start() {
+	s.startWatchHub()
 	s.node.Start(s.transport)
 	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
 		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,
@@ -298,6 +306,9 @@ func (s *Server) Stop() {
 		s.HandOffLeadership()
 		close(s.stopped)
 		s.node.Stop()
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
 		s.transport.Close()
 		if err := s.engine.Sync(); err != nil {
 			s.lg.Error("sync storage on stop", "err", err)

@@ -1,0 +1,158 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvorum/kvorum/internal/server"
+	"github.com/kvorum/kvorum/internal/watch"
+)
+
+// watchServer serves etcd's Watch service: each gRPC stream is one
+// watch.Stream of the member's hub. One goroutine reads the client's
+// requests, one sends the stream's responses in queue order, one ticks
+// progress notifications.
+type watchServer struct {
+	pb.UnimplementedWatchServer
+	s *server.Server
+}
+
+func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	st := ws.s.WatchHub().NewStream()
+	defer st.Close()
+
+	go st.RunProgress(ctx)
+	sendc := make(chan error, 1)
+	go func() { sendc <- ws.sendLoop(ctx, stream, st) }()
+	recvc := make(chan error, 1)
+	go func() { recvc <- recvLoop(ctx, stream, st) }()
+
+	var err error
+	select {
+	case err = <-recvc:
+		if err == nil {
+			// The client closed its side; as in etcd, the watches go on
+			// until the stream ends.
+			select {
+			case err = <-sendc:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+	case err = <-sendc:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	// A stream canceled by the require-leader monitor says why.
+	if cause := context.Cause(stream.Context()); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+		return cause
+	}
+	if errors.Is(err, context.Canceled) {
+		return rpctypes.ErrGRPCWatchCanceled
+	}
+	return err
+}
+
+func recvLoop(ctx context.Context, stream pb.Watch_WatchServer, st *watch.Stream) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := st.WaitControlRoom(ctx); err != nil {
+			return err
+		}
+		switch r := req.GetRequestUnion().(type) {
+		case *pb.WatchRequest_CreateRequest:
+			if r.CreateRequest != nil {
+				st.Watch(r.CreateRequest)
+			}
+		case *pb.WatchRequest_CancelRequest:
+			if r.CancelRequest != nil {
+				st.Cancel(r.CancelRequest.GetWatchId())
+			}
+		case *pb.WatchRequest_ProgressRequest:
+			if r.ProgressRequest != nil {
+				st.RequestProgress()
+			}
+		}
+		// Unknown request kinds are ignored, as etcd ignores them, rather
+		// than ending a stream that carries other watches.
+	}
+}
+
+func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer, st *watch.Stream) error {
+	limit := ws.s.MaxRequestBytes() + grpcOverheadBytes
+	for {
+		rs, err := st.Next(ctx)
+		if errors.Is(err, watch.ErrClosed) {
+			// The member is stopping; clients resume on another member.
+			return rpctypes.ErrGRPCStopped
+		}
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			m := r.Msg
+			m.Header = ws.s.Header(m.GetHeader().GetRevision())
+			if r.Fragment {
+				err = sendFragments(m, limit, stream.Send)
+			} else {
+				err = stream.Send(m)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendFragments sends a response of a watch created with fragment set in
+// pieces of at most limit bytes each (a single event larger than that goes
+// alone), every piece but the last marked Fragment; clients join them back
+// into one response. As in etcd, a response under the limit or with a
+// single event is sent whole.
+func sendFragments(m *pb.WatchResponse, limit int, send func(*pb.WatchResponse) error) error {
+	if proto.Size(m) < limit || len(m.GetEvents()) < 2 {
+		return send(m)
+	}
+	evs := m.GetEvents()
+	for len(evs) > 0 {
+		cur := &pb.WatchResponse{
+			Header:          m.GetHeader(),
+			WatchId:         m.GetWatchId(),
+			Created:         m.GetCreated(),
+			Canceled:        m.GetCanceled(),
+			CompactRevision: m.GetCompactRevision(),
+			CancelReason:    m.GetCancelReason(),
+			Fragment:        true,
+			Events:          []*mvccpb.Event{evs[0]},
+		}
+		n := 1
+		for n < len(evs) {
+			cur.Events = append(cur.Events, evs[n])
+			if proto.Size(cur) >= limit {
+				cur.Events = cur.Events[:n]
+				break
+			}
+			n++
+		}
+		evs = evs[n:]
+		cur.Fragment = len(evs) > 0
+		if err := send(cur); err != nil {
+			return err
+		}
+	}
+	return nil
+}

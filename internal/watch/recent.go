@@ -1,0 +1,80 @@
+package watch
+
+import (
+	"sort"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// recent holds the latest committed changes, up to a byte budget: every
+// change with a revision in (start, end]. A watcher that is only a little
+// behind (a new watch of a recent revision, or one that has just replayed
+// storage up to a revision that writes have since passed) catches up from
+// it under the hub's lock, without touching storage, so the hand-over to
+// the synced set always completes, however fast writes come.
+type recent struct {
+	start, end int64
+	revs       []recentRev // ascending from head; revs[head].rev > start
+	head       int
+	bytes, max int
+}
+
+type recentRev struct {
+	rev  int64
+	evs  []*mvccpb.Event
+	size int
+}
+
+// add appends the changes that took the store from revision prev to rev.
+func (r *recent) add(prev, rev int64, evs []*mvccpb.Event) {
+	if prev != r.end {
+		r.reset(prev)
+	}
+	for i := 0; i < len(evs); {
+		main := evs[i].GetKv().GetModRevision()
+		j := i
+		size := 0
+		for j < len(evs) && evs[j].GetKv().GetModRevision() == main {
+			size += eventSize(evs[j])
+			j++
+		}
+		r.revs = append(r.revs, recentRev{rev: main, evs: evs[i:j:j], size: size})
+		r.bytes += size
+		i = j
+	}
+	r.end = rev
+	for r.head < len(r.revs) && r.bytes > r.max {
+		r.bytes -= r.revs[r.head].size
+		r.start = r.revs[r.head].rev
+		r.revs[r.head] = recentRev{}
+		r.head++
+	}
+	if r.head > len(r.revs)/2 {
+		r.revs = append(r.revs[:0:0], r.revs[r.head:]...)
+		r.head = 0
+	}
+}
+
+// reset empties the buffer; it then holds everything in (rev, rev].
+func (r *recent) reset(rev int64) {
+	r.start, r.end, r.revs, r.head, r.bytes = rev, rev, nil, 0, 0
+}
+
+// since returns the held changes with revision >= from whose keys match,
+// or false if some of them are no longer (or not yet) held.
+func (r *recent) since(from int64, match func([]byte) bool) ([]*mvccpb.Event, bool) {
+	if from <= r.start || from > r.end+1 {
+		return nil, false
+	}
+	held := r.revs[r.head:]
+	i := sort.Search(len(held), func(i int) bool { return held[i].rev >= from })
+	var out []*mvccpb.Event
+	for _, rr := range held[i:] {
+		for _, ev := range rr.evs {
+			if match(ev.GetKv().GetKey()) {
+				out = append(out, ev)
+			}
+		}
+	}
+	return out, true
+}
