@@ -453,11 +453,30 @@ func (n *Node) maybeCompact() error {
 	return nil
 }
 
-// Process steps a message received from a peer.
+// Process steps a message received from a peer. It must not block for
+// long: the transport steps each peer's messages in order, so a blocked
+// message holds up everything behind it on that stream.
+//
+// A proposal a follower forwarded (MsgProp) waits inside raft until this
+// member knows a leader. Stepped with the stream's context it would wait
+// for ever on a member that lost its leadership in a partition, and the
+// heartbeats of the new leader, queued behind it, would never arrive: the
+// member would stay leaderless until restarted (found by the robustness
+// suite, partition-leader). So without a known leader such a proposal is
+// dropped at once, and otherwise it gets an election timeout to be taken;
+// the proposing client sees a timeout, as for any proposal raft drops.
 func (n *Node) Process(ctx context.Context, m *pb.Message) error {
 	rn := n.started()
 	if rn == nil {
 		return ErrStopped
+	}
+	if m.GetType() == pb.MessageType_MsgProp {
+		if n.lead.Load() == raft.None {
+			return ErrNoLeader
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
+		defer cancel()
 	}
 	return rn.Step(ctx, m)
 }
