@@ -49,12 +49,8 @@ type EventsResult struct {
 // allowed, but deletions made at exactly that revision are gone with the
 // compaction.
 func (s *Store) Events(req EventsRequest) (EventsResult, error) {
-	s.mu.RLock()
-	rev, compactRev := s.rev.Load(), s.compactRev.Load()
-	snap := s.db.NewSnapshot()
-	s.mu.RUnlock()
-	defer snap.Close()
-	v := &view{r: snap, rev: rev, compactRev: compactRev}
+	v, release := s.committedView()
+	defer release()
 	return v.events(req)
 }
 

@@ -19,11 +19,9 @@ import (
 // The hash is Kvorum's own (etcd's depends on bbolt's layout); compare it
 // only between Kvorum members.
 func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
-	s.mu.RLock()
-	cur, compactRev := s.rev.Load(), s.compactRev.Load()
-	snap := s.db.NewSnapshot()
-	s.mu.RUnlock()
-	defer snap.Close()
+	v, release := s.committedView()
+	defer release()
+	cur, compactRev := v.rev, v.compactRev
 	switch {
 	case rev <= 0:
 		rev = cur
@@ -33,19 +31,19 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err e
 		return 0, 0, 0, fmt.Errorf("%w: hash at %d, compacted at %d", ErrCompacted, rev, compactRev)
 	}
 	lo, hi := storage.EventSpan(0, rev+1)
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	for it.First(); it.Valid(); it.Next() {
-		v, err := it.ValueAndErr()
+		val, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
 			return 0, 0, 0, err
 		}
 		h.Write(it.Key())
-		h.Write(v)
+		h.Write(val)
 	}
 	if err := closeIter(it); err != nil {
 		return 0, 0, 0, err

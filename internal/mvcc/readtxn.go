@@ -27,12 +27,8 @@ func IsReadOnlyTxn(req *etcdserverpb.TxnRequest) bool {
 // consistent snapshot of committed state, with the same answers applying it
 // through a Writer would give.
 func (s *Store) ReadTxn(req *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse, error) {
-	s.mu.RLock()
-	rev, compactRev := s.rev.Load(), s.compactRev.Load()
-	snap := s.db.NewSnapshot()
-	s.mu.RUnlock()
-	defer snap.Close()
-	v := &view{r: snap, rev: rev, compactRev: compactRev}
+	v, release := s.committedView()
+	defer release()
 	p, err := planTxn(v, req)
 	if err != nil {
 		return nil, err
@@ -40,7 +36,7 @@ func (s *Store) ReadTxn(req *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse
 	if err := checkPlan(v, nil, p, &pathCheck{}); err != nil {
 		return nil, err
 	}
-	resp := &etcdserverpb.TxnResponse{Header: &etcdserverpb.ResponseHeader{Revision: rev}}
+	resp := &etcdserverpb.TxnResponse{Header: &etcdserverpb.ResponseHeader{Revision: v.rev}}
 	if err := execReadPlan(v, p, resp); err != nil {
 		return nil, err
 	}

@@ -69,13 +69,20 @@ func (s *Store) CompactRev() int64 { return s.compactRev.Load() }
 // revision come from one Pebble snapshot, so they always agree, whatever
 // the Writer commits meanwhile.
 func (s *Store) Range(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeResponse, error) {
+	v, release := s.committedView()
+	defer release()
+	return v.execRange(req)
+}
+
+// committedView is a view of the committed state at one point in time:
+// mu orders it against Commit, so its revisions describe exactly its data.
+// Call release when done with it.
+func (s *Store) committedView() (v *view, release func()) {
 	s.mu.RLock()
 	rev, compactRev := s.rev.Load(), s.compactRev.Load()
 	snap := s.db.NewSnapshot()
 	s.mu.RUnlock()
-	defer snap.Close()
-	v := view{r: snap, rev: rev, compactRev: compactRev}
-	return v.execRange(req)
+	return &view{r: snap, rev: rev, compactRev: compactRev}, func() { snap.Close() }
 }
 
 // NewWriter starts applying requests into b, which must be an indexed batch
