@@ -596,33 +596,50 @@ func (n *Node) TransferLeadershipTo(ctx context.Context, target uint64) error {
 	return n.waitLeader(ctx, func(lead uint64) bool { return lead == target })
 }
 
-// TransferLeadership hands leadership to the most up-to-date follower and
-// waits until another member leads or ctx ends. A no-op on a follower.
+// TransferLeadership hands leadership to the most up-to-date live
+// follower and waits until another member leads or ctx ends. A no-op on a
+// follower. If the chosen follower does not take over within an election
+// timeout (it may have stopped a moment ago, before this leader noticed), it
+// tries the next one.
 func (n *Node) TransferLeadership(ctx context.Context) error {
-	if n.lead.Load() != n.cfg.ID {
-		return nil
+	self := n.cfg.ID
+	tried := make(map[uint64]bool)
+	for n.lead.Load() == self {
+		target := n.transferTarget(tried)
+		if target == 0 {
+			return nil
+		}
+		tried[target] = true
+		n.lg.Info("transferring leadership before stopping", "to", fmt.Sprintf("%x", target), "term", n.term.Load())
+		n.raft.TransferLeadership(ctx, self, target)
+		// Stepping down is not enough: the successor still needs this
+		// member's vote to arrive, so wait until another member leads.
+		actx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
+		err := n.waitLeader(actx, func(lead uint64) bool { return lead != raft.None && lead != self })
+		cancel()
+		if err == nil || ctx.Err() != nil || errors.Is(err, ErrStopped) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
 	}
-	st := n.raft.Status()
-	// Only a follower the leader is replicating to right now can take
-	// over (a failed send puts a stopped member's progress into probing);
-	// among those, the most up to date. With none, there is nobody to hand
-	// over to and waiting would only delay the stop.
+	return nil
+}
+
+// transferTarget picks the follower to hand leadership to: only one the
+// leader is replicating to right now (a failed send puts a stopped member's
+// progress into probing), not tried yet, and among those the most up to
+// date. 0 means nobody.
+func (n *Node) transferTarget(tried map[uint64]bool) uint64 {
 	var best, bestMatch uint64
-	for id, pr := range st.Progress {
-		if id == n.cfg.ID || pr.IsLearner || !pr.RecentActive || pr.State != tracker.StateReplicate {
+	for id, pr := range n.raft.Status().Progress {
+		if id == n.cfg.ID || tried[id] || pr.IsLearner || !pr.RecentActive || pr.State != tracker.StateReplicate {
 			continue
 		}
 		if best == 0 || pr.Match > bestMatch {
 			best, bestMatch = id, pr.Match
 		}
 	}
-	if best == 0 {
-		return nil
-	}
-	n.lg.Info("transferring leadership before stopping", "to", fmt.Sprintf("%x", best), "term", n.term.Load())
-	n.raft.TransferLeadership(ctx, n.cfg.ID, best)
-	// Stepping down is not enough: the successor still needs this member's
-	// vote to arrive, so wait until another member is known to lead.
-	self := n.cfg.ID
-	return n.waitLeader(ctx, func(lead uint64) bool { return lead != raft.None && lead != self })
+	return best
 }
