@@ -136,6 +136,7 @@ type figures struct {
 	ops, checked, unknown, unknownApplied, unknownNotApplied int
 	faults                                                   map[faultKind]int
 	violations, lostWrites                                   int
+	watchEvents                                              int
 }
 
 func (f figures) String() string {
@@ -143,8 +144,8 @@ func (f figures) String() string {
 	for _, k := range slices.Sorted(maps.Keys(f.faults)) {
 		fs = append(fs, fmt.Sprintf("%s=%d", k, f.faults[k]))
 	}
-	return fmt.Sprintf("operations %d (checked %d; unknown outcome %d: %d applied, %d not applied), faults [%s], violations %d, acknowledged writes lost %d",
-		f.ops, f.checked, f.unknown, f.unknownApplied, f.unknownNotApplied, strings.Join(fs, " "), f.violations, f.lostWrites)
+	return fmt.Sprintf("operations %d (checked %d; unknown outcome %d: %d applied, %d not applied), faults [%s], violations %d, acknowledged writes lost %d, watch events checked %d",
+		f.ops, f.checked, f.unknown, f.unknownApplied, f.unknownNotApplied, strings.Join(fs, " "), f.violations, f.lostWrites, f.watchEvents)
 }
 
 func runScenario(t *testing.T, sc scenario) {
@@ -184,6 +185,7 @@ func runScenario(t *testing.T, sc scenario) {
 		total.unknownNotApplied += f.unknownNotApplied
 		total.violations += f.violations
 		total.lostWrites += f.lostWrites
+		total.watchEvents += f.watchEvents
 		for k, n := range f.faults {
 			total.faults[k] += n
 		}
@@ -217,6 +219,12 @@ func runRound(t *testing.T, c *cluster.Cluster, sc scenario, seed uint64, round 
 	if err != nil {
 		t.Fatalf("round %d: read the initial state: %v", round, err)
 	}
+
+	watchers, err := startWatchers(c, init.Rev+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watchers.stop()
 
 	start := time.Now()
 	in, err := newInjector(c, seed, round, sc.faults, start)
@@ -326,6 +334,12 @@ func runRound(t *testing.T, c *cluster.Cluster, sc scenario, seed uint64, round 
 	}
 	if _, err := c.HashKV(qctx, finalRev); err != nil {
 		problems = append(problems, err.Error())
+	}
+	if err == nil && len(changes) > 0 {
+		watchers.waitFor(finalRev, 30*time.Second)
+		wp, events := watchers.check(changes)
+		f.watchEvents += events
+		problems = append(problems, wp...)
 	}
 	f.violations += len(problems)
 	if len(problems) > 0 {
