@@ -56,7 +56,8 @@ func OfficialEtcd(ctx context.Context, version string, logf func(format string, 
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		return nil, fmt.Errorf("no cache dir for the etcd build: %w", err)
+		// No HOME (some CI environments): build into the temp dir instead.
+		cache = os.TempDir()
 	}
 	root := filepath.Join(cache, "kvorum-test")
 	final := filepath.Join(root, "etcd-"+version)
