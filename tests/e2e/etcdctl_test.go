@@ -167,21 +167,7 @@ func TestEtcdctlOutputMatchesRealEtcd(t *testing.T) {
 		t.Run(fmt.Sprintf("%02d %s", i, strings.Join(step.args, " ")), func(t *testing.T) {
 			want := runCtl(t, etcd.Ctl, ref.endpoints(), step.stdin, step.args...)
 			got := runCtl(t, etcd.Ctl, kvA.endpoints(), step.stdin, step.args...)
-			var gotCtl ctlResult
-			var ctlSkip string
-			switch {
-			case kvorumctlBin == "":
-				ctlSkip = fmt.Sprintf("kvorumctl did not build: %v", kvorumctlErr)
-			default:
-				gotCtl = runCtl(t, kvorumctlBin, kvB.endpoints(), step.stdin, step.args...)
-				if unsupported(gotCtl) && !unsupported(got) {
-					ctlSkip = "kvorumctl does not support this yet:\n" + gotCtl.stderr
-				}
-			}
-			if ctlSkip != "" {
-				// Keep the third server in step with the others.
-				runCtl(t, etcd.Ctl, kvB.endpoints(), step.stdin, step.args...)
-			}
+			gotCtl := runCtl(t, kvorumctlBin, kvB.endpoints(), step.stdin, step.args...)
 
 			t.Run("etcd vs kvorum", func(t *testing.T) {
 				w, g := want.normalized(ref.endpoints(), "etcdctl"), got.normalized(kvA.endpoints(), "etcdctl")
@@ -190,9 +176,6 @@ func TestEtcdctlOutputMatchesRealEtcd(t *testing.T) {
 				}
 			})
 			t.Run("etcdctl vs kvorumctl", func(t *testing.T) {
-				if ctlSkip != "" {
-					t.Skip(ctlSkip)
-				}
 				w, g := got.normalized(kvA.endpoints(), "etcdctl"), gotCtl.normalized(kvB.endpoints(), "kvorumctl")
 				if w != g {
 					t.Errorf("%s: output differs\n===== etcdctl:\n%s===== kvorumctl:\n%s", strings.Join(step.args, " "), w, g)
