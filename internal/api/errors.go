@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/server"
 )
@@ -30,7 +31,9 @@ var errorMap = []struct {
 	{server.ErrTimeoutDueToLeaderFail, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
 	{server.ErrStopped, rpctypes.ErrGRPCStopped},
 	{server.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
-	{server.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{lease.ErrNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{lease.ErrExists, rpctypes.ErrGRPCLeaseExist},
+	{lease.ErrTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{server.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
 	{server.ErrNotCapable, rpctypes.ErrGRPCNotCapable},
 	{server.ErrNotLeader, rpctypes.ErrGRPCNotLeader},

@@ -90,6 +90,10 @@ type Config struct {
 	// notifications; 0 (not given, or not positive, as in etcd) means 10
 	// minutes.
 	WatchProgressNotifyInterval time.Duration
+	// LeaseCheckpointInterval is how often the leader replicates the
+	// remaining TTL of long leases; 0 means 5 minutes. Like etcd, no flag
+	// sets it; tests do.
+	LeaseCheckpointInterval time.Duration
 
 	ClientTLS TLSInfo
 	PeerTLS   TLSInfo

@@ -62,6 +62,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		Logger:              lg,
 
 		WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
+		LeaseCheckpointInterval:     cfg.LeaseCheckpointInterval,
 	}
 	for _, m := range cfg.InitialCluster {
 		sc.InitialCluster = append(sc.InitialCluster, server.InitialMember{Name: m.Name, PeerURLs: urlStrings(m.PeerURLs)})

@@ -513,3 +513,34 @@ func TestWriterSeesEarlierRequestsOfItsBatch(t *testing.T) {
 		}
 	})
 }
+
+func TestDeleteKeysIsOneRevisionAndSkipsMissingKeys(t *testing.T) {
+	db, s := newTestStore(t)
+	apply(t, db, s, func(w *Writer) {
+		for _, k := range []string{"a", "b", "c"} {
+			mustPut(t, w, put(k, "v"))
+		}
+	})
+	var rev int64
+	w := apply(t, db, s, func(w *Writer) {
+		var err error
+		if rev, err = w.DeleteKeys([][]byte{[]byte("a"), []byte("missing"), []byte("c")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if rev != 5 || s.Rev() != 5 {
+		t.Fatalf("DeleteKeys ended at revision %d (store %d), want 5: one revision for both deletions", rev, s.Rev())
+	}
+	evs := w.Events()
+	if len(evs) != 2 || evs[0].Kv.ModRevision != 5 || evs[1].Kv.ModRevision != 5 ||
+		string(evs[0].Kv.Key) != "a" || string(evs[1].Kv.Key) != "c" || evs[0].PrevKv == nil {
+		t.Fatalf("events = %v, want deletions of a and c at revision 5 with their previous versions", evs)
+	}
+	wantKVs(t, mustRange(t, s, &etcdserverpb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z")}).Kvs, kv("b", "v", 3, 3, 1))
+
+	apply(t, db, s, func(w *Writer) {
+		if rev, _ = w.DeleteKeys([][]byte{[]byte("missing")}); rev != 5 {
+			t.Fatalf("deleting nothing moved the revision to %d", rev)
+		}
+	})
+}

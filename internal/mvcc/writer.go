@@ -118,6 +118,25 @@ func (w *Writer) DeleteRange(req *etcdserverpb.DeleteRangeRequest) (*etcdserverp
 	return resp, nil
 }
 
+// DeleteKeys deletes the given live keys, in the order given, as one
+// request: all deletions share one revision (a lease revocation is seen as
+// one change). Keys that are not live are skipped. It returns the revision
+// the store is at afterwards.
+func (w *Writer) DeleteKeys(keys [][]byte) (int64, error) {
+	if err := w.begin(); err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if _, err := w.deleteRange(&etcdserverpb.DeleteRangeRequest{Key: k}); err != nil {
+			return 0, err
+		}
+	}
+	if err := w.finish(); err != nil {
+		return 0, err
+	}
+	return w.rev, nil
+}
+
 // checkPut validates a put against view v and returns the key's live
 // version, if any: the lease must exist, and ignore_value/ignore_lease need
 // a live key.

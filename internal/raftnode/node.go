@@ -564,6 +564,14 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
+// LeaderChanged returns a channel that is closed at the next change of
+// leader (including to or from none).
+func (n *Node) LeaderChanged() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderNotify
+}
+
 // WaitLeader blocks until a leader is known.
 func (n *Node) WaitLeader(ctx context.Context) error {
 	return n.waitLeader(ctx, func(lead uint64) bool { return lead != raft.None })

@@ -10,6 +10,7 @@ import (
 	raftpb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/storage"
 )
@@ -76,6 +77,9 @@ func (sm *stateMachine) Restore() error {
 	if err := sm.s.openKV(); err != nil {
 		return err
 	}
+	if err := sm.s.lessor.Load(sm.s.db); err != nil {
+		return err
+	}
 	sm.s.watch.Restored(sm.s.kvStore().Rev())
 	sm.applied = applied
 	return sm.s.members.load()
@@ -93,6 +97,7 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 		r  applyResult
 	}
 	var results []done
+	tracked := 0 // events already passed to the lessor
 	last := sm.applied
 	membersChanged := false
 	for _, e := range ents {
@@ -113,6 +118,10 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 				continue
 			}
 			r := sm.s.applyRequest(w, b, req)
+			if r.err == nil && len(w.Events()) > tracked {
+				r.err = sm.s.lessor.Track(b, w.Events()[tracked:])
+				tracked = len(w.Events())
+			}
 			if r.err != nil && !isRequestError(r.err) {
 				// A storage failure: the batch may be half written. Drop it;
 				// raftnode stops this member rather than diverge.
@@ -173,6 +182,12 @@ func (s *Server) applyRequest(w *mvcc.Writer, b *pebble.Batch, req *pb.InternalR
 	case req.Compaction != nil:
 		resp, err := w.Compact(req.Compaction)
 		return applyResult{resp, err}
+	case req.LeaseGrant != nil:
+		return s.applyLeaseGrant(w, b, req.LeaseGrant)
+	case req.LeaseRevoke != nil:
+		return s.applyLeaseRevoke(w, b, req.LeaseRevoke)
+	case req.LeaseCheckpoint != nil:
+		return s.applyLeaseCheckpoint(b, req.LeaseCheckpoint)
 	case req.ClusterMemberAttrSet != nil:
 		return applyResult{err: s.members.applyAttrSet(b, req.ClusterMemberAttrSet)}
 	default:
@@ -183,8 +198,5 @@ func (s *Server) applyRequest(w *mvcc.Writer, b *pebble.Batch, req *pb.InternalR
 // isRequestError reports whether an apply error is the request's
 // replicated outcome rather than a local storage failure.
 func isRequestError(err error) bool {
-	return mvcc.IsRequestError(err) || errors.Is(err, ErrLeaseNotFound) || errors.Is(err, ErrMemberNotFound) || errors.Is(err, errUnsupportedRequest)
+	return mvcc.IsRequestError(err) || lease.IsRequestError(err) || errors.Is(err, ErrMemberNotFound) || errors.Is(err, errUnsupportedRequest)
 }
-
-// noLeases is the lease check until leases exist: every lease is unknown.
-func noLeases(int64) error { return ErrLeaseNotFound }

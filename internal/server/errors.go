@@ -10,7 +10,6 @@ var (
 	ErrTimeoutDueToLeaderFail = errors.New("server: request timed out, possibly due to previous leader failure")
 	ErrStopped                = errors.New("server: server stopped")
 	ErrRequestTooLarge        = errors.New("server: request is too large")
-	ErrLeaseNotFound          = errors.New("server: requested lease not found")
 	ErrMemberNotFound         = errors.New("server: member not found")
 	ErrNotCapable             = errors.New("server: not capable")
 	ErrNotLeader              = errors.New("server: not leader")

@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/raftnode"
 	"github.com/kvorum/kvorum/internal/storage"
@@ -45,6 +46,9 @@ type Config struct {
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// for watches that ask for them; 0 means etcd's default (10 minutes).
 	WatchProgressNotifyInterval time.Duration
+	// LeaseCheckpointInterval is how often the leader replicates the
+	// remaining TTL of long leases; 0 means 5 minutes (etcd's default).
+	LeaseCheckpointInterval time.Duration
 
 	Logger *slog.Logger
 }
@@ -56,6 +60,7 @@ type Server struct {
 	engine    *storage.Engine
 	db        *pebble.DB
 	kv        atomic.Pointer[mvcc.Store]
+	lessor    *lease.Lessor
 	members   *members
 	sm        *stateMachine
 	node      *raftnode.Node
@@ -106,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		reqTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		stopped:    make(chan struct{}),
 		ready:      make(chan struct{}),
+		lessor:     lease.New(nil),
 	}
 	s.members = &members{db: s.db}
 	if err := s.open(); err != nil {
@@ -141,6 +147,9 @@ func (s *Server) open() error {
 	s.ids = newIDGenerator(s.memberID, time.Now())
 
 	if err := s.openKV(); err != nil {
+		return err
+	}
+	if err := s.lessor.Load(s.db); err != nil {
 		return err
 	}
 	s.watch = s.newWatchHub()
@@ -180,6 +189,7 @@ func (s *Server) open() error {
 		Raft:      node,
 		Snapshots: node.Snapshots(),
 		Logger:    s.lg,
+		Calls:     s.leaseCalls(),
 	})
 	for _, m := range cfg.InitialCluster {
 		id := MemberID(m.PeerURLs, cfg.ClusterToken)
@@ -240,7 +250,7 @@ func (s *Server) openKV() error {
 	if err != nil {
 		return err
 	}
-	kv.SetLeaseCheck(noLeases)
+	kv.SetLeaseCheck(s.lessor.Check)
 	s.kv.Store(kv)
 	return nil
 }
@@ -254,6 +264,7 @@ func (s *Server) PeerHandler() http.Handler { return s.transport.Handler() }
 func (s *Server) Start() {
 	s.startWatchHub()
 	s.node.Start(s.transport)
+	go s.runLeases()
 	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
 		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,
 		"advertise-client-urls", s.cfg.AdvertiseClientURLs, "advertise-peer-urls", s.cfg.AdvertisePeerURLs)

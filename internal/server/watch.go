@@ -59,5 +59,9 @@ func (s *Server) Header(rev int64) *pb.ResponseHeader {
 	return s.header(&pb.ResponseHeader{Revision: rev})
 }
 
+// CurrentHeader is a response header of this member at its current
+// revision.
+func (s *Server) CurrentHeader() *pb.ResponseHeader { return s.header(nil) }
+
 // ElectionTimeout is the configured election timeout.
 func (s *Server) ElectionTimeout() time.Duration { return s.cfg.ElectionTimeout }

@@ -17,7 +17,7 @@ const (
 	prefixHistory byte = 0x12 // key-major index of every retained version
 	prefixEvents  byte = 0x13 // revision-major log of every retained change
 	prefixMember  byte = 0x14 // cluster members
-	prefixLease   byte = 0x15 // leases (reserved for the lease issue)
+	prefixLease   byte = 0x15 // leases and the keys attached to them
 	prefixAuth    byte = 0x16 // users and roles (reserved for the auth issue)
 	prefixEnd     byte = 0x20
 )
@@ -224,6 +224,52 @@ func MemberKey(id uint64) []byte {
 
 // MemberSpan bounds every MemberKey.
 func MemberSpan() (lo, hi []byte) { return []byte{prefixMember}, []byte{prefixMember + 1} }
+
+// Lease records: 'l' + ID holds a lease, 'k' + ID + user key marks a key
+// attached to it. IDs are stored as unsigned big-endian so records sort by
+// ID and one lease's attachments are contiguous.
+const (
+	leaseRecord = 'l'
+	leaseAttach = 'k'
+)
+
+// LeaseKey is the key of the record of lease id.
+func LeaseKey(id int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixLease, leaseRecord}, uint64(id))
+}
+
+// LeaseSpan bounds every LeaseKey.
+func LeaseSpan() (lo, hi []byte) {
+	return []byte{prefixLease, leaseRecord}, []byte{prefixLease, leaseRecord + 1}
+}
+
+// DecodeLeaseKey returns the lease ID of a key made by LeaseKey.
+func DecodeLeaseKey(k []byte) (int64, error) {
+	if len(k) != 2+8 || k[0] != prefixLease || k[1] != leaseRecord {
+		return 0, fmt.Errorf("%w: lease key %x", ErrMalformedKey, k)
+	}
+	return int64(binary.BigEndian.Uint64(k[2:])), nil
+}
+
+// LeaseAttachKey marks user key k as attached to lease id.
+func LeaseAttachKey(id int64, k []byte) []byte {
+	out := make([]byte, 0, 2+8+len(k))
+	out = binary.BigEndian.AppendUint64(append(out, prefixLease, leaseAttach), uint64(id))
+	return append(out, k...)
+}
+
+// LeaseAttachSpan bounds every LeaseAttachKey.
+func LeaseAttachSpan() (lo, hi []byte) {
+	return []byte{prefixLease, leaseAttach}, []byte{prefixLease, leaseAttach + 1}
+}
+
+// DecodeLeaseAttachKey splits a key made by LeaseAttachKey.
+func DecodeLeaseAttachKey(k []byte) (int64, []byte, error) {
+	if len(k) < 2+8 || k[0] != prefixLease || k[1] != leaseAttach {
+		return 0, nil, fmt.Errorf("%w: lease attachment key %x", ErrMalformedKey, k)
+	}
+	return int64(binary.BigEndian.Uint64(k[2:10])), k[10:], nil
+}
 
 // PutUint64 and GetUint64 encode the fixed-width counters stored above.
 func PutUint64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

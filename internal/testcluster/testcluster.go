@@ -44,6 +44,9 @@ type Options struct {
 	// Args are extra flags given to every member, e.g.
 	// {"--snapshot-count", "100"}.
 	Args []string
+	// Configure, if set, adjusts each member's parsed configuration: for
+	// settings no flag reaches.
+	Configure func(*config.Config)
 }
 
 // Cluster is a set of in-process members that were bootstrapped together.
@@ -62,6 +65,7 @@ type Member struct {
 
 	c      *Cluster
 	args   []string
+	conf   func(*config.Config)
 	events *eventCounter
 
 	mu      sync.Mutex
@@ -132,6 +136,7 @@ func (c *Cluster) newMembers(opts Options, attempt int) []*Member {
 			"--heartbeat-interval", strconv.Itoa(DefaultHeartbeatMillis),
 			"--election-timeout", strconv.Itoa(DefaultElectionMillis),
 		}, opts.Args...)
+		m.conf = opts.Configure
 	}
 	return ms
 }
@@ -271,6 +276,9 @@ func (m *Member) start() error {
 	cfg, err := config.Parse(m.args, func(string) string { return "" })
 	if err != nil {
 		return fmt.Errorf("%s: parse flags %q: %w", m.Name, m.args, err)
+	}
+	if m.conf != nil {
+		m.conf(cfg)
 	}
 	rm, err := member.Start(cfg, m.c.logs.logger(m.Name, m.events))
 	if err != nil {

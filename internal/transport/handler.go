@@ -27,6 +27,7 @@ type inboundStream struct {
 //	POST /raft/stream    a stream of framed raft messages from one peer
 //	POST /raft/snapshot  one framed MsgSnap followed by its data
 //	GET  /raft/probe     this member's cluster and member IDs, as JSON
+//	POST /raft/call/...  a unary call (see Call)
 //
 // Streams are long-lived: the http.Server serving this handler must not set
 // ReadTimeout or WriteTimeout (the transport keeps its own idle deadlines).
@@ -35,6 +36,7 @@ func (t *Transport) Handler() http.Handler {
 	mux.HandleFunc("POST "+pathStream, t.serveStream)
 	mux.HandleFunc("POST "+pathSnapshot, t.serveSnapshot)
 	mux.HandleFunc("GET "+pathProbe, t.serveProbe)
+	mux.HandleFunc("POST "+pathCall, t.serveCall)
 	return mux
 }
 

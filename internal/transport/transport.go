@@ -62,6 +62,8 @@ type Config struct {
 	// MaxMessageSize bounds a single message on the wire, in both
 	// directions; 0 means DefaultMaxMessageSize.
 	MaxMessageSize int
+	// Calls are the unary calls this member answers, by name (see Call).
+	Calls map[string]CallHandler
 }
 
 // Raft is the local raft node as the transport sees it. All methods may be
