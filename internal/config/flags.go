@@ -159,6 +159,10 @@ var options = []option{
 		setWatchProgress},
 	{"experimental-watch-progress-notify-interval", kindDuration, "10m0s", "Old name of --watch-progress-notify-interval.",
 		setWatchProgress},
+	{"experimental-enable-lease-checkpoint", kindBool, "false", "Accepted for etcd compatibility; Kvorum always checkpoints leases.",
+		checkBool},
+	{"experimental-enable-lease-checkpoint-persist", kindBool, "false", "Accepted for etcd compatibility; Kvorum always persists lease checkpoints.",
+		checkBool},
 	{"version", kindBool, "false", "Print the version and exit.",
 		setBool(func(c *Config) *bool { return &c.PrintVersion })},
 }
@@ -173,7 +177,6 @@ func init() {
 			"discovery-insecure-skip-tls-verify", "discovery-insecure-transport",
 			"enable-distributed-tracing", "enable-grpc-gateway", "enable-log-rotation", "enable-v2",
 			"experimental-compact-hash-check-enabled", "experimental-enable-distributed-tracing",
-			"experimental-enable-lease-checkpoint", "experimental-enable-lease-checkpoint-persist",
 			"experimental-initial-corrupt-check", "experimental-memory-mlock",
 			"experimental-peer-skip-client-san-verification", "experimental-stop-grpc-service-on-defrag",
 			"experimental-txn-mode-write-with-shared-buffer", "force-new-cluster",
@@ -315,6 +318,14 @@ func setBool(field func(*Config) *bool) func(*Config, string) error {
 		*field(c) = b
 		return nil
 	}
+}
+
+// checkBool validates a boolean flag whose behaviour is always on.
+func checkBool(_ *Config, v string) error {
+	if _, err := strconv.ParseBool(v); err != nil {
+		return fmt.Errorf("want true or false")
+	}
+	return nil
 }
 
 func setMillis(field func(*Config) *time.Duration) func(*Config, string) error {
