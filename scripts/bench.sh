@@ -15,19 +15,26 @@
 #   4. prints a markdown table of medians over the rounds (req/s, p50, p99, Kvorum/etcd ratios),
 #      per-round ratios, errors and the load average, and writes it to OUTDIR/summary.md.
 #
-# Workloads (WORKLOADS selects, space separated; default: all four):
+# Workloads (WORKLOADS selects, space separated; default: all seven):
 #   put       put, CLIENTS clients over CONNS connections, --target-leader, PUT_TOTAL requests
 #   put-1client  put, 1 client over 1 connection, --target-leader, PUT1C_TOTAL requests (latency-bound)
 #   range-l   linearizable range of one key, CLIENTS/CONNS, all members, RANGE_TOTAL requests
 #   range-s   serializable range of one key, CLIENTS/CONNS, all members, RANGES_TOTAL requests
 #   (range workloads first write PRELOAD_KEYS sequential keys plus RANGE_KEY; not timed)
+#   watch     WATCH_STREAMS x WATCH_PER_STREAM watchers on one key, WATCH_PUT_TOTAL puts to it;
+#             req/s = watch events delivered per second (the tool's p99 here is client-side queueing)
+#   watch-latency  WL_STREAMS x WL_WATCHERS watchers, puts at WL_RATE/s, WL_PUT_TOTAL puts;
+#             p50/p99 = put completed -> event received
+#   lease-keepalive  CLIENTS/CONNS clients renewing leases (one per client), LEASE_TOTAL keep-alives
 #
 # Knobs (environment):
 #   ROUNDS=3  ORDER=abba (abba: etcd first in even rounds; ab: Kvorum first always)
-#   WORKLOADS="put put-1client range-l range-s"
+#   WORKLOADS="put put-1client range-l range-s watch watch-latency lease-keepalive"
 #   CONNS=10 CLIENTS=100 KEY_SIZE=8 VAL_SIZE=256 KEY_SPACE=100000
 #   PUT_TOTAL=60000 PUT1C_TOTAL=6000 RANGE_TOTAL=100000 RANGES_TOTAL=200000
 #   PRELOAD_KEYS=10000 RANGE_KEY=bench-range-key
+#   WATCH_STREAMS=10 WATCH_PER_STREAM=100 WATCH_PUT_TOTAL=3000
+#   WL_STREAMS=10 WL_WATCHERS=10 WL_RATE=200 WL_PUT_TOTAL=2000  LEASE_TOTAL=100000
 #   OUTDIR=${TMPDIR:-/tmp}/kvorum-bench-<utc time>   raw outputs, member logs, results.csv, summary.md
 #   CACHE_DIR=~/.cache/kvorum-bench/bin               where etcd, etcdctl and benchmark are built
 #   ETCD_VERSION=v3.7.3 BENCH_VERSION=v3.6.8
@@ -52,17 +59,21 @@ if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set -uo/p' "$0" 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CMDLINE="scripts/bench.sh"
 for v in ROUNDS ORDER WORKLOADS CONNS CLIENTS KEY_SIZE VAL_SIZE KEY_SPACE PUT_TOTAL PUT1C_TOTAL RANGE_TOTAL \
-         RANGES_TOTAL PRELOAD_KEYS EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS WAIT_LOAD WAIT_MAX ETCD_VERSION BENCH_VERSION; do
+         RANGES_TOTAL PRELOAD_KEYS WATCH_STREAMS WATCH_PER_STREAM WATCH_PUT_TOTAL WL_STREAMS WL_WATCHERS WL_RATE \
+         WL_PUT_TOTAL LEASE_TOTAL EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS WAIT_LOAD WAIT_MAX ETCD_VERSION BENCH_VERSION; do
   [[ -n "${!v+x}" ]] && CMDLINE="$v=$(printf %q "${!v}") $CMDLINE"
 done
 
 ROUNDS=${ROUNDS:-3} ORDER=${ORDER:-abba}
-WORKLOADS=${WORKLOADS:-put put-1client range-l range-s}
+WORKLOADS=${WORKLOADS:-put put-1client range-l range-s watch watch-latency lease-keepalive}
 CONNS=${CONNS:-10} CLIENTS=${CLIENTS:-100}
 KEY_SIZE=${KEY_SIZE:-8} VAL_SIZE=${VAL_SIZE:-256} KEY_SPACE=${KEY_SPACE:-100000}
 PUT_TOTAL=${PUT_TOTAL:-60000} PUT1C_TOTAL=${PUT1C_TOTAL:-6000}
 RANGE_TOTAL=${RANGE_TOTAL:-100000} RANGES_TOTAL=${RANGES_TOTAL:-200000}
 PRELOAD_KEYS=${PRELOAD_KEYS:-10000} RANGE_KEY=${RANGE_KEY:-bench-range-key}
+WATCH_STREAMS=${WATCH_STREAMS:-10} WATCH_PER_STREAM=${WATCH_PER_STREAM:-100} WATCH_PUT_TOTAL=${WATCH_PUT_TOTAL:-3000}
+WL_STREAMS=${WL_STREAMS:-10} WL_WATCHERS=${WL_WATCHERS:-10} WL_RATE=${WL_RATE:-200} WL_PUT_TOTAL=${WL_PUT_TOTAL:-2000}
+LEASE_TOTAL=${LEASE_TOTAL:-100000}
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3} BENCH_VERSION=${BENCH_VERSION:-v3.6.8}
 CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvorum-bench/bin}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-600} HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
@@ -78,7 +89,10 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ "$ORDER" == ab || "$ORDER" == abba ]] || die "ORDER must be ab or abba"
 for w in $WORKLOADS; do
-  case $w in put|put-1client|range-l|range-s) ;; *) die "unknown workload '$w' (known: put put-1client range-l range-s)" ;; esac
+  case $w in
+    put|put-1client|range-l|range-s|watch|watch-latency|lease-keepalive) ;;
+    *) die "unknown workload '$w' (known: put put-1client range-l range-s watch watch-latency lease-keepalive)" ;;
+  esac
 done
 command -v timeout >/dev/null || die "needs coreutils 'timeout'"
 
@@ -245,6 +259,9 @@ wl_args() {
     put-1client) ARGS=(--target-leader --conns=1 --clients=1 put --key-size="$KEY_SIZE" --key-space-size="$KEY_SPACE" --val-size="$VAL_SIZE" --total="$PUT1C_TOTAL") ;;
     range-l)     PRELOAD=1; ARGS=(--conns="$CONNS" --clients="$CLIENTS" range "$RANGE_KEY" --consistency=l --total="$RANGE_TOTAL") ;;
     range-s)     PRELOAD=1; ARGS=(--conns="$CONNS" --clients="$CLIENTS" range "$RANGE_KEY" --consistency=s --total="$RANGES_TOTAL") ;;
+    watch)       ARGS=(--conns="$CONNS" --clients="$CONNS" watch --streams="$WATCH_STREAMS" --watch-per-stream="$WATCH_PER_STREAM" --watched-key-total=1 --put-total="$WATCH_PUT_TOTAL") ;;
+    watch-latency) ARGS=(--conns="$CONNS" --clients="$CONNS" watch-latency --streams="$WL_STREAMS" --watchers-per-stream="$WL_WATCHERS" --put-rate="$WL_RATE" --put-total="$WL_PUT_TOTAL" --val-size="$VAL_SIZE") ;;
+    lease-keepalive) ARGS=(--conns="$CONNS" --clients="$CLIENTS" lease-keepalive --total="$LEASE_TOTAL") ;;
   esac
 }
 
@@ -337,7 +354,7 @@ run_one() { # round server(kvorum|etcd) workload
   echo "kvorum: $KVORUM ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n "$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null | head -1)" ]] && echo ', uncommitted changes'))"
   echo "etcd: $ETCD ($("$ETCD" --version 2>/dev/null | awk -F': ' '/etcd Version/{print $2}'))  benchmark: $BENCHMARK ($BENCH_VERSION)  $(go version | awk '{print $3}')"
   echo "rounds: $ROUNDS  order: $ORDER  workloads: $WORKLOADS"
-  echo "CONNS=$CONNS CLIENTS=$CLIENTS KEY_SIZE=$KEY_SIZE VAL_SIZE=$VAL_SIZE KEY_SPACE=$KEY_SPACE PUT_TOTAL=$PUT_TOTAL PUT1C_TOTAL=$PUT1C_TOTAL RANGE_TOTAL=$RANGE_TOTAL RANGES_TOTAL=$RANGES_TOTAL PRELOAD_KEYS=$PRELOAD_KEYS EXTRA_FLAGS=${EXTRA_FLAGS:-} KVORUM_FLAGS=${KVORUM_FLAGS:-} ETCD_FLAGS=${ETCD_FLAGS:-}"
+  echo "CONNS=$CONNS CLIENTS=$CLIENTS KEY_SIZE=$KEY_SIZE VAL_SIZE=$VAL_SIZE KEY_SPACE=$KEY_SPACE PUT_TOTAL=$PUT_TOTAL PUT1C_TOTAL=$PUT1C_TOTAL RANGE_TOTAL=$RANGE_TOTAL RANGES_TOTAL=$RANGES_TOTAL PRELOAD_KEYS=$PRELOAD_KEYS WATCH=${WATCH_STREAMS}x${WATCH_PER_STREAM}/${WATCH_PUT_TOTAL} WL=${WL_STREAMS}x${WL_WATCHERS}@${WL_RATE}/${WL_PUT_TOTAL} LEASE_TOTAL=$LEASE_TOTAL EXTRA_FLAGS=${EXTRA_FLAGS:-} KVORUM_FLAGS=${KVORUM_FLAGS:-} ETCD_FLAGS=${ETCD_FLAGS:-}"
 } >"$OUTDIR/meta.txt"
 cat "$OUTDIR/meta.txt" >&2
 log "output: $OUTDIR"
@@ -393,6 +410,9 @@ summarize() {
       desc["put-1client"] = "put, 1 client / 1 conn, leader"
       desc["range-l"] = "range 1 key, linearizable, " CLIENTS "/" CONNS ", all members"
       desc["range-s"] = "range 1 key, serializable, " CLIENTS "/" CONNS ", all members"
+      desc["watch"] = "watch fan-out, events/s delivered"
+      desc["watch-latency"] = "watch, put -> event latency"
+      desc["lease-keepalive"] = "lease keep-alive, " CLIENTS "/" CONNS ", all members"
       print "| workload | Kvorum req/s | etcd req/s | ratio | Kvorum p50 ms | etcd p50 ms | Kvorum p99 ms | etcd p99 ms | p99 ratio |"
       print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
       nw = split(WLS, W, " ")

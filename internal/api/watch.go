@@ -94,8 +94,17 @@ func recvLoop(ctx context.Context, stream pb.Watch_WatchServer, st *watch.Stream
 
 func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer, st *watch.Stream) error {
 	limit := ws.s.MaxRequestBytes() + grpcOverheadBytes
+	var out watch.Outbox
 	for {
-		rs, err := st.Next(ctx)
+		// Take what queued up during the last send, waiting only when
+		// nothing is left to send, so it can merge with what is waiting.
+		var rs []watch.Response
+		var err error
+		if out.Len() == 0 {
+			rs, err = st.Next(ctx)
+		} else {
+			rs, err = st.TryNext()
+		}
 		if errors.Is(err, watch.ErrClosed) {
 			// The member is stopping; clients resume on another member.
 			return rpctypes.ErrGRPCStopped
@@ -103,17 +112,17 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 		if err != nil {
 			return err
 		}
-		for _, r := range rs {
-			m := r.Msg
-			m.Header = ws.s.Header(m.GetHeader().GetRevision())
-			if r.Fragment {
-				err = sendFragments(m, limit, stream.Send)
-			} else {
-				err = stream.Send(m)
-			}
-			if err != nil {
-				return err
-			}
+		out.Add(rs)
+		r, _ := out.Pop()
+		m := r.Msg
+		m.Header = ws.s.Header(m.GetHeader().GetRevision())
+		if r.Fragment {
+			err = sendFragments(m, limit, stream.Send)
+		} else {
+			err = stream.Send(m)
+		}
+		if err != nil {
+			return err
 		}
 	}
 }

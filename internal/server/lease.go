@@ -80,25 +80,6 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 	return out, nil
 }
 
-// LeaseRenew restarts a lease's TTL on the leader (forwarding there from a
-// follower) and returns the TTL. A lease that is unknown or already
-// expired gives lease.ErrNotFound.
-func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
-	req, err := proto.Marshal(&pb.LeaseKeepAliveRequest{ID: id})
-	if err != nil {
-		return 0, err
-	}
-	out, err := s.atLeader(ctx, callLeaseRenew, req)
-	if err != nil {
-		return 0, err
-	}
-	resp := &pb.LeaseKeepAliveResponse{}
-	if err := proto.Unmarshal(out, resp); err != nil {
-		return 0, fmt.Errorf("lease renew answer: %w", err)
-	}
-	return resp.GetTTL(), nil
-}
-
 // LeaseTimeToLive asks the leader how long a lease has left.
 func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	req, err := proto.Marshal(&pb.LeaseTimeToLiveRequest{ID: r.GetID(), Keys: r.GetKeys()})
@@ -195,11 +176,14 @@ func (s *Server) leaseCall(ctx context.Context, name string, req []byte) ([]byte
 	var err error
 	switch name {
 	case callLeaseRenew:
-		r := &pb.LeaseKeepAliveRequest{}
-		if err := proto.Unmarshal(req, r); err != nil {
+		ids, err := decodeIDs(req)
+		if err != nil {
 			return nil, err
 		}
-		resp, err = s.renewHere(ctx, r.GetID())
+		if !s.lessor.Primary() {
+			return []byte{leaseCallNotPrimary}, nil
+		}
+		return append([]byte{leaseCallOK}, encodeIDs(s.renewBatchHere(ctx, ids))...), nil
 	case callLeaseTimeToLive:
 		r := &pb.LeaseTimeToLiveRequest{}
 		if err := proto.Unmarshal(req, r); err != nil {
@@ -222,20 +206,6 @@ func (s *Server) leaseCall(ctx context.Context, name string, req []byte) ([]byte
 		return nil, err
 	}
 	return append([]byte{leaseCallOK}, out...), nil
-}
-
-func (s *Server) renewHere(ctx context.Context, id int64) (*pb.LeaseKeepAliveResponse, error) {
-	ttl, clear, err := s.lessor.Renew(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if clear {
-		// The lease was checkpointed with less than its TTL left; record
-		// that it has its full TTL again, or a later leader would give it
-		// only the old remainder.
-		go s.proposeCheckpoints([]lease.CheckpointEntry{{ID: id}})
-	}
-	return &pb.LeaseKeepAliveResponse{ID: id, TTL: ttl}, nil
 }
 
 func (s *Server) timeToLiveHere(r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {

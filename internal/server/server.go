@@ -61,6 +61,7 @@ type Server struct {
 	db        *pebble.DB
 	kv        atomic.Pointer[mvcc.Store]
 	lessor    *lease.Lessor
+	renewals  *renewBatcher
 	members   *members
 	sm        *stateMachine
 	node      *raftnode.Node
@@ -114,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 		lessor:     lease.New(nil),
 	}
 	s.members = &members{db: s.db}
+	s.renewals = newRenewBatcher(s)
 	if err := s.open(); err != nil {
 		engine.Close()
 		return nil, err
@@ -265,6 +267,7 @@ func (s *Server) Start() {
 	s.startWatchHub()
 	s.node.Start(s.transport)
 	go s.runLeases()
+	go s.renewals.run()
 	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
 		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,
 		"advertise-client-urls", s.cfg.AdvertiseClientURLs, "advertise-peer-urls", s.cfg.AdvertisePeerURLs)

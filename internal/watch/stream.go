@@ -273,6 +273,83 @@ func (st *Stream) TryNext() ([]Response, error) {
 	return out, nil
 }
 
+// Bounds of a response an Outbox builds by merging.
+const (
+	coalesceMaxEvents = 1000
+	coalesceMaxBytes  = 1 << 20
+)
+
+// Outbox holds the responses taken from a stream that the sender has not
+// sent yet, and merges the event responses of each watcher into fewer,
+// larger ones: a client that falls behind then catches up with one message
+// per watcher instead of one per applied batch, and per-message work is
+// what a busy client spends its time on. The sender adds what it takes
+// from the stream before every send, so whatever queued up during a send
+// joins the responses still waiting.
+//
+// A watcher's events keep their order and only move earlier in the
+// stream, never past a control response (created, canceled, progress),
+// which is a barrier for every watcher. Whole responses are merged, so the
+// events of one revision stay together.
+type Outbox struct {
+	q       []Response
+	sent    int // responses popped so far: q[0] is response number sent
+	merging map[int64]*mergeTarget
+}
+
+type mergeTarget struct {
+	at, events, bytes int // at: number of the response merged into
+}
+
+// Len is the number of responses waiting.
+func (o *Outbox) Len() int { return len(o.q) }
+
+// Add appends rs, merging event responses into waiting ones of the same
+// watcher where no barrier lies between.
+func (o *Outbox) Add(rs []Response) {
+	if o.merging == nil {
+		o.merging = make(map[int64]*mergeTarget)
+	}
+	for _, r := range rs {
+		m := r.Msg
+		if len(m.GetEvents()) == 0 || m.GetCreated() || m.GetCanceled() || m.GetCompactRevision() != 0 {
+			clear(o.merging)
+			o.q = append(o.q, r)
+			continue
+		}
+		size := 0
+		for _, ev := range m.GetEvents() {
+			size += eventSize(ev)
+		}
+		if t := o.merging[m.GetWatchId()]; t != nil && t.events+len(m.GetEvents()) <= coalesceMaxEvents && t.bytes+size <= coalesceMaxBytes {
+			into := o.q[t.at-o.sent].Msg
+			into.Events = append(into.Events, m.GetEvents()...)
+			into.Header = m.GetHeader()
+			t.events += len(m.GetEvents())
+			t.bytes += size
+			continue
+		}
+		o.merging[m.GetWatchId()] = &mergeTarget{at: o.sent + len(o.q), events: len(m.GetEvents()), bytes: size}
+		o.q = append(o.q, r)
+	}
+}
+
+// Pop takes the next response to send; a response being sent takes no
+// more merges.
+func (o *Outbox) Pop() (Response, bool) {
+	if len(o.q) == 0 {
+		return Response{}, false
+	}
+	r := o.q[0]
+	o.q[0] = Response{}
+	o.q = o.q[1:]
+	if t := o.merging[r.Msg.GetWatchId()]; t != nil && t.at == o.sent {
+		delete(o.merging, r.Msg.GetWatchId())
+	}
+	o.sent++
+	return r, true
+}
+
 // WaitControlRoom waits until the stream has room for more control
 // responses: the API layer calls it before handling each client request,
 // so a client that sends requests without reading responses is slowed
