@@ -97,12 +97,16 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 	var out watch.Outbox
 	for {
 		// Take what queued up during the last send, waiting only when
-		// nothing is left to send, so it can merge with what is waiting.
+		// nothing is left to send, so it can merge with what is waiting;
+		// but hold at most a queue's worth of events here, so a client
+		// that reads slowly leaves them in the stream's queue, whose
+		// bound makes its watchers fall back to catching up from storage.
 		var rs []watch.Response
 		var err error
-		if out.Len() == 0 {
+		switch {
+		case out.Len() == 0:
 			rs, err = st.Next(ctx)
-		} else {
+		case out.Events() < st.MaxQueuedEvents():
 			rs, err = st.TryNext()
 		}
 		if errors.Is(err, watch.ErrClosed) {

@@ -264,17 +264,42 @@ func (h *Hub) SyncOnce() bool {
 	progress := false
 	var batch []*watcher
 	from := int64(math.MaxInt64)
+	// Whether each stream has room, asked once per round: a watcher whose
+	// stream is full is skipped before any of its events are copied, and
+	// the work done under the lock is bounded, because Notify (on the
+	// apply path) waits for it.
+	room := make(map[*Stream]bool)
+	served := 0
 	for w := range h.unsynced {
 		if w.next < compactRev {
 			h.compacted(w, compactRev)
 			progress = true
 			continue
 		}
+		if w.next > h.rev {
+			h.finishFromRecent(w) // caught up: nothing to send
+			progress = true
+			continue
+		}
+		r, asked := room[w.st]
+		if !asked {
+			r = w.st.hasRoom()
+			room[w.st] = r
+		}
+		if !r {
+			continue
+		}
+		if served == maxWatchersPerSync {
+			h.signal() // more next round, after the lock was released
+			break
+		}
+		served++
 		if h.finishFromRecent(w) {
 			progress = true
 			continue
 		}
 		if !w.st.hasRoom() {
+			room[w.st] = false // filled up by the watchers served before
 			continue
 		}
 		batch = append(batch, w)

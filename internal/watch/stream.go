@@ -293,6 +293,7 @@ const (
 // events of one revision stay together.
 type Outbox struct {
 	q       []Response
+	events  int // events in q
 	sent    int // responses popped so far: q[0] is response number sent
 	merging map[int64]*mergeTarget
 }
@@ -304,6 +305,9 @@ type mergeTarget struct {
 // Len is the number of responses waiting.
 func (o *Outbox) Len() int { return len(o.q) }
 
+// Events is the number of events waiting.
+func (o *Outbox) Events() int { return o.events }
+
 // Add appends rs, merging event responses into waiting ones of the same
 // watcher where no barrier lies between.
 func (o *Outbox) Add(rs []Response) {
@@ -312,6 +316,7 @@ func (o *Outbox) Add(rs []Response) {
 	}
 	for _, r := range rs {
 		m := r.Msg
+		o.events += len(m.GetEvents())
 		if len(m.GetEvents()) == 0 || m.GetCreated() || m.GetCanceled() || m.GetCompactRevision() != 0 {
 			clear(o.merging)
 			o.q = append(o.q, r)
@@ -341,6 +346,7 @@ func (o *Outbox) Pop() (Response, bool) {
 		return Response{}, false
 	}
 	r := o.q[0]
+	o.events -= len(r.Msg.GetEvents())
 	o.q[0] = Response{}
 	o.q = o.q[1:]
 	if t := o.merging[r.Msg.GetWatchId()]; t != nil && t.at == o.sent {
@@ -349,6 +355,11 @@ func (o *Outbox) Pop() (Response, bool) {
 	o.sent++
 	return r, true
 }
+
+// MaxQueuedEvents is the bound on events queued for this stream; a sender
+// holding an Outbox keeps it under the same bound, so memory stays bounded
+// when the client reads slowly.
+func (st *Stream) MaxQueuedEvents() int { return st.h.cfg.MaxQueuedEvents }
 
 // WaitControlRoom waits until the stream has room for more control
 // responses: the API layer calls it before handling each client request,
