@@ -16,5 +16,6 @@
 // usage errors), 2 cannot create a client, 3 invalid txn or watch -i input,
 // 4 a valid flag with an unsupported value (for example an output format a
 // command cannot print), 5 a watch ended by the server, 128 bad
-// command-line arguments.
+// command-line arguments; "lock <name> <command>" exits with the command's
+// exit code when the command fails.
 package ctl

@@ -3,12 +3,16 @@
 # Not run by the tests; run by hand when the goldens need refreshing:
 #
 #   ANCHORS=/root/.cache/kvorum-anchors/bin [CLUSTER3=http://127.0.0.1:NNNN] \
-#     internal/ctl/testdata/capture.sh
+#     [ONLY='lease-*'] internal/ctl/testdata/capture.sh
+#
+# ONLY, a shell pattern, limits the run to the cases it matches.
 #
 # Each case directory holds:
 #   cmd            the etcdctl command lines that produced the files
-#   kind           which printer method renders it (put get del txn members status hashkv health)
+#   kind           which printer method renders it (put get del txn members status hashkv health
+#                  grant revoke keepalive timetolive timetolive-keys leases)
 #   hex            present if the case was captured with --hex
+#   id             the lease ID (hex) a revoke case revoked
 #   formats        if present, the only formats captured
 #   response.json  etcdctl's -w json output: the response the test renders
 #   simple fields table protobuf json
@@ -19,6 +23,11 @@
 #
 # Commands that write are run against a copy of the same pristine data dir
 # for every format, so that revisions and IDs agree across the files.
+#
+# Lease cases cannot have one lease ID in every run (each grant makes a new
+# one): the hooks PRE and POST, evaluated around each run, set RUNLEASE to
+# the lease the run granted or used, and its ID is then replaced by the one
+# of the response.json run in that run's stdout (noted in cmd).
 set -euo pipefail
 B=${ANCHORS:?set ANCHORS to the directory holding etcd and etcdctl}
 OUT=$(cd "$(dirname "$0")" && pwd)/printer
@@ -53,7 +62,10 @@ stop
 # capture NAME KIND WRITES "ARGS" [STDIN]
 capture() {
   local name=$1 kind=$2 writes=$3 args=$4 input=${5:-}
+  # shellcheck disable=SC2053 # ONLY is a pattern
+  [[ $name == ${ONLY:-*} ]] || return 0
   local dir=$OUT/$name
+  local resplease=""
   rm -rf "$dir"; mkdir -p "$dir"
   echo "$kind" >"$dir/kind"
   [[ $args == *--hex* ]] && touch "$dir/hex"
@@ -68,10 +80,22 @@ capture() {
     echo "printf %s '$input' | etcdctl ${CTL_ARGS:---endpoints $EP} -w $w $a" >>"$dir/cmd"
     local out=$dir/$f rc
     [[ $f == response ]] && out=$dir/response.json
+    RUNLEASE=""
+    eval "${PRE:-}"
     set +e # (with -e, eval in a "|| rc=$?" list reports 1 whatever the exit code)
     printf "%s" "$input" | eval "$B/etcdctl ${CTL_ARGS:---endpoints $EP} -w $w $a" >"$out" 2>"$WORK/err"
     rc=$?
     set -e
+    eval "${POST:-}"
+    if [[ -n $RUNLEASE ]]; then
+      if [[ $f == response ]]; then
+        resplease=$RUNLEASE
+        [[ $kind == revoke ]] && echo "$resplease" >"$dir/id"
+      elif [[ $f != protobuf && -s $out ]]; then
+        sed -i -e "s/$RUNLEASE/$resplease/g" -e "s/\b$((16#$RUNLEASE))\b/$((16#$resplease))/g" "$out"
+        echo "# lease $RUNLEASE replaced by $resplease in $f" >>"$dir/cmd"
+      fi
+    fi
     if [[ $rc != 0 ]]; then
       { echo "exit $rc"; grep -v '^{"level"' "$WORK/err" || true; } >"$dir/$f.err"
     fi
@@ -97,6 +121,26 @@ if [[ -n ${CLUSTER3:-} ]]; then # client URL of one member of a 3-member cluster
 fi
 capture txn-read txn no "txn" $'mod("key1") > "0"\n\nget key1\nget k --prefix --keys-only\n\nget foo\n\n'
 capture txn-read-fail txn no "txn" $'val("key1") = "nope"\n\nget key1\n\nget foo\nget nothing\n\n'
+
+# Leases. The list comes first, while LEASE is the only lease. Before each
+# run of timetolive the lease is renewed, so that its remaining TTL reads
+# the same in every format.
+leases() { $C -w fields --hex lease list | sed -n 's/^"ID" : //p' | sort; }
+capture lease-list leases no "lease list"
+capture lease-list-hex leases no "lease list --hex"
+RENEW='$C lease keep-alive --once $LEASE >/dev/null'
+PRE=$RENEW capture lease-timetolive timetolive no "lease timetolive $LEASE"
+PRE=$RENEW capture lease-timetolive-keys timetolive-keys no "lease timetolive $LEASE --keys"
+PRE=$RENEW capture lease-timetolive-keys-hex timetolive-keys no "lease timetolive $LEASE --keys --hex"
+capture lease-timetolive-expired timetolive no "lease timetolive 1234"
+capture lease-keepalive keepalive no "lease keep-alive --once $LEASE"
+capture lease-keepalive-hex keepalive no "lease keep-alive --once $LEASE --hex"
+GRANTED='BEFORE=$(leases)' NEWLEASE='RUNLEASE=$(comm -13 <(echo "$BEFORE") <(leases))'
+PRE=$GRANTED POST=$NEWLEASE capture lease-grant grant no "lease grant 600"
+PRE=$GRANTED POST=$NEWLEASE capture lease-grant-hex grant no "lease grant 600 --hex"
+GRANT='RUNLEASE=$($C lease grant 600 | awk "{print \$2}")'
+PRE=$GRANT capture lease-revoke revoke no 'lease revoke $RUNLEASE'
+PRE=$GRANT capture lease-revoke-hex revoke no 'lease revoke $RUNLEASE --hex'
 stop
 capture put-prev put yes "put foo bar3 --prev-kv"
 capture put-new put yes "put newkey v"
@@ -110,6 +154,8 @@ capture txn-write txn yes "txn" $'mod("key1") > "0"\n\nput key1 new --prev-kv\nd
 # printed a duration of the same length, and then that duration is
 # replaced by the one in response.json (noted in cmd).
 H="--endpoints 127.0.0.1:1 --dial-timeout 200ms --command-timeout 400ms endpoint health"
+# shellcheck disable=SC2053
+[[ health-down == ${ONLY:-*} ]] || { echo "captured into $OUT"; exit 0; }
 dir=$OUT/health-down
 rm -rf "$dir"; mkdir -p "$dir"; echo health >"$dir/kind"; echo "fields table" >"$dir/formats"
 for _ in $(seq 20); do
