@@ -54,62 +54,87 @@ func OfficialEtcd(ctx context.Context, version string, logf func(format string, 
 		}
 		return e, nil
 	}
+	dir, err := cached(ctx, "etcd-"+version, []string{"etcd", "etcdctl"}, func(ctx context.Context, out string) error {
+		if logf != nil {
+			logf("building official etcd %s from the Go module proxy into the cache (once; takes a few minutes)", version)
+		}
+		return buildEtcd(ctx, version, out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return etcdIn(dir, version), nil
+}
+
+// cached returns <user cache dir>/kvorum-test/<name>, building it with
+// build first unless it already holds every one of files as an executable.
+// The build writes into a temporary directory while holding a file lock,
+// so concurrent test processes build once, and the result appears under
+// its name only when complete (it is renamed into place).
+func cached(ctx context.Context, name string, files []string, build func(ctx context.Context, out string) error) (string, error) {
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		// No HOME (some CI environments): build into the temp dir instead.
 		cache = os.TempDir()
 	}
 	root := filepath.Join(cache, "kvorum-test")
-	final := filepath.Join(root, "etcd-"+version)
-	if e := etcdIn(final, version); e.complete() {
-		return e, nil
+	final := filepath.Join(root, name)
+	complete := func() bool {
+		paths := make([]string, len(files))
+		for i, f := range files {
+			paths[i] = filepath.Join(final, f)
+		}
+		return executable(paths...)
+	}
+	if complete() {
+		return final, nil
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, err
+		return "", err
 	}
-	unlock, err := lockFile(filepath.Join(root, "etcd-"+version+".lock"))
+	unlock, err := lockFile(filepath.Join(root, name+".lock"))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer unlock()
-	if e := etcdIn(final, version); e.complete() {
-		return e, nil // built by another process while we waited for the lock
+	if complete() {
+		return final, nil // built by another process while we waited for the lock
 	}
-	if logf != nil {
-		logf("building official etcd %s from the Go module proxy into %s (once; takes a few minutes)", version, final)
-	}
-	tmp, err := os.MkdirTemp(root, "etcd-"+version+".build-")
+	tmp, err := os.MkdirTemp(root, name+".build-")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	if err := buildEtcd(ctx, version, tmp); err != nil {
-		return nil, err
+	if err := build(ctx, tmp); err != nil {
+		return "", err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it private
-		return nil, err
+		return "", err
 	}
 	if err := os.RemoveAll(final); err != nil { // an incomplete leftover
-		return nil, err
+		return "", err
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		return nil, err
+		return "", err
 	}
-	return etcdIn(final, version), nil
+	return final, nil
 }
 
-func etcdIn(dir, version string) *Etcd {
-	return &Etcd{Version: version, Server: filepath.Join(dir, "etcd"), Ctl: filepath.Join(dir, "etcdctl")}
-}
-
-func (e *Etcd) complete() bool {
-	for _, p := range []string{e.Server, e.Ctl} {
+// executable reports whether every path is an executable regular file.
+func executable(paths ...string) bool {
+	for _, p := range paths {
 		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 			return false
 		}
 	}
 	return true
 }
+
+func etcdIn(dir, version string) *Etcd {
+	return &Etcd{Version: version, Server: filepath.Join(dir, "etcd"), Ctl: filepath.Join(dir, "etcdctl")}
+}
+
+func (e *Etcd) complete() bool { return executable(e.Server, e.Ctl) }
 
 func buildEtcd(ctx context.Context, version, out string) error {
 	mod, err := os.MkdirTemp("", "kvorum-etcd-module-")
