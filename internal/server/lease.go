@@ -164,13 +164,27 @@ func (s *Server) atLeader(ctx context.Context, name string, req []byte) ([]byte,
 	}
 }
 
+// confirmLeader returns nil if a quorum confirms, now, that this member
+// leads, once everything committed before is applied here (so a lease
+// granted or revoked just before is known or gone). A leader that was
+// paused or cut off still believes it leads until it hears otherwise; its
+// lease clock is stale then, and it must not answer keep-alives from it
+// (etcd checks the same way before renewing).
+func (s *Server) confirmLeader(ctx context.Context) error {
+	if err := s.linearizableBarrier(ctx); err != nil {
+		return err
+	}
+	if s.node.Leader() != s.memberID {
+		return ErrNotLeader
+	}
+	return nil
+}
+
 // leaseCall answers a lease call on this member, which should be the
 // leader: the answer is an outcome byte and, when OK, the response.
 func (s *Server) leaseCall(ctx context.Context, name string, req []byte) ([]byte, error) {
-	// Answer only once everything committed so far is applied here, so a
-	// lease granted (or revoked) just before is known (or gone).
-	if err := s.node.WaitApplied(ctx, s.node.CommittedIndex()); err != nil {
-		return nil, err
+	if err := s.confirmLeader(ctx); err != nil {
+		return []byte{leaseCallNotPrimary}, nil
 	}
 	var resp proto.Message
 	var err error
@@ -259,6 +273,9 @@ func (s *Server) runLeases() {
 			return
 		case <-changed:
 		case <-tick.C:
+			if s.node.Leader() != s.memberID {
+				continue // the role is synced at the top of the loop
+			}
 			for _, id := range s.lessor.Expired(leaseRevokePerTick, leaseRevokeRetry) {
 				select {
 				case revoking <- struct{}{}:
@@ -279,6 +296,13 @@ func (s *Server) runLeases() {
 func (s *Server) revokeExpired(id int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
 	defer cancel()
+	// The expiry was decided by this member's clock, which is only right
+	// while it leads: a leader that was paused wakes up with every lease
+	// overdue. Revoke only what a confirmed leader finds expired.
+	if err := s.confirmLeader(ctx); err != nil {
+		s.lg.Debug("not revoking an expired lease: leadership not confirmed", "lease", fmt.Sprintf("%x", id), "err", err)
+		return
+	}
 	_, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
 	switch {
 	case err == nil:

@@ -105,10 +105,13 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	defer cancel()
 	for {
 		if s.node.Leader() == s.memberID {
-			if err := s.node.WaitApplied(ctx, s.node.CommittedIndex()); err != nil {
-				return 0, s.ctxError(ctx, s.memberID)
+			var ttl int64
+			err := s.confirmLeader(ctx)
+			if err == nil {
+				ttl, err = s.renewHere(ctx, id)
+			} else if ctx.Err() == nil {
+				err = lease.ErrNotPrimary // ask again once leadership settles
 			}
-			ttl, err := s.renewHere(ctx, id)
 			if !errors.Is(err, lease.ErrNotPrimary) {
 				if err != nil && ctx.Err() != nil {
 					return 0, s.ctxError(ctx, s.memberID)
