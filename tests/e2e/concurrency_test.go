@@ -19,6 +19,17 @@ var (
 )
 
 func normalizeSession(r ctlResult, l *ctlLane) ctlResult {
+	// A CLI interrupted while a request is in flight may log the client
+	// library's retry warning for the canceled context, or not: that is
+	// timing, not behaviour.
+	var kept []string
+	for line := range strings.Lines(r.stderr) {
+		if strings.Contains(line, "retrying of unary invoker failed") && strings.Contains(line, "context canceled") {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	r.stderr = strings.Join(kept, "")
 	for _, s := range []*string{&r.stdout, &r.stderr} {
 		*s = jsonKeyRe.ReplaceAllStringFunc(*s, func(m string) string {
 			b, err := base64.StdEncoding.DecodeString(jsonKeyRe.FindStringSubmatch(m)[1])
