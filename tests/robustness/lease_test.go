@@ -361,30 +361,12 @@ func TestRobustnessLeases(t *testing.T) {
 	if netns {
 		faults = append(faults, partitionFaults...)
 	}
-	if s := os.Getenv("KVORUM_ROBUSTNESS_FAULTS"); s != "" {
-		faults = nil
-		for _, k := range strings.Split(s, ",") {
-			faults = append(faults, faultKind(strings.TrimSpace(k)))
-		}
-	}
+	faults = faultsFromEnv(faults)
 	et := electionTimeout(t)
 	t.Logf("seed %d (replay with KVORUM_ROBUSTNESS_SEED=%d); 3 members, netns %v, one round of %v, faults %v",
 		seed, seed, netns, round, faults)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	c, err := cluster.Start(ctx, cluster.Config{Bin: kvorumBin, Members: 3, Dir: t.TempDir(), Netns: netns, Flags: serverFlags})
-	cancel()
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			for _, m := range c.Members {
-				t.Logf("----- %s log, last 40 lines -----\n%s", m.Name, tail(m.LogText(), 40))
-			}
-		}
-	})
+	c := startCluster(t, cluster.Config{Members: 3, Netns: netns})
 	cli, err := c.Client()
 	if err != nil {
 		t.Fatal(err)

@@ -95,6 +95,43 @@ func TestSoak(t *testing.T) {
 	runScenario(t, sc)
 }
 
+// startCluster starts the built binary with serverFlags as cfg asks (Bin,
+// Dir and Flags are filled in), stops it when the test ends, and shows the
+// tail of every member's log if the test failed.
+func startCluster(t *testing.T, cfg cluster.Config) *cluster.Cluster {
+	t.Helper()
+	cfg.Bin, cfg.Dir, cfg.Flags = kvorumBin, t.TempDir(), serverFlags
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	c, err := cluster.Start(ctx, cfg)
+	cancel()
+	if err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			for _, m := range c.Members {
+				t.Logf("----- %s log, last 40 lines -----\n%s", m.Name, tail(m.LogText(), 40))
+			}
+		}
+	})
+	return c
+}
+
+// faultsFromEnv returns the fault kinds KVORUM_ROBUSTNESS_FAULTS lists
+// (comma separated), or def when it is not set.
+func faultsFromEnv(def []faultKind) []faultKind {
+	s := os.Getenv("KVORUM_ROBUSTNESS_FAULTS")
+	if s == "" {
+		return def
+	}
+	var out []faultKind
+	for _, k := range strings.Split(s, ",") {
+		out = append(out, faultKind(strings.TrimSpace(k)))
+	}
+	return out
+}
+
 func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	s := os.Getenv(name)
 	if s == "" {
@@ -150,31 +187,10 @@ func (f figures) String() string {
 
 func runScenario(t *testing.T, sc scenario) {
 	seed := seed(t)
-	if s := os.Getenv("KVORUM_ROBUSTNESS_FAULTS"); s != "" {
-		sc.faults = nil
-		for _, k := range strings.Split(s, ",") {
-			sc.faults = append(sc.faults, faultKind(strings.TrimSpace(k)))
-		}
-	}
+	sc.faults = faultsFromEnv(sc.faults)
 	t.Logf("seed %d (replay with KVORUM_ROBUSTNESS_SEED=%d); %d members, netns %v, %d round(s) of %v, faults %v",
 		seed, seed, sc.members, sc.netns, sc.rounds, sc.round, sc.faults)
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	c, err := cluster.Start(ctx, cluster.Config{
-		Bin: kvorumBin, Members: sc.members, Dir: dir, Netns: sc.netns, DiskMB: sc.diskMB, Flags: serverFlags,
-	})
-	cancel()
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			for _, m := range c.Members {
-				t.Logf("----- %s log, last 40 lines -----\n%s", m.Name, tail(m.LogText(), 40))
-			}
-		}
-	})
+	c := startCluster(t, cluster.Config{Members: sc.members, Netns: sc.netns, DiskMB: sc.diskMB})
 	total := figures{faults: map[faultKind]int{}}
 	for r := range sc.rounds {
 		f, ok := runRound(t, c, sc, seed, r)
