@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 func (a *app) leaseCommand() *cobra.Command {
@@ -217,14 +218,20 @@ func parseLeaseID(s string) (clientv3.LeaseID, error) {
 // with it the header's ProtoReflect method: etcdctl's -w protobuf prints the
 // encoding of the header alone, and so does p.protobuf.
 func (p *printer) Grant(r *clientv3.LeaseGrantResponse) error {
+	return p.leaseTTL(r, r.ResponseHeader, r.ID, r.TTL, fmt.Sprintf("lease %016x granted with TTL(%ds)\n", r.ID, r.TTL))
+}
+
+// leaseTTL prints a lease answer that carries a lease ID and a TTL (grant
+// and keep-alive); simple is its line in the simple format.
+func (p *printer) leaseTTL(r proto.Message, h *pb.ResponseHeader, id clientv3.LeaseID, ttl int64, simple string) error {
 	switch p.format {
 	case formatSimple:
-		fmt.Fprintf(p.out, "lease %016x granted with TTL(%ds)\n", r.ID, r.TTL)
+		fmt.Fprint(p.out, simple)
 		return nil
 	case formatFields:
-		p.fieldsHeader(r.ResponseHeader)
-		p.fieldsLeaseID(r.ID)
-		fmt.Fprintln(p.out, `"TTL" :`, r.TTL)
+		p.fieldsHeader(h)
+		p.fieldsLeaseID(id)
+		fmt.Fprintln(p.out, `"TTL" :`, ttl)
 		return nil
 	case formatJSON:
 		return p.json(r)
@@ -255,21 +262,7 @@ func (p *printer) Revoke(id clientv3.LeaseID, r *clientv3.LeaseRevokeResponse) e
 
 // KeepAlive prints one renewal of lease keep-alive.
 func (p *printer) KeepAlive(r *clientv3.LeaseKeepAliveResponse) error {
-	switch p.format {
-	case formatSimple:
-		fmt.Fprintf(p.out, "lease %016x keepalived with TTL(%d)\n", r.ID, r.TTL)
-		return nil
-	case formatFields:
-		p.fieldsHeader(r.ResponseHeader)
-		p.fieldsLeaseID(r.ID)
-		fmt.Fprintln(p.out, `"TTL" :`, r.TTL)
-		return nil
-	case formatJSON:
-		return p.json(r)
-	case formatProtobuf:
-		return p.protobuf(r)
-	}
-	return p.unsupported()
+	return p.leaseTTL(r, r.ResponseHeader, r.ID, r.TTL, fmt.Sprintf("lease %016x keepalived with TTL(%d)\n", r.ID, r.TTL))
 }
 
 // TimeToLive prints the answer to lease timetolive; keys is its --keys. A

@@ -256,6 +256,11 @@ func (l *Lessor) Checkpoint(w pebble.Writer, id, remaining int64) error {
 // leaves the lease of the version it replaced or deleted and joins the
 // lease of the version a put wrote.
 func (l *Lessor) Track(w pebble.Writer, events []*mvccpb.Event) error {
+	if !slices.ContainsFunc(events, func(ev *mvccpb.Event) bool {
+		return ev.GetKv().GetLease() != 0 || ev.GetPrevKv().GetLease() != 0
+	}) {
+		return nil // the common case: no lease involved, no lock taken
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, ev := range events {
