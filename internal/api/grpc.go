@@ -28,6 +28,7 @@ func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(unaryRequireLeader(s), unaryLog(s.Logger())),
 		grpc.ChainStreamInterceptor(streamRequireLeader(s)),
+		grpc.ForceServerCodecV2(newCodec()),
 	}
 	g := grpc.NewServer(append(base, opts...)...)
 	pb.RegisterKVServer(g, &kvServer{s: s})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -95,35 +96,63 @@ func recvLoop(ctx context.Context, stream pb.Watch_WatchServer, st *watch.Stream
 func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer, st *watch.Stream) error {
 	limit := ws.s.MaxRequestBytes() + grpcOverheadBytes
 	var out watch.Outbox
-	for {
-		// Take what queued up during the last send, waiting only when
-		// nothing is left to send, so it can merge with what is waiting;
-		// but hold at most a queue's worth of events here, so a client
-		// that reads slowly leaves them in the stream's queue, whose
-		// bound makes its watchers fall back to catching up from storage.
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	take := func(wait bool) error {
 		var rs []watch.Response
 		var err error
-		switch {
-		case out.Len() == 0:
+		if wait {
 			rs, err = st.Next(ctx)
-		case out.Events() < st.MaxQueuedEvents():
+		} else {
 			rs, err = st.TryNext()
 		}
 		if errors.Is(err, watch.ErrClosed) {
 			// The member is stopping; clients resume on another member.
 			return rpctypes.ErrGRPCStopped
 		}
-		if err != nil {
-			return err
-		}
 		out.Add(rs)
+		return err
+	}
+	for {
+		// Take what queued up during the last send, waiting only when
+		// nothing is left to send, so it can merge with what is waiting;
+		// but hold a bounded amount here, so a client that reads slowly
+		// leaves the rest in the stream's queue, whose bounds make its
+		// watchers fall back to catching up from storage.
+		if out.Len() == 0 || out.HasRoom(st) {
+			if err := take(out.Len() == 0); err != nil {
+				return err
+			}
+		}
+		// Over the stream's message budget, wait, and let what arrives
+		// meanwhile merge into the responses waiting.
+		if d := out.Delay(time.Now()); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if out.HasRoom(st) {
+				if err := take(false); err != nil {
+					return err
+				}
+			}
+		}
 		r, _ := out.Pop()
-		m := r.Msg
-		m.Header = ws.s.Header(m.GetHeader().GetRevision())
-		if r.Fragment {
-			err = sendFragments(m, limit, stream.Send)
-		} else {
+		h := ws.s.Header(r.Revision())
+		var err error
+		switch {
+		case r.Control():
+			m := r.Message()
+			m.Header = h
 			err = stream.Send(m)
+		case r.Fragment():
+			m := r.Message()
+			m.Header = h
+			err = sendFragments(m, limit, stream.Send)
+		default:
+			err = stream.SendMsg(&wireWatchResponse{r: r, header: h})
 		}
 		if err != nil {
 			return err

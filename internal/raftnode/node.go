@@ -97,7 +97,10 @@ type Node struct {
 	startedc chan struct{}
 	stopc    chan struct{}
 	donec    chan struct{}
-	once     sync.Once
+	// applierDone is closed when the applier has returned: Stop waits for
+	// it, so nothing is applied to a state machine its owner has closed.
+	applierDone chan struct{}
+	once        sync.Once
 }
 
 // New loads the node's persisted state. It does not start raft; the
@@ -119,6 +122,7 @@ func New(cfg Config) (*Node, error) {
 		startedc:      make(chan struct{}),
 		stopc:         make(chan struct{}),
 		donec:         make(chan struct{}),
+		applierDone:   make(chan struct{}),
 	}
 	snaps, err := newSnapshotter(cfg.DB, cfg.DataDir)
 	if err != nil {
@@ -201,6 +205,7 @@ type applyJob struct {
 }
 
 func (n *Node) applier() {
+	defer close(n.applierDone)
 	for {
 		select {
 		case job := <-n.applyc:
@@ -268,6 +273,7 @@ func (n *Node) Stop() {
 			return
 		}
 		<-n.donec
+		<-n.applierDone
 	})
 }
 

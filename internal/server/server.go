@@ -69,7 +69,7 @@ type Server struct {
 	waiters   waiters
 	ids       *idGenerator
 	watch     *watch.Hub
-	stopWatch context.CancelFunc
+	stopWatch func()
 
 	memberID  uint64
 	clusterID uint64

@@ -39,11 +39,19 @@ func (s *Server) newWatchHub() *watch.Hub {
 	})
 }
 
-// startWatchHub runs the hub's catch-up worker until Stop.
+// startWatchHub runs the hub's catch-up worker until Stop; stopWatch
+// returns once the worker has, so it reads no storage after that.
 func (s *Server) startWatchHub() {
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stopWatch = cancel
-	go s.watch.Run(ctx)
+	done := make(chan struct{})
+	s.stopWatch = func() {
+		cancel()
+		<-done
+	}
+	go func() {
+		defer close(done)
+		s.watch.Run(ctx)
+	}()
 }
 
 // CloseWatches ends every watch stream, so that a stopping member does not

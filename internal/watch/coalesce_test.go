@@ -10,31 +10,37 @@ import (
 )
 
 func evResp(id, rev int64, keys ...string) Response {
-	m := &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: id}
+	var evs []*mvccpb.Event
 	for _, k := range keys {
-		m.Events = append(m.Events, &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte(k), ModRevision: rev}})
+		evs = append(evs, &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte(k), ModRevision: rev}})
 	}
-	return Response{Msg: m}
+	cs := wrap(evs)
+	size := 0
+	for _, c := range cs {
+		size += c.size
+	}
+	return Response{watchID: id, rev: rev, changes: cs, size: size}
 }
 
 // shape renders responses as "id@rev:keys" for comparison.
 func shape(rs []Response) []string {
 	var out []string
 	for _, r := range rs {
+		m := r.Message()
 		s := ""
-		for _, ev := range r.Msg.GetEvents() {
+		for _, ev := range m.GetEvents() {
 			s += string(ev.GetKv().GetKey())
 		}
 		kind := "ev"
 		switch {
-		case r.Msg.GetCreated():
+		case m.GetCreated():
 			kind = "created"
-		case r.Msg.GetCanceled():
+		case m.GetCanceled():
 			kind = "canceled"
-		case len(r.Msg.GetEvents()) == 0:
+		case len(m.GetEvents()) == 0:
 			kind = "progress"
 		}
-		out = append(out, fmt.Sprintf("%s%d@%d:%s", kind, r.Msg.GetWatchId(), r.Msg.GetHeader().GetRevision(), s))
+		out = append(out, fmt.Sprintf("%s%d@%d:%s", kind, m.GetWatchId(), m.GetHeader().GetRevision(), s))
 	}
 	return out
 }
@@ -66,12 +72,12 @@ func TestOutboxMergesOnlyIntoResponsesNotSentYet(t *testing.T) {
 }
 
 func TestCoalesceMergesEachWatchersEventsUpToABarrier(t *testing.T) {
-	progress := Response{Msg: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 4}, WatchId: -1}}
+	progress := Response{ctl: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 4}, WatchId: -1}}
 	in := []Response{
 		evResp(1, 2, "a"), evResp(2, 2, "a"), evResp(1, 3, "b", "c"), evResp(2, 3, "b"),
 		progress,
 		evResp(1, 5, "d"), evResp(1, 6, "e"),
-		{Msg: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 6}, WatchId: 3, Created: true}},
+		{ctl: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 6}, WatchId: 3, Created: true}},
 		evResp(1, 7, "f"),
 	}
 	got := shape(coalesce(in))
@@ -87,10 +93,10 @@ func TestCoalesceBoundsMergedResponses(t *testing.T) {
 		in = append(in, evResp(1, int64(i+2), "k"))
 	}
 	out := coalesce(in)
-	if len(out) != 2 || len(out[0].Msg.GetEvents()) != coalesceMaxEvents || len(out[1].Msg.GetEvents()) != 1 {
+	if len(out) != 2 || len(out[0].Message().GetEvents()) != coalesceMaxEvents || len(out[1].Message().GetEvents()) != 1 {
 		t.Fatalf("coalesce of %d one-event responses gave %d responses", len(in), len(out))
 	}
-	if out[0].Msg.GetHeader().GetRevision() != int64(coalesceMaxEvents+1) {
-		t.Fatalf("merged response has header revision %d, want the last merged one", out[0].Msg.GetHeader().GetRevision())
+	if out[0].Message().GetHeader().GetRevision() != int64(coalesceMaxEvents+1) {
+		t.Fatalf("merged response has header revision %d, want the last merged one", out[0].Message().GetHeader().GetRevision())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,6 +100,8 @@ type Hub struct {
 	synced   group
 	unsynced map[*watcher]struct{}
 	recent   recent
+	// notifyIdx is Notify's scratch index of the watchers it matched.
+	notifyIdx map[*watcher]int
 }
 
 // New returns a hub at revision cfg.Rev.
@@ -128,14 +131,15 @@ func New(cfg Config) *Hub {
 		cfg.Logger = slog.Default()
 	}
 	return &Hub{
-		cfg:      cfg,
-		lg:       cfg.Logger,
-		wake:     make(chan struct{}, 1),
-		rev:      cfg.Rev,
-		synced:   newGroup(),
-		unsynced: make(map[*watcher]struct{}),
-		streams:  make(map[*Stream]struct{}),
-		recent:   recent{start: cfg.Rev, end: cfg.Rev, max: cfg.RecentBytes},
+		cfg:       cfg,
+		lg:        cfg.Logger,
+		wake:      make(chan struct{}, 1),
+		rev:       cfg.Rev,
+		synced:    newGroup(),
+		unsynced:  make(map[*watcher]struct{}),
+		streams:   make(map[*Stream]struct{}),
+		recent:    recent{start: cfg.Rev, end: cfg.Rev, max: cfg.RecentBytes},
+		notifyIdx: make(map[*watcher]int),
 	}
 }
 
@@ -181,25 +185,51 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 	}
 	prev := h.rev
 	h.rev = rev
-	h.recent.add(prev, rev, evs)
+	cs := wrap(evs)
+	h.recent.add(prev, rev, cs)
 	if h.synced.size() > 0 {
-		batches := make(map[*watcher][]*mvccpb.Event)
-		var order []*watcher
-		for _, ev := range evs {
-			h.synced.match(ev.GetKv().GetKey(), func(w *watcher) {
-				if ev.GetKv().GetModRevision() < w.next {
+		// Each matching watcher's changes, as a run of cs while they are
+		// consecutive (shared, nothing copied: the common case of every
+		// watcher of a key getting the whole batch) and copied only when
+		// they are not.
+		type batch struct {
+			w      *watcher
+			lo, hi int
+			own    []*change
+		}
+		var batches []batch
+		at := h.notifyIdx
+		clear(at)
+		for i, c := range cs {
+			h.synced.match(c.key(), func(w *watcher) {
+				if c.rev() < w.next {
 					return
 				}
-				b, seen := batches[w]
+				j, seen := at[w]
 				if !seen {
-					order = append(order, w)
+					at[w] = len(batches)
+					batches = append(batches, batch{w: w, lo: i, hi: i + 1})
+					return
 				}
-				batches[w] = append(b, ev)
+				b := &batches[j]
+				switch {
+				case b.own != nil:
+					b.own = append(b.own, c)
+				case b.hi == i:
+					b.hi++
+				default:
+					b.own = append(slices.Clip(cs[b.lo:b.hi]), c)
+				}
 			})
 		}
-		for _, w := range order {
-			if !w.deliver(batches[w], rev) {
-				h.unsync(w, prev+1)
+		clear(at)
+		for _, b := range batches {
+			own := b.own
+			if own == nil {
+				own = cs[b.lo:b.hi:b.hi]
+			}
+			if !b.w.deliver(own, rev) {
+				h.unsync(b.w, prev+1)
 			}
 		}
 	}
@@ -347,14 +377,15 @@ func (h *Hub) SyncOnce() bool {
 		}
 		return true
 	}
+	cs := wrap(res.Events)
 	for _, w := range batch {
 		if w.state != stateUnsynced {
 			continue // canceled meanwhile
 		}
-		var evs []*mvccpb.Event
-		for _, ev := range res.Events {
-			if ev.GetKv().GetModRevision() >= w.next && w.contains(ev.GetKv().GetKey()) {
-				evs = append(evs, ev)
+		var evs []*change
+		for _, c := range cs {
+			if c.rev() >= w.next && w.contains(c.key()) {
+				evs = append(evs, c)
 			}
 		}
 		if !w.deliver(evs, res.Through) {

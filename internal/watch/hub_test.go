@@ -123,7 +123,7 @@ func (c *client) drain() []*pb.WatchResponse {
 	}
 	var out []*pb.WatchResponse
 	for _, r := range rs {
-		m := r.Msg
+		m := r.Message()
 		out = append(out, m)
 		c.resp = append(c.resp, m)
 		if len(m.Events) > 0 {
@@ -289,7 +289,7 @@ func TestConcurrentWritesCatchUpAndReadsLoseNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range rs {
-			got = append(got, r.Msg.Events...)
+			got = append(got, r.Message().Events...)
 		}
 		if rs == nil {
 			select {
@@ -538,7 +538,7 @@ func TestRunProgressTicksOnTheInjectedClock(t *testing.T) {
 	}
 	clock.c <- time.Time{}
 	rs, err := c.st.Next(t.Context())
-	if err != nil || len(rs) != 1 || rs[0].Msg.WatchId != id {
+	if err != nil || len(rs) != 1 || rs[0].WatchID() != id {
 		t.Fatalf("after a tick: %v, %v; want one progress notification", rs, err)
 	}
 }

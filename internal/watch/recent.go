@@ -1,10 +1,6 @@
 package watch
 
-import (
-	"sort"
-
-	"go.etcd.io/etcd/api/v3/mvccpb"
-)
+import "sort"
 
 // recent holds the latest committed changes, up to a byte budget: every
 // change with a revision in (start, end]. A watcher that is only a little
@@ -21,24 +17,24 @@ type recent struct {
 
 type recentRev struct {
 	rev  int64
-	evs  []*mvccpb.Event
+	cs   []*change
 	size int
 }
 
 // add appends the changes that took the store from revision prev to rev.
-func (r *recent) add(prev, rev int64, evs []*mvccpb.Event) {
+func (r *recent) add(prev, rev int64, cs []*change) {
 	if prev != r.end {
 		r.reset(prev)
 	}
-	for i := 0; i < len(evs); {
-		main := evs[i].GetKv().GetModRevision()
+	for i := 0; i < len(cs); {
+		main := cs[i].rev()
 		j := i
 		size := 0
-		for j < len(evs) && evs[j].GetKv().GetModRevision() == main {
-			size += eventSize(evs[j])
+		for j < len(cs) && cs[j].rev() == main {
+			size += cs[j].size
 			j++
 		}
-		r.revs = append(r.revs, recentRev{rev: main, evs: evs[i:j:j], size: size})
+		r.revs = append(r.revs, recentRev{rev: main, cs: cs[i:j:j], size: size})
 		r.bytes += size
 		i = j
 	}
@@ -62,17 +58,17 @@ func (r *recent) reset(rev int64) {
 
 // since returns the held changes with revision >= from whose keys match,
 // or false if some of them are no longer (or not yet) held.
-func (r *recent) since(from int64, match func([]byte) bool) ([]*mvccpb.Event, bool) {
+func (r *recent) since(from int64, match func([]byte) bool) ([]*change, bool) {
 	if from <= r.start || from > r.end+1 {
 		return nil, false
 	}
 	held := r.revs[r.head:]
 	i := sort.Search(len(held), func(i int) bool { return held[i].rev >= from })
-	var out []*mvccpb.Event
+	var out []*change
 	for _, rr := range held[i:] {
-		for _, ev := range rr.evs {
-			if match(ev.GetKv().GetKey()) {
-				out = append(out, ev)
+		for _, c := range rr.cs {
+			if match(c.key()) {
+				out = append(out, c)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // Cancel reasons etcd sends for creates it refuses; clients match on them.
@@ -21,12 +22,64 @@ const (
 // ErrClosed is returned by Next once the stream is closed and drained.
 var ErrClosed = errors.New("watch: stream closed")
 
-// Response is one message for the client. Fragment asks the sender to
-// split it if it is too large (the watch was created with fragment set).
-// Header carries only the revision; the sender fills in the rest.
+// Response is one message for the client: a control response (created,
+// canceled, progress) or a watcher's events. Its header carries only the
+// revision; the sender fills in the rest.
 type Response struct {
-	Msg      *pb.WatchResponse
-	Fragment bool
+	ctl *pb.WatchResponse // a control response; nil for events
+
+	// An event response: watch watchID is sent changes (whole revisions,
+	// in order), with their PrevKv if prevKV, under header revision rev.
+	// changes is shared with other responses unless its capacity equals
+	// its length or this response owns it: appending never writes into
+	// another response's events.
+	watchID  int64
+	rev      int64
+	changes  []*change
+	size     int // estimated memory of the changes
+	prevKV   bool
+	fragment bool
+}
+
+// Control reports whether r is a control response (no events).
+func (r Response) Control() bool { return r.ctl != nil }
+
+// Fragment reports whether the watch asked for large responses to be split
+// (it was created with fragment set).
+func (r Response) Fragment() bool { return r.fragment }
+
+// Revision is the response's header revision.
+func (r Response) Revision() int64 {
+	if r.ctl != nil {
+		return r.ctl.GetHeader().GetRevision()
+	}
+	return r.rev
+}
+
+// WatchID is the watch the response is for (-1 for a progress
+// notification of the whole stream).
+func (r Response) WatchID() int64 {
+	if r.ctl != nil {
+		return r.ctl.GetWatchId()
+	}
+	return r.watchID
+}
+
+// NumEvents is the number of events in the response.
+func (r Response) NumEvents() int { return len(r.changes) }
+
+// Message is the response as a protobuf message; its header holds only the
+// revision. A control response's message is the response itself; the
+// sender may set its header.
+func (r Response) Message() *pb.WatchResponse {
+	if r.ctl != nil {
+		return r.ctl
+	}
+	evs := make([]*mvccpb.Event, len(r.changes))
+	for i, c := range r.changes {
+		evs[i] = c.event(r.prevKV)
+	}
+	return &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: r.rev}, WatchId: r.watchID, Events: evs}
 }
 
 // Stream is the server side of one client Watch stream: its watchers and
@@ -279,13 +332,39 @@ const (
 	coalesceMaxBytes  = 1 << 20
 )
 
+// A stream's message budget: sendRate messages a second on average, with
+// bursts of up to sendBurst. Within it every response goes out as soon as
+// it is queued. Beyond it responses wait their turn, and the events that
+// reach a watcher meanwhile join its waiting response (see Outbox). The
+// budget limits messages, never events: a watcher whose keys change faster
+// than the stream may send gets its events in fewer, larger responses, at
+// most about (watchers with events waiting)/sendRate seconds late.
+//
+// Per-message work (framing, and the client's decoding and dispatch of
+// each response to its watcher) is what a server and its clients spend
+// their time on when a thousand watchers follow a fast writer: one message
+// per watcher per applied batch costs several times more than the events
+// themselves. etcd gets its batching from overflow: watchers whose stream's
+// 128-slot buffer is full wait for a background loop (10 ms and 100 ms
+// rounds) to send them everything since.
+//
+// The numbers: a burst of a thousand watchers seeing four writes passes
+// unpaced, and so does a steady 2000 messages a second (ten watchers of a
+// key written 200 times a second); a sender out of budget waits for up to
+// sendRefill messages' worth, so it wakes a hundred times a second rather
+// than sendRate times.
+const (
+	sendRate   = 2000
+	sendBurst  = 4000
+	sendRefill = 20
+)
+
 // Outbox holds the responses taken from a stream that the sender has not
 // sent yet, and merges the event responses of each watcher into fewer,
-// larger ones: a client that falls behind then catches up with one message
-// per watcher instead of one per applied batch, and per-message work is
-// what a busy client spends its time on. The sender adds what it takes
-// from the stream before every send, so whatever queued up during a send
-// joins the responses still waiting.
+// larger ones: a client that falls behind, or a stream over its message
+// budget, then gets one message per watcher instead of one per applied
+// batch. The sender adds what it takes from the stream before every send,
+// so whatever queued up meanwhile joins the responses still waiting.
 //
 // A watcher's events keep their order and only move earlier in the
 // stream, never past a control response (created, canceled, progress),
@@ -294,12 +373,18 @@ const (
 type Outbox struct {
 	q       []Response
 	events  int // events in q
+	bytes   int // their estimated size
 	sent    int // responses popped so far: q[0] is response number sent
 	merging map[int64]*mergeTarget
+
+	// The message budget: tokens available at time filled.
+	tokens float64
+	filled time.Time
 }
 
 type mergeTarget struct {
-	at, events, bytes int // at: number of the response merged into
+	at, events, bytes int  // at: number of the response merged into
+	owned             bool // its changes slice is a copy only it uses
 }
 
 // Len is the number of responses waiting.
@@ -308,6 +393,15 @@ func (o *Outbox) Len() int { return len(o.q) }
 // Events is the number of events waiting.
 func (o *Outbox) Events() int { return o.events }
 
+// HasRoom reports whether the sender may take more of st's queue into the
+// outbox: it holds at most four queues' worth of events (they are shared
+// with other watchers, so each costs a pointer) and of estimated bytes.
+// Beyond that responses stay in the stream's queue, whose bounds make
+// watchers fall back to catching up from storage.
+func (o *Outbox) HasRoom(st *Stream) bool {
+	return o.events < 4*st.h.cfg.MaxQueuedEvents && o.bytes < 4*st.h.cfg.MaxQueuedBytes
+}
+
 // Add appends rs, merging event responses into waiting ones of the same
 // watcher where no barrier lies between.
 func (o *Outbox) Add(rs []Response) {
@@ -315,51 +409,71 @@ func (o *Outbox) Add(rs []Response) {
 		o.merging = make(map[int64]*mergeTarget)
 	}
 	for _, r := range rs {
-		m := r.Msg
-		o.events += len(m.GetEvents())
-		if len(m.GetEvents()) == 0 || m.GetCreated() || m.GetCanceled() || m.GetCompactRevision() != 0 {
+		if r.ctl != nil {
 			clear(o.merging)
 			o.q = append(o.q, r)
 			continue
 		}
-		size := 0
-		for _, ev := range m.GetEvents() {
-			size += eventSize(ev)
-		}
-		if t := o.merging[m.GetWatchId()]; t != nil && t.events+len(m.GetEvents()) <= coalesceMaxEvents && t.bytes+size <= coalesceMaxBytes {
-			into := o.q[t.at-o.sent].Msg
-			into.Events = append(into.Events, m.GetEvents()...)
-			into.Header = m.GetHeader()
-			t.events += len(m.GetEvents())
-			t.bytes += size
+		n := len(r.changes)
+		o.events += n
+		o.bytes += r.size
+		if t := o.merging[r.watchID]; t != nil && t.events+n <= coalesceMaxEvents && t.bytes+r.size <= coalesceMaxBytes {
+			into := &o.q[t.at-o.sent]
+			if t.owned {
+				into.changes = append(into.changes, r.changes...)
+			} else {
+				into.changes = append(append(make([]*change, 0, 2*(t.events+n)), into.changes...), r.changes...)
+				t.owned = true
+			}
+			into.rev = r.rev
+			into.size += r.size
+			t.events += n
+			t.bytes += r.size
 			continue
 		}
-		o.merging[m.GetWatchId()] = &mergeTarget{at: o.sent + len(o.q), events: len(m.GetEvents()), bytes: size}
+		o.merging[r.watchID] = &mergeTarget{at: o.sent + len(o.q), events: n, bytes: r.size}
 		o.q = append(o.q, r)
 	}
 }
 
-// Pop takes the next response to send; a response being sent takes no
-// more merges.
+// Delay is how long the sender should wait, at time now, before sending
+// the next response, to keep the stream within its message budget; zero
+// means at once. While it waits, what it adds merges.
+func (o *Outbox) Delay(now time.Time) time.Duration {
+	if o.filled.IsZero() {
+		o.tokens, o.filled = sendBurst, now
+	}
+	if now.After(o.filled) {
+		o.tokens = min(sendBurst, o.tokens+now.Sub(o.filled).Seconds()*sendRate)
+		o.filled = now
+	}
+	if o.tokens >= 1 {
+		return 0
+	}
+	need := min(sendRefill, float64(max(len(o.q), 1)))
+	return time.Duration((need - o.tokens) / sendRate * float64(time.Second))
+}
+
+// Pop takes the next response to send, spending one message of the
+// budget; a response being sent takes no more merges.
 func (o *Outbox) Pop() (Response, bool) {
 	if len(o.q) == 0 {
 		return Response{}, false
 	}
 	r := o.q[0]
-	o.events -= len(r.Msg.GetEvents())
+	o.events -= len(r.changes)
+	o.bytes -= r.size
 	o.q[0] = Response{}
 	o.q = o.q[1:]
-	if t := o.merging[r.Msg.GetWatchId()]; t != nil && t.at == o.sent {
-		delete(o.merging, r.Msg.GetWatchId())
+	if r.ctl == nil {
+		if t := o.merging[r.watchID]; t != nil && t.at == o.sent {
+			delete(o.merging, r.watchID)
+		}
 	}
 	o.sent++
+	o.tokens--
 	return r, true
 }
-
-// MaxQueuedEvents is the bound on events queued for this stream; a sender
-// holding an Outbox keeps it under the same bound, so memory stays bounded
-// when the client reads slowly.
-func (st *Stream) MaxQueuedEvents() int { return st.h.cfg.MaxQueuedEvents }
 
 // WaitControlRoom waits until the stream has room for more control
 // responses: the API layer calls it before handling each client request,
@@ -407,7 +521,7 @@ func (st *Stream) pushControl(m *pb.WatchResponse) {
 	if st.closed {
 		return
 	}
-	st.queue = append(st.queue, Response{Msg: m})
+	st.queue = append(st.queue, Response{ctl: m})
 	st.control++
 	signalChan(st.ready)
 }

@@ -3,7 +3,6 @@ package watch
 import (
 	"bytes"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
@@ -51,39 +50,31 @@ func (w *watcher) contains(key []byte) bool {
 	}
 }
 
-// deliver queues evs (the watcher's events, whole revisions, in order) as
+// deliver queues cs (the watcher's changes, whole revisions, in order) as
 // one response whose header revision is rev, after applying the watcher's
-// filters and prev_kv choice. It reports false, queueing nothing, if the
-// stream has no room; a watcher with nothing left to send after filtering
-// gets no response, as in etcd.
-func (w *watcher) deliver(evs []*mvccpb.Event, rev int64) bool {
-	out := make([]*mvccpb.Event, 0, len(evs))
-	size := 0
-	for _, ev := range evs {
-		switch ev.GetType() {
-		case mvccpb.Event_PUT:
-			if w.noPut {
-				continue
-			}
-		case mvccpb.Event_DELETE:
-			if w.noDelete {
-				continue
+// filters. It reports false, queueing nothing, if the stream has no room;
+// a watcher with nothing left to send after filtering gets no response, as
+// in etcd. cs may be shared with other watchers: it is never written to.
+func (w *watcher) deliver(cs []*change, rev int64) bool {
+	out := cs
+	if w.noPut || w.noDelete {
+		out = make([]*change, 0, len(cs))
+		for _, c := range cs {
+			if t := c.ev.GetType(); (t == mvccpb.Event_PUT && !w.noPut) || (t == mvccpb.Event_DELETE && !w.noDelete) {
+				out = append(out, c)
 			}
 		}
-		// Events are shared between watchers and never modified: each
-		// watcher gets its own envelope.
-		e := &mvccpb.Event{Type: ev.GetType(), Kv: ev.GetKv()}
-		if w.prevKV {
-			e.PrevKv = ev.GetPrevKv()
-		}
-		size += eventSize(e)
-		out = append(out, e)
 	}
 	if len(out) == 0 {
 		return true
 	}
-	resp := &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: w.id, Events: out}
-	if !w.st.push(Response{Msg: resp, Fragment: w.fragment}, len(out), size) {
+	size := 0
+	for _, c := range out {
+		size += c.size
+	}
+	// Capacity capped at the length: whoever appends to it copies first.
+	r := Response{watchID: w.id, rev: rev, changes: out[:len(out):len(out)], size: size, prevKV: w.prevKV, fragment: w.fragment}
+	if !w.st.push(r, len(out), size) {
 		return false
 	}
 	w.idle = false

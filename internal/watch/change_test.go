@@ -1,0 +1,154 @@
+package watch
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+)
+
+func kv(key, val string, rev int64) *mvccpb.KeyValue {
+	return &mvccpb.KeyValue{Key: []byte(key), Value: []byte(val), CreateRevision: 2, ModRevision: rev, Version: rev - 1, Lease: 7}
+}
+
+// The hand-built encoding of an event response decodes to exactly the
+// message Message describes, with or without prev_kv, for every kind of
+// event and watch ID.
+func TestWireEncodingDecodesToTheMessage(t *testing.T) {
+	evs := []*mvccpb.Event{
+		{Type: mvccpb.Event_PUT, Kv: kv("a", "1", 5)},                          // a create: no PrevKv
+		{Type: mvccpb.Event_PUT, Kv: kv("b", "2", 5), PrevKv: kv("b", "0", 3)}, // an update
+		{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: []byte("c"), ModRevision: 6}, PrevKv: kv("c", "x", 4)},
+		{Type: mvccpb.Event_PUT, Kv: kv("big", strings.Repeat("v", 300_000), 7)}, // length prefixes over one byte
+	}
+	header := &pb.ResponseHeader{ClusterId: 11, MemberId: 22, Revision: 7, RaftTerm: 3}
+	for _, prevKV := range []bool{false, true} {
+		for _, id := range []int64{0, 1, 1 << 40} {
+			cs := wrap(evs)
+			r := Response{watchID: id, rev: 7, changes: cs, prevKV: prevKV}
+			want := r.Message()
+			want.Header = header
+			size, err := r.WireSize(header)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := r.AppendWire([]byte("prefix"), header)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(b, []byte("prefix")) || len(b)-len("prefix") != size {
+				t.Fatalf("prev_kv %v id %d: appended %d bytes, WireSize says %d", prevKV, id, len(b)-len("prefix"), size)
+			}
+			var got pb.WatchResponse
+			if err := proto.Unmarshal(b[len("prefix"):], &got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(&got, want) {
+				t.Fatalf("prev_kv %v id %d: decoded\n%v\nwant\n%v", prevKV, id, &got, want)
+			}
+			for i, ev := range got.GetEvents() {
+				if (ev.GetPrevKv() != nil) != (prevKV && evs[i].GetPrevKv() != nil) {
+					t.Fatalf("prev_kv %v: event %d has PrevKv %v", prevKV, i, ev.GetPrevKv())
+				}
+			}
+		}
+	}
+	// The events themselves are never modified by being shared.
+	if evs[1].GetPrevKv() == nil || evs[2].GetPrevKv() == nil {
+		t.Fatal("stripping PrevKv for one watcher changed the shared event")
+	}
+}
+
+func TestControlResponseEncodesWithHeader(t *testing.T) {
+	r := Response{ctl: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 4}, WatchId: 3, Canceled: true, CompactRevision: 2, CancelReason: "x"}}
+	h := &pb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: 4, RaftTerm: 5}
+	b, err := r.AppendWire(nil, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got pb.WatchResponse
+	if err := proto.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := &pb.WatchResponse{Header: h, WatchId: 3, Canceled: true, CompactRevision: 2, CancelReason: "x"}
+	if !proto.Equal(&got, want) {
+		t.Fatalf("decoded %v, want %v", &got, want)
+	}
+	if n, _ := r.WireSize(h); n != len(b) {
+		t.Fatalf("WireSize %d, encoding %d bytes", n, len(b))
+	}
+}
+
+// Merging into a response whose events are shared with another watcher's
+// response copies them first: the other watcher's events stay as they were.
+func TestMergeNeverWritesIntoSharedEvents(t *testing.T) {
+	cs := wrap([]*mvccpb.Event{{Kv: kv("k", "1", 2)}, {Kv: kv("k", "2", 3)}})
+	shared := cs[:1] // spare capacity: an append in place would overwrite cs[1]
+	other := Response{watchID: 2, rev: 2, changes: shared}
+	var o Outbox
+	o.Add([]Response{{watchID: 1, rev: 2, changes: shared}, other})
+	o.Add([]Response{evResp(1, 4, "x")})
+	if got := string(cs[1].key()); got != "k" {
+		t.Fatalf("the shared backing array was written to: cs[1] is now %q", got)
+	}
+	first, _ := o.Pop()
+	if n := first.NumEvents(); n != 2 {
+		t.Fatalf("merged response has %d events, want 2", n)
+	}
+	second, _ := o.Pop()
+	if second.NumEvents() != 1 || string(second.changes[0].key()) != "k" {
+		t.Fatalf("the other watcher's response changed: %v", second.Message())
+	}
+}
+
+// The message budget: a burst passes at once; beyond it the sender waits,
+// for up to sendRefill messages' worth, and time refills the budget.
+func TestOutboxMessageBudget(t *testing.T) {
+	var o Outbox
+	now := time.Unix(1000, 0)
+	for i := range sendBurst {
+		if d := o.Delay(now); d != 0 {
+			t.Fatalf("message %d of a burst delayed %v", i, d)
+		}
+		o.Add([]Response{evResp(int64(i), 2, "k")})
+		o.Pop()
+	}
+	for i := range 2 * sendRefill {
+		o.Add([]Response{evResp(int64(i), 3, "k")})
+	}
+	want := time.Duration(float64(sendRefill) / sendRate * float64(time.Second))
+	if d := o.Delay(now); d != want {
+		t.Fatalf("out of budget with %d waiting: delay %v, want %v", o.Len(), d, want)
+	}
+	now = now.Add(want)
+	for i := range sendRefill {
+		if d := o.Delay(now); d != 0 {
+			t.Fatalf("after the refill, message %d delayed %v", i, d)
+		}
+		o.Pop()
+	}
+	if d := o.Delay(now); d <= 0 {
+		t.Fatal("the refill was spent, yet no delay")
+	}
+	now = now.Add(time.Hour)
+	if d := o.Delay(now); d != 0 || o.tokens != sendBurst {
+		t.Fatalf("after an idle hour: delay %v, %v messages of budget, want 0 and %d", d, o.tokens, sendBurst)
+	}
+
+	// Out of budget with a single response waiting, the sender waits for
+	// one message's worth only.
+	var one Outbox
+	for range sendBurst {
+		one.Delay(now)
+		one.Add([]Response{evResp(1, 2, "k")})
+		one.Pop()
+	}
+	one.Add([]Response{evResp(1, 3, "k")})
+	if d, want := one.Delay(now), time.Second/sendRate; d != want {
+		t.Fatalf("one response waiting: delay %v, want %v", d, want)
+	}
+}
