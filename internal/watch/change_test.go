@@ -152,3 +152,42 @@ func TestOutboxMessageBudget(t *testing.T) {
 		t.Fatalf("one response waiting: delay %v, want %v", d, want)
 	}
 }
+
+// One applied batch whose changes interleave keys: each watcher gets its
+// own changes, in order, in one response, whether they are consecutive in
+// the batch or not, and sharing them changes nothing for the others.
+func TestNotifyGivesEachWatcherItsChangesOfABatch(t *testing.T) {
+	e := newEnv(t, Config{})
+	c := newClient(t, e.h)
+	a := c.create(&pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte("b")}).WatchId
+	b := c.create(&pb.WatchCreateRequest{Key: []byte("b")}).WatchId
+	all := c.create(&pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte{0}, PrevKv: true}).WatchId
+	e.batch(put("a1", "x"), put("b", "y"), put("a2", "z"), put("a1", "w"))
+	resps := c.drain()
+	if len(resps) != 3 {
+		t.Fatalf("%d responses for one batch and three watchers, want 3", len(resps))
+	}
+	keys := func(id int64) string {
+		var s []string
+		for _, ev := range c.evs[id] {
+			s = append(s, string(ev.GetKv().GetKey())+"="+string(ev.GetKv().GetValue()))
+		}
+		return strings.Join(s, " ")
+	}
+	if got, want := keys(a), "a1=x a2=z a1=w"; got != want {
+		t.Errorf("watcher of a*: %s, want %s", got, want)
+	}
+	if got, want := keys(b), "b=y"; got != want {
+		t.Errorf("watcher of b: %s, want %s", got, want)
+	}
+	if got, want := keys(all), "a1=x b=y a2=z a1=w"; got != want {
+		t.Errorf("watcher of everything: %s, want %s", got, want)
+	}
+	// prev_kv only for the watcher that asked: the second put of a1 has one.
+	if prev := c.evs[all][3].GetPrevKv(); string(prev.GetValue()) != "x" {
+		t.Errorf("prev_kv watcher: previous version %v, want a1=x", prev)
+	}
+	if prev := c.evs[a][2].GetPrevKv(); prev != nil {
+		t.Errorf("watcher without prev_kv was sent a previous version %v", prev)
+	}
+}

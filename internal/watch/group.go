@@ -8,13 +8,8 @@ import "sort"
 // entry, which is the common case (many clients watching one prefix).
 type group struct {
 	keys   map[string]map[*watcher]struct{}
-	ranges map[rangeKey]*rangeSet
+	ranges map[span]*rangeSet
 	n      int
-}
-
-type rangeKey struct {
-	key, end string
-	fromKey  bool
 }
 
 type rangeSet struct {
@@ -23,7 +18,7 @@ type rangeSet struct {
 }
 
 func newGroup() group {
-	return group{keys: make(map[string]map[*watcher]struct{}), ranges: make(map[rangeKey]*rangeSet)}
+	return group{keys: make(map[string]map[*watcher]struct{}), ranges: make(map[span]*rangeSet)}
 }
 
 func (g *group) size() int { return g.n }
@@ -39,11 +34,10 @@ func (g *group) add(w *watcher) {
 		set[w] = struct{}{}
 		return
 	}
-	rk := rangeKey{key: string(w.key), end: string(w.end), fromKey: len(w.end) == 0}
-	rs := g.ranges[rk]
+	rs := g.ranges[w.span]
 	if rs == nil {
 		rs = &rangeSet{sample: w, watchers: make(map[*watcher]struct{})}
-		g.ranges[rk] = rs
+		g.ranges[w.span] = rs
 	}
 	rs.watchers[w] = struct{}{}
 }
@@ -61,8 +55,7 @@ func (g *group) remove(w *watcher) {
 		g.n--
 		return
 	}
-	rk := rangeKey{key: string(w.key), end: string(w.end), fromKey: len(w.end) == 0}
-	rs := g.ranges[rk]
+	rs := g.ranges[w.span]
 	if rs == nil {
 		return
 	}
@@ -72,7 +65,7 @@ func (g *group) remove(w *watcher) {
 	delete(rs.watchers, w)
 	g.n--
 	if len(rs.watchers) == 0 {
-		delete(g.ranges, rk)
+		delete(g.ranges, w.span)
 		return
 	}
 	if rs.sample == w {

@@ -100,8 +100,11 @@ type Hub struct {
 	synced   group
 	unsynced map[*watcher]struct{}
 	recent   recent
-	// notifyIdx is Notify's scratch index of the watchers it matched.
-	notifyIdx map[*watcher]int
+	// notifySeq numbers Notify calls; a watcher matched by the current
+	// call carries it in notifyMark (see Notify).
+	notifySeq uint64
+	// notifyBatches is Notify's scratch list of the watchers it matched.
+	notifyBatches []notifyBatch
 }
 
 // New returns a hub at revision cfg.Rev.
@@ -131,15 +134,14 @@ func New(cfg Config) *Hub {
 		cfg.Logger = slog.Default()
 	}
 	return &Hub{
-		cfg:       cfg,
-		lg:        cfg.Logger,
-		wake:      make(chan struct{}, 1),
-		rev:       cfg.Rev,
-		synced:    newGroup(),
-		unsynced:  make(map[*watcher]struct{}),
-		streams:   make(map[*Stream]struct{}),
-		recent:    recent{start: cfg.Rev, end: cfg.Rev, max: cfg.RecentBytes},
-		notifyIdx: make(map[*watcher]int),
+		cfg:      cfg,
+		lg:       cfg.Logger,
+		wake:     make(chan struct{}, 1),
+		rev:      cfg.Rev,
+		synced:   newGroup(),
+		unsynced: make(map[*watcher]struct{}),
+		streams:  make(map[*Stream]struct{}),
+		recent:   recent{start: cfg.Rev, end: cfg.Rev, max: cfg.RecentBytes},
 	}
 }
 
@@ -192,26 +194,20 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 		// consecutive (shared, nothing copied: the common case of every
 		// watcher of a key getting the whole batch) and copied only when
 		// they are not.
-		type batch struct {
-			w      *watcher
-			lo, hi int
-			own    []*change
-		}
-		var batches []batch
-		at := h.notifyIdx
-		clear(at)
+		h.notifySeq++
+		seq := h.notifySeq
+		batches := h.notifyBatches[:0]
 		for i, c := range cs {
 			h.synced.match(c.key(), func(w *watcher) {
 				if c.rev() < w.next {
 					return
 				}
-				j, seen := at[w]
-				if !seen {
-					at[w] = len(batches)
-					batches = append(batches, batch{w: w, lo: i, hi: i + 1})
+				if w.notifyMark != seq {
+					w.notifyMark, w.notifyAt = seq, len(batches)
+					batches = append(batches, notifyBatch{w: w, lo: i, hi: i + 1})
 					return
 				}
-				b := &batches[j]
+				b := &batches[w.notifyAt]
 				switch {
 				case b.own != nil:
 					b.own = append(b.own, c)
@@ -222,8 +218,7 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 				}
 			})
 		}
-		clear(at)
-		for _, b := range batches {
+		for i, b := range batches {
 			own := b.own
 			if own == nil {
 				own = cs[b.lo:b.hi:b.hi]
@@ -231,11 +226,35 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 			if !b.w.deliver(own, rev) {
 				h.unsync(b.w, prev+1)
 			}
+			batches[i] = notifyBatch{}
 		}
+		h.notifyBatches = batches[:0]
 	}
 	if len(h.unsynced) > 0 {
 		h.signal()
 	}
+}
+
+// sinceKey identifies watchers that catch up with the same changes: the
+// same keys from the same revision.
+type sinceKey struct {
+	next int64
+	span span
+}
+
+type sinceResult struct {
+	cs []*change
+	ok bool
+}
+
+func (w *watcher) sinceKey() sinceKey { return sinceKey{next: w.next, span: w.span} }
+
+// notifyBatch is what Notify gives one watcher: cs[lo:hi] of its
+// changes, or own when they are not consecutive.
+type notifyBatch struct {
+	w      *watcher
+	lo, hi int
+	own    []*change
 }
 
 // Restored tells the hub that the key space was replaced by a raft
@@ -299,6 +318,7 @@ func (h *Hub) SyncOnce() bool {
 	// the work done under the lock is bounded, because Notify (on the
 	// apply path) waits for it.
 	room := make(map[*Stream]bool)
+	memo := make(map[sinceKey]sinceResult)
 	served := 0
 	for w := range h.unsynced {
 		if w.next < compactRev {
@@ -307,7 +327,7 @@ func (h *Hub) SyncOnce() bool {
 			continue
 		}
 		if w.next > h.rev {
-			h.finishFromRecent(w) // caught up: nothing to send
+			h.finishFromRecent(w, nil) // caught up: nothing to send
 			progress = true
 			continue
 		}
@@ -324,7 +344,7 @@ func (h *Hub) SyncOnce() bool {
 			break
 		}
 		served++
-		if h.finishFromRecent(w) {
+		if h.finishFromRecent(w, memo) {
 			progress = true
 			continue
 		}
@@ -378,32 +398,49 @@ func (h *Hub) SyncOnce() bool {
 		return true
 	}
 	cs := wrap(res.Events)
+	clear(memo)
+	read := make(map[sinceKey][]*change)
 	for _, w := range batch {
 		if w.state != stateUnsynced {
 			continue // canceled meanwhile
 		}
-		var evs []*change
-		for _, c := range cs {
-			if c.rev() >= w.next && w.contains(c.key()) {
-				evs = append(evs, c)
+		k := w.sinceKey()
+		evs, seen := read[k]
+		if !seen {
+			for _, c := range cs {
+				if c.rev() >= w.next && w.contains(c.key()) {
+					evs = append(evs, c)
+				}
 			}
+			read[k] = evs
 		}
 		if !w.deliver(evs, res.Through) {
 			continue // no room after all; the next round reads again
 		}
 		w.next = max(w.next, res.Through+1)
-		h.finishFromRecent(w)
+		h.finishFromRecent(w, memo)
 	}
 	return true
 }
 
 // finishFromRecent moves unsynced watcher w to synced if it has caught up,
 // or if what it misses is still in the recent-changes buffer (which it is
-// then sent). It reports whether w is synced now.
-func (h *Hub) finishFromRecent(w *watcher) bool {
+// then sent). It reports whether w is synced now. memo, if not nil, holds
+// what the buffer gave other watchers of the same keys from the same
+// revision under the same lock: the same changes, shared.
+func (h *Hub) finishFromRecent(w *watcher, memo map[sinceKey]sinceResult) bool {
 	if w.next <= h.rev {
-		evs, ok := h.recent.since(w.next, w.contains)
-		if !ok || !w.deliver(evs, h.rev) {
+		var r sinceResult
+		k := w.sinceKey()
+		if m, seen := memo[k]; seen {
+			r = m
+		} else {
+			r.cs, r.ok = h.recent.since(w.next, w.contains)
+			if memo != nil {
+				memo[k] = r
+			}
+		}
+		if !r.ok || !w.deliver(r.cs, h.rev) {
 			return false
 		}
 		w.next = h.rev + 1
@@ -432,7 +469,7 @@ func (h *Hub) addUnsynced(w *watcher) {
 		h.compacted(w, c)
 		return
 	}
-	if !h.finishFromRecent(w) {
+	if !h.finishFromRecent(w, nil) {
 		h.signal()
 	}
 }

@@ -173,6 +173,7 @@ func (st *Stream) Watch(req *pb.WatchCreateRequest) {
 		st:             st,
 		key:            bytes.Clone(key),
 		end:            bytes.Clone(end),
+		span:           span{key: string(key), end: string(end), single: end == nil},
 		startRev:       req.GetStartRevision(),
 		prevKV:         req.GetPrevKv(),
 		progressNotify: req.GetProgressNotify(),

@@ -23,6 +23,7 @@ type watcher struct {
 	// end is nil for a single key, empty (not nil) for every key >= key,
 	// else the exclusive end of the range.
 	end      []byte
+	span     span // key and end as a comparable value
 	startRev int64
 
 	prevKV, noPut, noDelete  bool
@@ -37,6 +38,16 @@ type watcher struct {
 	// idle is true when no events were queued for the watcher since the
 	// last progress tick (etcd's rule for periodic notifications).
 	idle bool
+	// notifyMark is the Notify call that last matched the watcher, and
+	// notifyAt its entry in that call's list (Hub.Notify's bookkeeping).
+	notifyMark uint64
+	notifyAt   int
+}
+
+// span is what a watcher watches, as a map key.
+type span struct {
+	key, end string
+	single   bool // end == nil
 }
 
 func (w *watcher) contains(key []byte) bool {
