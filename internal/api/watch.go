@@ -125,17 +125,28 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 			}
 		}
 		// Over the stream's message budget, wait, and let what arrives
-		// meanwhile merge into the responses waiting.
+		// meanwhile merge into the responses waiting. What the stream
+		// queues during the wait is taken at once, while there is room:
+		// left in the stream's queue it would fill it, and its watchers
+		// would fall back to catching up from storage.
 		if d := out.Delay(time.Now()); d > 0 {
 			timer.Reset(d)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if out.HasRoom(st) {
-				if err := take(false); err != nil {
-					return err
+			for waiting := true; waiting; {
+				ready := st.Ready()
+				if !out.HasRoom(st) {
+					ready = nil
+				}
+				select {
+				case <-timer.C:
+					waiting = false
+				case <-ready:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if out.HasRoom(st) {
+					if err := take(false); err != nil {
+						return err
+					}
 				}
 			}
 		}

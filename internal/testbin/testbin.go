@@ -1,6 +1,7 @@
 // Package testbin builds the programs that multi-process tests run: Kvorum's
-// own commands from the module's source, and official etcd releases from the
-// Go module proxy, cached per user so only the first run pays for them.
+// own commands from the module's source (see Main, a TestMain that builds
+// them first), and official etcd releases from the Go module proxy, cached
+// per user so only the first run pays for them.
 //
 // It needs only the go command (and, for etcd, the module proxy); nothing is
 // downloaded outside the Go toolchain.

@@ -309,6 +309,11 @@ func (st *Stream) Next(ctx context.Context) ([]Response, error) {
 	}
 }
 
+// Ready is signaled when responses are queued (or the stream closes); a
+// sender that waits for something else as well selects on it, then calls
+// TryNext.
+func (st *Stream) Ready() <-chan struct{} { return st.ready }
+
 // TryNext takes the queued responses without waiting; nil if there are none.
 func (st *Stream) TryNext() ([]Response, error) {
 	st.qmu.Lock()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
 )
 
 // TestBadInputRefusesToStart checks that the server exits with an error, and
@@ -36,14 +38,13 @@ func TestBadInputRefusesToStart(t *testing.T) {
 	// usedDataDir returns the data dir of a member of cluster token-a that
 	// ran and stopped cleanly.
 	usedDataDir := func(t *testing.T) string {
-		c := newStoppedCluster(t, kvorumBin, 1)
+		c := newStoppedCluster(t, rcluster.Config{Bin: kvorumBin, Members: 1, Token: "token-a"})
 		m := c.members[0]
-		c.token = "token-a"
 		m.start()
 		c.waitHealthy(m)
 		putMany(t, m.client(), "k/", 10, 1)
 		m.stop()
-		return m.dataDir
+		return m.DataDir
 	}
 
 	for _, tc := range []struct {
@@ -188,7 +189,7 @@ func runFor(t *testing.T, d time.Duration, bin string, args ...string) (stdout, 
 	var out, errb bytes.Buffer
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr = rcluster.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func runFor(t *testing.T, d time.Duration, bin string, args ...string) (stdout, 
 	case <-time.After(d):
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("%s %s still running after %v, want a refusal to start\nstderr:\n%s", bin, strings.Join(args, " "), d, tail(errb.String(), 20))
+		t.Fatalf("%s %s still running after %v, want a refusal to start\nstderr:\n%s", bin, strings.Join(args, " "), d, rcluster.Tail(errb.String(), 20))
 	}
 	return out.String(), errb.String(), err
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
 )
 
 // ctlProc is a CLI invocation that runs until it is told to stop (lease
@@ -40,7 +42,7 @@ func startCtl(t *testing.T, bin string, endpoints []string, args ...string) *ctl
 	p.cmd = exec.CommandContext(ctx, bin, all...)
 	p.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
 	p.cmd.Stderr = &p.stderr
-	p.cmd.SysProcAttr = childAttr()
+	p.cmd.SysProcAttr = rcluster.ChildAttr()
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

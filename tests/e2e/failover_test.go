@@ -62,7 +62,7 @@ func TestKillLeaderDuringWriteLoadLosesNoAcknowledgedWrite(t *testing.T) {
 	leader, term := c.leader()
 	killedAt := time.Now()
 	leader.kill()
-	t.Logf("killed leader %s (term %d) under load", leader.name, term)
+	t.Logf("killed leader %s (term %d) under load", leader.Name, term)
 	time.Sleep(time.Second)
 	leader.start()
 	wg.Wait()
@@ -88,10 +88,10 @@ func TestKillLeaderDuringWriteLoadLosesNoAcknowledgedWrite(t *testing.T) {
 	for _, m := range c.members {
 		got, mrev, err := m.readAll(m.client(), "load/")
 		if err != nil {
-			t.Fatalf("serializable range on %s: %v", m.name, err)
+			t.Fatalf("serializable range on %s: %v", m.Name, err)
 		}
 		if mrev != rev {
-			t.Errorf("%s answered at revision %d, the cluster converged at %d", m.name, mrev, rev)
+			t.Errorf("%s answered at revision %d, the cluster converged at %d", m.Name, mrev, rev)
 		}
 		lost := 0
 		for _, a := range all {
@@ -100,26 +100,26 @@ func TestKillLeaderDuringWriteLoadLosesNoAcknowledgedWrite(t *testing.T) {
 			case k == nil:
 				lost++
 				if lost <= 10 {
-					t.Errorf("%s lost acknowledged write %s (revision %d)", m.name, a.key, a.rev)
+					t.Errorf("%s lost acknowledged write %s (revision %d)", m.Name, a.key, a.rev)
 				}
 			case k.value != a.value || k.modRev != a.rev || k.version != 1:
 				t.Errorf("%s has %s = %q (mod revision %d, version %d), acknowledged %q at revision %d, version 1",
-					m.name, a.key, k.value, k.modRev, k.version, a.value, a.rev)
+					m.Name, a.key, k.value, k.modRev, k.version, a.value, a.rev)
 			}
 		}
 		if lost > 0 {
-			t.Errorf("%s lost %d of %d acknowledged writes", m.name, lost, len(all))
+			t.Errorf("%s lost %d of %d acknowledged writes", m.Name, lost, len(all))
 		}
 		if first == nil {
 			first = got
 			continue
 		}
 		if d := diffKVs(first, got); d != "" {
-			t.Errorf("%s and %s hold different data: %s", c.members[0].name, m.name, d)
+			t.Errorf("%s and %s hold different data: %s", c.members[0].Name, m.Name, d)
 		}
 	}
 	c.checkSameHashKV(rev)
-	c.checkNoPanic()
+	c.checkLogs()
 }
 
 // diffKVs describes the first few differences between two members' data.
@@ -163,17 +163,17 @@ func TestSIGTERMOnLeaderHandsLeadershipOver(t *testing.T) {
 		}
 	}
 	if err != nil {
-		t.Fatalf("no leader among the remaining members right after the leader %s stopped: %v (no hand-over?)", leader.name, err)
+		t.Fatalf("no leader among the remaining members right after the leader %s stopped: %v (no hand-over?)", leader.Name, err)
 	}
 	if newTerm <= term {
-		t.Errorf("new leader %s has term %d, want above the old term %d", newLeader.name, newTerm, term)
+		t.Errorf("new leader %s has term %d, want above the old term %d", newLeader.Name, newTerm, term)
 	}
-	log := leader.lastRunLog()
+	log := leader.LastRunLog()
 	if !strings.Contains(log, "transferring leadership") {
-		t.Errorf("%s's log does not show a leadership transfer", leader.name)
+		t.Errorf("%s's log does not show a leadership transfer", leader.Name)
 	}
 	if strings.Contains(log, "leadership transfer before stop did not finish") {
-		t.Errorf("%s's log shows an unfinished leadership transfer", leader.name)
+		t.Errorf("%s's log shows an unfinished leadership transfer", leader.Name)
 	}
 
 	// The remaining two are a quorum and serve writes and linearizable reads.
@@ -187,7 +187,7 @@ func TestSIGTERMOnLeaderHandsLeadershipOver(t *testing.T) {
 	if len(resp.Kvs) != len(want) {
 		t.Errorf("read %d keys after the hand-over, wrote %d", len(resp.Kvs), len(want))
 	}
-	c.checkNoPanic()
+	c.checkLogs()
 }
 
 // putMany writes n keys under prefix with the given number of concurrent

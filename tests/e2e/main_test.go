@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"log"
 	"os"
 	"sync"
 	"testing"
@@ -23,40 +21,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("e2e: multi-process tests skipped in -short mode")
-		return 0
-	}
-	dir, err := os.MkdirTemp("", "kvorum-e2e-bin-")
-	if err != nil {
-		log.Print(err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	// Under go test -race the servers are race-built too, and a race they
-	// report fails the test (see checkNoPanic).
-	var flags []string
-	if raceEnabled {
-		flags = append(flags, "-race")
-	}
-	kvorumBin, err = testbin.Go(ctx, dir, "github.com/kvorum/kvorum/cmd/kvorum", flags...)
-	if err != nil {
-		log.Printf("e2e: cannot build the kvorum server: %v", err)
-		return 1
-	}
-	kvorumctlBin, err = testbin.Go(ctx, dir, "github.com/kvorum/kvorum/cmd/kvorumctl", flags...)
-	if err != nil {
-		log.Printf("e2e: cannot build kvorumctl: %v", err)
-		return 1
-	}
-	return m.Run()
+	// report fails the test (see checkLogs).
+	testbin.Main(m, "e2e",
+		testbin.Program{Pkg: "github.com/kvorum/kvorum/cmd/kvorum", Bin: &kvorumBin},
+		testbin.Program{Pkg: "github.com/kvorum/kvorum/cmd/kvorumctl", Bin: &kvorumctlBin})
 }
 
 var etcdOnce struct {

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -464,7 +463,7 @@ func startBackend(ctx context.Context, t *testing.T, backend string) *cluster.Cl
 		c.Close()
 		if t.Failed() {
 			for _, m := range c.Members {
-				t.Logf("----- %s log, last 30 lines -----\n%s", m.Name, tail(m.LogText(), 30))
+				t.Logf("----- %s log, last 30 lines -----\n%s", m.Name, cluster.Tail(m.LogText(), 30))
 			}
 		}
 	})
@@ -582,7 +581,7 @@ current-context: kvorum
 	fmt.Fprintf(log, "===== %s %s\n", kube.APIServer, strings.Join(args, " "))
 	cmd := exec.Command(kube.APIServer, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = cluster.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start kube-apiserver: %v", err)
 	}
@@ -599,8 +598,8 @@ current-context: kvorum
 			<-a.done
 		}
 		if t.Failed() {
-			t.Logf("----- kube-apiserver log (%s), errors -----\n%s", a.logPath, tail(errorLines(a.logText()), 40))
-			t.Logf("----- kube-apiserver log, last 40 lines -----\n%s", tail(a.logText(), 40))
+			t.Logf("----- kube-apiserver log (%s), errors -----\n%s", a.logPath, cluster.Tail(errorLines(a.logText()), 40))
+			t.Logf("----- kube-apiserver log, last 40 lines -----\n%s", cluster.Tail(a.logText(), 40))
 		}
 	})
 	a.waitReady(t, 3*time.Minute)
@@ -905,9 +904,4 @@ func errorLines(log string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -111,7 +111,7 @@ func startCluster(t *testing.T, cfg cluster.Config) *cluster.Cluster {
 		c.Close()
 		if t.Failed() {
 			for _, m := range c.Members {
-				t.Logf("----- %s log, last 40 lines -----\n%s", m.Name, tail(m.LogText(), 40))
+				t.Logf("----- %s log, last 40 lines -----\n%s", m.Name, cluster.Tail(m.LogText(), 40))
 			}
 		}
 	})
@@ -515,12 +515,4 @@ func readChanges(ctx context.Context, c *cluster.Cluster, init robustness.State,
 		prev = s
 	}
 	return changes, nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -1,7 +1,8 @@
 // Package cluster runs a cluster of server processes (kvorum, or any binary
-// taking etcd's flags) for robustness tests, and injects faults into it:
-// SIGKILL and restart from the data dir, SIGSTOP/SIGCONT, and — when each
-// member runs in its own network namespace — network partitions.
+// taking etcd's flags) for multi-process tests (tests/robustness,
+// tests/e2e), and injects faults into it: SIGKILL and restart from the data
+// dir, SIGTERM, SIGSTOP/SIGCONT, and — when each member runs in its own
+// network namespace — network partitions.
 //
 // In loopback mode the members listen on free 127.0.0.1 ports. In netns
 // mode (root and iproute2 needed; see NetnsAvailable) each member runs in a
@@ -40,16 +41,20 @@ import (
 // Config describes a cluster to start.
 type Config struct {
 	Bin     string   // the server binary
-	Members int      // 3 or 5
+	Members int      // how many members
 	Dir     string   // data dirs and logs go here
 	Netns   bool     // one network namespace per member (see the package doc)
 	Flags   []string // extra server flags, for every member
+	// Token is the --initial-cluster-token, random if empty. A data dir
+	// keeps the token it was created with, and a server refuses to start
+	// from it with another.
+	Token string
 	// DiskMB, if positive, gives each member a data dir of its own small
 	// tmpfs of this size (root needed), for filling it up with FillDisk.
 	DiskMB int
 }
 
-// Cluster is a running set of members.
+// Cluster is a set of members, each running or not.
 type Cluster struct {
 	cfg     Config
 	token   string
@@ -84,7 +89,32 @@ type proc struct {
 // Start prepares and starts a cluster and waits until every member is
 // healthy. Close it when done.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
-	c := &Cluster{cfg: cfg, token: fmt.Sprintf("robustness-%d", rand.Uint32())}
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range c.Members {
+		if err := m.Start(); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if err := c.WaitHealthy(ctx, c.Members...); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// New prepares a cluster without starting it: it picks the members'
+// addresses (free loopback ports, or network namespaces), their flags and,
+// with Config.DiskMB, mounts their data dirs. Start the members with
+// Member.Start; Close the cluster when done.
+func New(cfg Config) (*Cluster, error) {
+	c := &Cluster{cfg: cfg, token: cfg.Token}
+	if c.token == "" {
+		c.token = fmt.Sprintf("robustness-%d", rand.Uint32())
+	}
 	var ips []string
 	var clientPort, peerPort []int
 	if cfg.Netns {
@@ -98,7 +128,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			clientPort, peerPort = append(clientPort, 2379), append(peerPort, 2380)
 		}
 	} else {
-		ports, err := freePorts(2 * cfg.Members)
+		ports, err := FreePorts(2 * cfg.Members)
 		if err != nil {
 			return nil, err
 		}
@@ -137,21 +167,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			"--initial-cluster-token=" + c.token,
 		}, cfg.Flags...)
 	}
-	for _, m := range c.Members {
-		if cfg.DiskMB > 0 {
+	if cfg.DiskMB > 0 {
+		for _, m := range c.Members {
 			if err := m.mountDisk(cfg.DiskMB); err != nil {
 				c.Close()
 				return nil, err
 			}
 		}
-		if err := m.Start(); err != nil {
-			c.Close()
-			return nil, err
-		}
-	}
-	if err := c.WaitHealthy(ctx, c.Members...); err != nil {
-		c.Close()
-		return nil, err
 	}
 	return c, nil
 }
@@ -191,7 +213,11 @@ func (c *Cluster) Client(ms ...*Member) (*clientv3.Client, error) {
 	})
 }
 
-// Start starts the member from its data dir.
+// startMarker begins the line Member.Start writes to the log before each
+// run, with the command line after it.
+const startMarker = "===== start: "
+
+// Start starts the member from its data dir (a new one the first time).
 func (m *Member) Start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -209,10 +235,10 @@ func (m *Member) Start() error {
 		// reach the server itself.
 		argv = append([]string{"ip", "netns", "exec", m.ns}, argv...)
 	}
-	fmt.Fprintf(log, "===== robustness: %s\n", strings.Join(argv, " "))
+	fmt.Fprintf(log, "%s%s\n", startMarker, strings.Join(argv, " "))
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = ChildAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
@@ -276,6 +302,42 @@ func (m *Member) Kill() {
 	m.mu.Unlock()
 }
 
+// Stop asks the member to shut down with SIGTERM (resuming it if paused)
+// and waits until it has exited. It returns an error if the member was not
+// running, if it still runs when ctx ends (it is then killed), or if it
+// exits with a non-zero status (the error then wraps an *exec.ExitError).
+func (m *Member) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	if !m.runningLocked() {
+		m.mu.Unlock()
+		return fmt.Errorf("stop %s: not running", m.Name)
+	}
+	p := m.proc
+	err := p.cmd.Process.Signal(syscall.SIGTERM)
+	if err == nil && m.paused {
+		err = p.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", m.Name, err)
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		m.Kill()
+		return fmt.Errorf("%s still running after SIGTERM (%w); killed it", m.Name, ctx.Err())
+	}
+	m.mu.Lock()
+	if m.proc == p {
+		m.proc, m.paused = nil, false
+	}
+	m.mu.Unlock()
+	if p.err != nil {
+		return fmt.Errorf("%s exited with %w after SIGTERM, want a clean exit", m.Name, p.err)
+	}
+	return nil
+}
+
 // Pause stops the process with SIGSTOP.
 func (m *Member) Pause() error { return m.signal(syscall.SIGSTOP, true) }
 
@@ -302,6 +364,26 @@ func (m *Member) LogText() string {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
 	return string(b)
+}
+
+// LastRunLog is what the member logged in its latest run, from the line
+// that shows its command line.
+func (m *Member) LastRunLog() string {
+	s := m.LogText()
+	if i := strings.LastIndex(s, startMarker); i >= 0 {
+		return s[i:]
+	}
+	return s
+}
+
+// Tail returns the last n lines of s, for quoting a log in a failure
+// message.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // WaitHealthy waits until each of ms answers /health with true (a leader
@@ -364,6 +446,33 @@ func (c *Cluster) Leader(ctx context.Context, cli *clientv3.Client) *Member {
 		}
 	}
 	return leader
+}
+
+// AgreedLeader returns the leader that every running, unpaused member
+// names, with the highest term any of them reports. It returns an error if
+// one of them cannot answer, if one knows no leader or names another, or
+// if the leader they name is not one of them.
+func (c *Cluster) AgreedLeader(ctx context.Context, cli *clientv3.Client) (*Member, uint64, error) {
+	byID := map[uint64]*Member{}
+	var lead, term uint64
+	for _, m := range c.Members {
+		if !m.Running() || m.Paused() {
+			continue
+		}
+		st, err := m.Status(ctx, cli)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", m.Name, err)
+		}
+		byID[st.GetHeader().GetMemberId()] = m
+		if st.GetLeader() == 0 || (lead != 0 && st.GetLeader() != lead) {
+			return nil, 0, fmt.Errorf("%s sees leader %x, others %x", m.Name, st.GetLeader(), lead)
+		}
+		lead, term = st.GetLeader(), max(term, st.GetRaftTerm())
+	}
+	if m := byID[lead]; m != nil {
+		return m, term, nil
+	}
+	return nil, 0, fmt.Errorf("leader %x is not a running member", lead)
 }
 
 // WaitConverged waits until every member is running and all report the
@@ -456,7 +565,7 @@ func (c *Cluster) LogProblems(allowed ...*regexp.Regexp) []string {
 	for _, m := range c.Members {
 		lines := strings.Split(m.LogText(), "\n")
 		for i, line := range lines {
-			if !badLog.MatchString(line) || strings.HasPrefix(line, "===== robustness:") {
+			if !badLog.MatchString(line) || strings.HasPrefix(line, startMarker) {
 				continue
 			}
 			if slices.ContainsFunc(allowed, func(re *regexp.Regexp) bool { return re.MatchString(line) }) {
@@ -470,9 +579,10 @@ func (c *Cluster) LogProblems(allowed ...*regexp.Regexp) []string {
 	return out
 }
 
-// freePorts finds n distinct free TCP ports on 127.0.0.1 in 10000-29999,
-// below the kernel's ephemeral range.
-func freePorts(n int) ([]int, error) {
+// FreePorts finds n distinct free TCP ports on 127.0.0.1 in 10000-29999,
+// below the kernel's ephemeral range, so that outgoing connections of other
+// processes do not take them between this check and a server's bind.
+func FreePorts(n int) ([]int, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {

@@ -1,5 +1,0 @@
-//go:build race
-
-package robustness
-
-const raceEnabled = true
