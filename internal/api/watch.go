@@ -114,6 +114,14 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 		return err
 	}
 	for {
+		select {
+		case <-st.Done():
+			// The member is stopping; clients resume on another member.
+			// Nothing still waiting here is owed: they will resume from
+			// what they have seen.
+			return rpctypes.ErrGRPCStopped
+		default:
+		}
 		// Take what queued up during the last send, waiting only when
 		// nothing is left to send, so it can merge with what is waiting;
 		// but hold a bounded amount here, so a client that reads slowly
@@ -140,6 +148,8 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 				case <-timer.C:
 					waiting = false
 				case <-ready:
+				case <-st.Done():
+					return rpctypes.ErrGRPCStopped
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -147,6 +157,9 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 					if err := take(false); err != nil {
 						return err
 					}
+				}
+				if out.Delay(time.Now()) == 0 {
+					waiting = false // a control response came, or the budget refilled
 				}
 			}
 		}

@@ -22,17 +22,16 @@ type change struct {
 	full, bare atomic.Pointer[[]byte]
 }
 
-// wrap turns events into changes, in one allocation.
+// wrap turns events into changes. Each change is an allocation of its own:
+// a watcher that keeps one change of a batch queued must not keep the
+// others alive with it.
 func wrap(evs []*mvccpb.Event) []*change {
 	if len(evs) == 0 {
 		return nil
 	}
-	backing := make([]change, len(evs))
 	out := make([]*change, len(evs))
 	for i, ev := range evs {
-		backing[i].ev = ev
-		backing[i].size = eventSize(ev)
-		out[i] = &backing[i]
+		out[i] = &change{ev: ev, size: eventSize(ev)}
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -189,5 +190,94 @@ func TestNotifyGivesEachWatcherItsChangesOfABatch(t *testing.T) {
 	}
 	if prev := c.evs[a][2].GetPrevKv(); prev != nil {
 		t.Errorf("watcher without prev_kv was sent a previous version %v", prev)
+	}
+}
+
+// A watcher given only part of an applied batch holds a copy of its part:
+// sharing the batch's array would keep every other change of the batch in
+// memory for as long as its response waits (the queue bounds count only
+// its own events). A watcher given the whole batch shares it.
+func TestPartOfABatchIsCopiedTheWholeBatchShared(t *testing.T) {
+	e := newEnv(t, Config{})
+	st := e.h.NewStream()
+	defer st.Close()
+	st.Watch(&pb.WatchCreateRequest{Key: []byte("k")})
+	st.Watch(&pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte{0}})
+	e.batch(put("x", "1"), put("k", "2"), put("y", "3"))
+	rs, err := st.TryNext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var part, whole []*change
+	for _, r := range rs {
+		switch {
+		case r.Control():
+		case len(r.changes) == 1:
+			part = r.changes
+		case len(r.changes) == 3:
+			whole = r.changes
+		}
+	}
+	if part == nil || whole == nil {
+		t.Fatalf("want one response with the key's change and one with all three, got %d responses", len(rs))
+	}
+	within := func(p *[]*change) bool {
+		start := unsafe.Pointer(unsafe.SliceData(whole))
+		end := unsafe.Add(start, len(whole)*int(unsafe.Sizeof(whole[0])))
+		at := unsafe.Pointer(unsafe.SliceData(*p))
+		return uintptr(at) >= uintptr(start) && uintptr(at) < uintptr(end)
+	}
+	if within(&part) {
+		t.Fatal("the watcher of one key shares the batch's array")
+	}
+	if part[0] != whole[1] {
+		t.Fatal("the copy does not hold the shared change itself")
+	}
+}
+
+// A control response in the outbox suspends the message budget until it
+// is sent, and what goes out meanwhile is not charged.
+func TestControlResponseIsNotPaced(t *testing.T) {
+	var o Outbox
+	now := time.Unix(1000, 0)
+	for range sendBurst {
+		o.Delay(now)
+		o.Add([]Response{evResp(1, 2, "k")})
+		o.Pop()
+	}
+	o.Add([]Response{evResp(1, 3, "k"), evResp(2, 3, "k")})
+	if o.Delay(now) == 0 {
+		t.Fatal("out of budget, yet no delay")
+	}
+	o.Add([]Response{{ctl: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 3}, WatchId: -1}}})
+	before := o.tokens
+	for i := range 3 {
+		if d := o.Delay(now); d != 0 {
+			t.Fatalf("response %d ahead of or at a progress notification delayed %v", i, d)
+		}
+		o.Pop()
+	}
+	if o.tokens != before {
+		t.Fatalf("budget %v after sending up to the control response, was %v: charged", o.tokens, before)
+	}
+	o.Add([]Response{evResp(1, 4, "k")})
+	if o.Delay(now) == 0 {
+		t.Fatal("after the control response went out, the budget no longer applies")
+	}
+}
+
+func TestOutboxBoundsControlResponses(t *testing.T) {
+	e := newEnv(t, Config{})
+	st := e.h.NewStream()
+	defer st.Close()
+	var o Outbox
+	for i := range maxQueuedControl {
+		if !o.HasRoom(st) {
+			t.Fatalf("no room after %d control responses", i)
+		}
+		o.Add([]Response{{ctl: &pb.WatchResponse{WatchId: -1}}})
+	}
+	if o.HasRoom(st) {
+		t.Fatalf("room for more after %d control responses", maxQueuedControl)
 	}
 }

@@ -191,9 +191,9 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 	h.recent.add(prev, rev, cs)
 	if h.synced.size() > 0 {
 		// Each matching watcher's changes, as a run of cs while they are
-		// consecutive (shared, nothing copied: the common case of every
-		// watcher of a key getting the whole batch) and copied only when
-		// they are not.
+		// consecutive, shared when the run is the whole batch (nothing
+		// copied: the common case of every watcher of a key getting all of
+		// it) and copied otherwise.
 		h.notifySeq++
 		seq := h.notifySeq
 		batches := h.notifyBatches[:0]
@@ -220,8 +220,14 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 		}
 		for i, b := range batches {
 			own := b.own
-			if own == nil {
-				own = cs[b.lo:b.hi:b.hi]
+			switch {
+			case own != nil:
+			case b.lo == 0 && b.hi == len(cs):
+				own = cs // the whole batch: shared
+			default:
+				// Part of it: a copy, so the rest of the batch is not
+				// kept alive for as long as this response is queued.
+				own = slices.Clone(cs[b.lo:b.hi])
 			}
 			if !b.w.deliver(own, rev) {
 				h.unsync(b.w, prev+1)

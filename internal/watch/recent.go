@@ -1,6 +1,9 @@
 package watch
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // recent holds the latest committed changes, up to a byte budget: every
 // change with a revision in (start, end]. A watcher that is only a little
@@ -34,7 +37,14 @@ func (r *recent) add(prev, rev int64, cs []*change) {
 			size += cs[j].size
 			j++
 		}
-		r.revs = append(r.revs, recentRev{rev: main, cs: cs[i:j:j], size: size})
+		rc := cs[i:j:j]
+		if j-i < len(cs) {
+			// A revision of a larger batch gets a slice of its own, so
+			// that it does not keep the batch's other revisions alive
+			// after they are evicted.
+			rc = slices.Clone(rc)
+		}
+		r.revs = append(r.revs, recentRev{rev: main, cs: rc, size: size})
 		r.bytes += size
 		i = j
 	}

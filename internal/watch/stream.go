@@ -99,6 +99,7 @@ type Stream struct {
 	closed  bool
 	ready   chan struct{} // signaled when the queue becomes non-empty or the stream closes
 	room    chan struct{} // signaled when the queue is drained
+	done    chan struct{} // closed when the stream closes
 }
 
 // NewStream opens a stream; after Hub.Close the stream is closed already.
@@ -108,11 +109,13 @@ func (h *Hub) NewStream() *Stream {
 		watchers: make(map[int64]*watcher),
 		ready:    make(chan struct{}, 1),
 		room:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		st.closed = true
+		close(st.done)
 	} else {
 		h.streams[st] = struct{}{}
 	}
@@ -273,7 +276,10 @@ func (st *Stream) Close() {
 	// Closed first: a Watch racing with Close then either sees it or
 	// registers a watcher before the removal below.
 	st.qmu.Lock()
-	st.closed = true
+	if !st.closed {
+		st.closed = true
+		close(st.done)
+	}
 	st.queue, st.events, st.bytes, st.control = nil, 0, 0, 0
 	st.qmu.Unlock()
 	h := st.h
@@ -313,6 +319,9 @@ func (st *Stream) Next(ctx context.Context) ([]Response, error) {
 // sender that waits for something else as well selects on it, then calls
 // TryNext.
 func (st *Stream) Ready() <-chan struct{} { return st.ready }
+
+// Done is closed when the stream is closed.
+func (st *Stream) Done() <-chan struct{} { return st.done }
 
 // TryNext takes the queued responses without waiting; nil if there are none.
 func (st *Stream) TryNext() ([]Response, error) {
@@ -356,9 +365,10 @@ const (
 //
 // The numbers: a burst of a thousand watchers seeing four writes passes
 // unpaced, and so does a steady 2000 messages a second (ten watchers of a
-// key written 200 times a second); a sender out of budget waits for up to
-// sendRefill messages' worth, so it wakes a hundred times a second rather
-// than sendRate times.
+// key written 200 times a second). A sender out of budget waits for as
+// many messages' worth as it has responses waiting, up to sendRefill, and
+// then sends them together: with many watchers waiting it wakes about a
+// hundred times a second rather than sendRate times.
 const (
 	sendRate   = 2000
 	sendBurst  = 4000
@@ -380,6 +390,7 @@ type Outbox struct {
 	q       []Response
 	events  int // events in q
 	bytes   int // their estimated size
+	control int // control responses in q
 	sent    int // responses popped so far: q[0] is response number sent
 	merging map[int64]*mergeTarget
 
@@ -400,12 +411,15 @@ func (o *Outbox) Len() int { return len(o.q) }
 func (o *Outbox) Events() int { return o.events }
 
 // HasRoom reports whether the sender may take more of st's queue into the
-// outbox: it holds at most four queues' worth of events (they are shared
-// with other watchers, so each costs a pointer) and of estimated bytes.
-// Beyond that responses stay in the stream's queue, whose bounds make
-// watchers fall back to catching up from storage.
+// outbox: while it holds under four queues' worth of events (they are
+// shared with other watchers, so each costs a pointer) and of estimated
+// bytes, and under a queue's worth of control responses. One take adds at
+// most one more queue's worth. Beyond that responses stay in the stream's
+// queue, whose bounds make watchers fall back to catching up from storage
+// and make the client's further requests wait (WaitControlRoom).
 func (o *Outbox) HasRoom(st *Stream) bool {
-	return o.events < 4*st.h.cfg.MaxQueuedEvents && o.bytes < 4*st.h.cfg.MaxQueuedBytes
+	return o.events < 4*st.h.cfg.MaxQueuedEvents && o.bytes < 4*st.h.cfg.MaxQueuedBytes &&
+		o.control < maxQueuedControl
 }
 
 // Add appends rs, merging event responses into waiting ones of the same
@@ -418,6 +432,7 @@ func (o *Outbox) Add(rs []Response) {
 		if r.ctl != nil {
 			clear(o.merging)
 			o.q = append(o.q, r)
+			o.control++
 			continue
 		}
 		n := len(r.changes)
@@ -445,6 +460,11 @@ func (o *Outbox) Add(rs []Response) {
 // Delay is how long the sender should wait, at time now, before sending
 // the next response, to keep the stream within its message budget; zero
 // means at once. While it waits, what it adds merges.
+//
+// A control response waiting (created, canceled, progress: what the client
+// asked for) suspends the budget until it is sent, so it waits only for the
+// responses ahead of it to be written, never for pacing; what goes out
+// meanwhile is not charged.
 func (o *Outbox) Delay(now time.Time) time.Duration {
 	if o.filled.IsZero() {
 		o.tokens, o.filled = sendBurst, now
@@ -453,7 +473,7 @@ func (o *Outbox) Delay(now time.Time) time.Duration {
 		o.tokens = min(sendBurst, o.tokens+now.Sub(o.filled).Seconds()*sendRate)
 		o.filled = now
 	}
-	if o.tokens >= 1 {
+	if o.tokens >= 1 || o.control > 0 {
 		return 0
 	}
 	need := min(sendRefill, float64(max(len(o.q), 1)))
@@ -461,7 +481,8 @@ func (o *Outbox) Delay(now time.Time) time.Duration {
 }
 
 // Pop takes the next response to send, spending one message of the
-// budget; a response being sent takes no more merges.
+// budget unless a control response is waiting; a response being sent takes
+// no more merges.
 func (o *Outbox) Pop() (Response, bool) {
 	if len(o.q) == 0 {
 		return Response{}, false
@@ -471,13 +492,15 @@ func (o *Outbox) Pop() (Response, bool) {
 	o.bytes -= r.size
 	o.q[0] = Response{}
 	o.q = o.q[1:]
-	if r.ctl == nil {
-		if t := o.merging[r.watchID]; t != nil && t.at == o.sent {
-			delete(o.merging, r.watchID)
-		}
+	if o.control == 0 {
+		o.tokens--
+	}
+	if r.ctl != nil {
+		o.control--
+	} else if t := o.merging[r.watchID]; t != nil && t.at == o.sent {
+		delete(o.merging, r.watchID)
 	}
 	o.sent++
-	o.tokens--
 	return r, true
 }
 
