@@ -10,10 +10,10 @@ import (
 )
 
 // codec is gRPC's protobuf codec, which it calls for everything, except
-// that it encodes watch event responses itself: from the encodings of
-// their events, which the watch hub makes once for all the watchers an
-// event goes to (a put watched by a thousand clients is marshaled once,
-// not a thousand times).
+// that it encodes watch responses itself: event responses from the
+// encodings of their events, which the watch hub makes once for all the
+// watchers an event goes to (a put watched by a thousand clients is
+// marshaled once, not a thousand times).
 type codec struct {
 	encoding.CodecV2
 }

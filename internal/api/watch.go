@@ -116,9 +116,8 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 	for {
 		select {
 		case <-st.Done():
-			// The member is stopping; clients resume on another member.
-			// Nothing still waiting here is owed: they will resume from
-			// what they have seen.
+			// Stopping (see take): what still waits here is not owed,
+			// clients resume from what they have seen.
 			return rpctypes.ErrGRPCStopped
 		default:
 		}
@@ -166,16 +165,11 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 		r, _ := out.Pop()
 		h := ws.s.Header(r.Revision())
 		var err error
-		switch {
-		case r.Control():
-			m := r.Message()
-			m.Header = h
-			err = stream.Send(m)
-		case r.Fragment():
+		if r.Fragment() {
 			m := r.Message()
 			m.Header = h
 			err = sendFragments(m, limit, stream.Send)
-		default:
+		} else {
 			err = stream.SendMsg(&wireWatchResponse{r: r, header: h})
 		}
 		if err != nil {

@@ -442,17 +442,9 @@ func TestRobustnessLeases(t *testing.T) {
 	if faultErr != nil {
 		problems = append(problems, fmt.Sprintf("fault injection: %v", faultErr))
 	}
-	for _, m := range c.Members {
-		if m.Paused() {
-			m.Resume()
-		}
-		if !m.Running() {
-			if err := m.Start(); err != nil {
-				problems = append(problems, err.Error())
-			}
-		}
+	if err := c.BringBack(); err != nil {
+		problems = append(problems, err.Error())
 	}
-	c.Heal()
 	if err := c.WaitHealthy(qctx, c.Members...); err != nil {
 		problems = append(problems, fmt.Sprintf("after the faults stopped: %v", err))
 	} else if _, err := c.WaitConverged(qctx); err != nil {

@@ -279,17 +279,9 @@ func runRound(t *testing.T, c *cluster.Cluster, sc scenario, seed uint64, round 
 	if faultErr != nil {
 		problems = append(problems, fmt.Sprintf("fault injection: %v", faultErr))
 	}
-	for _, m := range c.Members {
-		if m.Paused() {
-			m.Resume()
-		}
-		if !m.Running() {
-			if err := m.Start(); err != nil {
-				problems = append(problems, err.Error())
-			}
-		}
+	if err := c.BringBack(); err != nil {
+		problems = append(problems, err.Error())
 	}
-	c.Heal()
 	var finalRev int64
 	if err := c.WaitHealthy(qctx, c.Members...); err != nil {
 		problems = append(problems, fmt.Sprintf("after the faults stopped: %v", err))

@@ -228,5 +228,22 @@ func (c *Cluster) Heal() error {
 	return c.net.setCut(nil)
 }
 
+// BringBack undoes every fault: it resumes paused members, starts stopped
+// ones from their data dirs and heals the network. It returns the members
+// that failed to start, joined.
+func (c *Cluster) BringBack() error {
+	var errs []error
+	for _, m := range c.Members {
+		if m.Paused() {
+			m.Resume()
+		}
+		if !m.Running() {
+			errs = append(errs, m.Start())
+		}
+	}
+	c.Heal()
+	return errors.Join(errs...)
+}
+
 // Netns tells whether the cluster runs in network namespaces.
 func (c *Cluster) Netns() bool { return c.net != nil }
