@@ -1,7 +1,7 @@
 // Package server is one Kvorum member: it wires the engine, the raft node,
-// the peer transport and the state machine (mvcc plus cluster membership),
-// turns client requests into raft proposals or linearizable reads, and
-// hands each proposal's apply result back to the request that made it.
+// the peer transport and the applier (internal/apply), turns client
+// requests into raft proposals or linearizable reads, and hands each
+// proposal's apply result back to the request that made it.
 //
 // Guarantees: a write is acknowledged only after its entry was committed by
 // a majority and applied here; a linearizable read is served only after the

@@ -1,6 +1,10 @@
 package server
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/kvorum/kvorum/internal/membership"
+)
 
 // Errors a request can fail with at the server level. The api package maps
 // them (and mvcc's) to etcd's gRPC errors.
@@ -10,7 +14,7 @@ var (
 	ErrTimeoutDueToLeaderFail = errors.New("server: request timed out, possibly due to previous leader failure")
 	ErrStopped                = errors.New("server: server stopped")
 	ErrRequestTooLarge        = errors.New("server: request is too large")
-	ErrMemberNotFound         = errors.New("server: member not found")
+	ErrMemberNotFound         = membership.ErrNotFound
 	ErrNotCapable             = errors.New("server: not capable")
 	ErrNotLeader              = errors.New("server: not leader")
 	ErrBadLeaderTransferee    = errors.New("server: bad leader transferee")

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -17,7 +16,9 @@ import (
 	"go.etcd.io/raft/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/apply"
 	"github.com/kvorum/kvorum/internal/lease"
+	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/raftnode"
 	"github.com/kvorum/kvorum/internal/storage"
@@ -59,11 +60,10 @@ type Server struct {
 	lg        *slog.Logger
 	engine    *storage.Engine
 	db        *pebble.DB
-	kv        atomic.Pointer[mvcc.Store]
+	applier   *apply.Applier
 	lessor    *lease.Lessor
 	renewals  *renewBatcher
-	members   *members
-	sm        *stateMachine
+	members   *membership.Store
 	node      *raftnode.Node
 	transport *transport.Transport
 	waiters   waiters
@@ -114,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 		ready:      make(chan struct{}),
 		lessor:     lease.New(nil),
 	}
-	s.members = &members{db: s.db}
+	s.members = &membership.Store{}
 	s.renewals = newRenewBatcher(s)
 	if err := s.open(); err != nil {
 		engine.Close()
@@ -148,25 +148,11 @@ func (s *Server) open() error {
 	s.memberID, s.clusterID = ident.MemberID, ident.ClusterID
 	s.ids = newIDGenerator(s.memberID, time.Now())
 
-	if err := s.openKV(); err != nil {
-		return err
-	}
-	if err := s.lessor.Load(s.db); err != nil {
+	s.applier, err = apply.New(apply.Config{DB: s.db, Leases: s.lessor, Members: s.members, Logger: s.lg})
+	if err != nil {
 		return err
 	}
 	s.watch = s.newWatchHub()
-	if err := s.members.load(); err != nil {
-		return err
-	}
-	appliedBytes, err := storage.Get(s.db, storage.AppliedIndexKey)
-	if err != nil {
-		return err
-	}
-	applied, err := storage.GetUint64(appliedBytes)
-	if err != nil {
-		return err
-	}
-	s.sm = &stateMachine{s: s, applied: applied}
 
 	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
 	node, err := raftnode.New(raftnode.Config{
@@ -178,7 +164,7 @@ func (s *Server) open() error {
 		CatchUpEntries: cfg.CatchUpEntries,
 		DataDir:        cfg.DataDir,
 		DB:             s.db,
-		StateMachine:   s.sm,
+		StateMachine:   &stateMachine{s: s},
 		Logger:         s.lg,
 	})
 	if err != nil {
@@ -194,7 +180,7 @@ func (s *Server) open() error {
 		Calls:     s.leaseCalls(),
 	})
 	for _, m := range cfg.InitialCluster {
-		id := MemberID(m.PeerURLs, cfg.ClusterToken)
+		id := membership.MemberID(m.PeerURLs, cfg.ClusterToken, nil)
 		if id != s.memberID {
 			s.transport.AddPeer(id, m.PeerURLs)
 		}
@@ -221,7 +207,7 @@ func (s *Server) bootstrapIdentity() (*localIdentity, []raft.Peer, error) {
 	var self uint64
 	var peers []raft.Peer
 	for _, m := range cfg.InitialCluster {
-		id := MemberID(m.PeerURLs, cfg.ClusterToken)
+		id := membership.MemberID(m.PeerURLs, cfg.ClusterToken, nil)
 		ids = append(ids, id)
 		if m.Name == cfg.Name {
 			self = id
@@ -235,7 +221,7 @@ func (s *Server) bootstrapIdentity() (*localIdentity, []raft.Peer, error) {
 	if self == 0 {
 		return nil, nil, fmt.Errorf("member %q is not in --initial-cluster", cfg.Name)
 	}
-	ident := &localIdentity{Name: cfg.Name, MemberID: self, ClusterID: ClusterID(ids, cfg.ClusterToken), Token: cfg.ClusterToken}
+	ident := &localIdentity{Name: cfg.Name, MemberID: self, ClusterID: membership.ClusterID(ids), Token: cfg.ClusterToken}
 	if err := saveIdentity(s.db, ident); err != nil {
 		return nil, nil, err
 	}
@@ -245,19 +231,7 @@ func (s *Server) bootstrapIdentity() (*localIdentity, []raft.Peer, error) {
 	return ident, peers, nil
 }
 
-// openKV (re)loads the key space from the engine: at start and after a
-// raft snapshot replaced it.
-func (s *Server) openKV() error {
-	kv, err := mvcc.Open(s.db)
-	if err != nil {
-		return err
-	}
-	kv.SetLeaseCheck(s.lessor.Check)
-	s.kv.Store(kv)
-	return nil
-}
-
-func (s *Server) kvStore() *mvcc.Store { return s.kv.Load() }
+func (s *Server) kvStore() *mvcc.Store { return s.applier.KV() }
 
 // PeerHandler serves the peer plane (raft messages and snapshots).
 func (s *Server) PeerHandler() http.Handler { return s.transport.Handler() }

@@ -1,0 +1,104 @@
+package apply
+
+import (
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvorum/kvorum/internal/lease"
+	"github.com/kvorum/kvorum/internal/membership"
+	"github.com/kvorum/kvorum/internal/mvcc"
+)
+
+// entryApplier applies the client proposals of one batch.
+type entryApplier struct {
+	w      *mvcc.Writer
+	b      *pebble.Batch
+	leases *lease.Lessor
+	// tracked counts the writer's events already passed to the lessor,
+	// which derives lease attachments from the key changes.
+	tracked int
+}
+
+type requestResult struct {
+	resp   proto.Message
+	err    error
+	member *pb.Member // set when the request changed a member record
+}
+
+// request applies one client proposal. Errors it returns are the
+// replicated outcome, unless IsRequestError says they are not.
+func (e *entryApplier) request(req *pb.InternalRaftRequest) requestResult {
+	r := e.dispatch(req)
+	if r.err == nil && len(e.w.Events()) > e.tracked {
+		r.err = e.leases.Track(e.b, e.w.Events()[e.tracked:])
+		e.tracked = len(e.w.Events())
+	}
+	return r
+}
+
+func (e *entryApplier) dispatch(req *pb.InternalRaftRequest) requestResult {
+	switch {
+	case req.Put != nil:
+		resp, err := e.w.Put(req.Put)
+		return requestResult{resp: resp, err: err}
+	case req.DeleteRange != nil:
+		resp, err := e.w.DeleteRange(req.DeleteRange)
+		return requestResult{resp: resp, err: err}
+	case req.Txn != nil:
+		resp, err := e.w.Txn(req.Txn)
+		return requestResult{resp: resp, err: err}
+	case req.Compaction != nil:
+		resp, err := e.w.Compact(req.Compaction)
+		return requestResult{resp: resp, err: err}
+	case req.LeaseGrant != nil:
+		return e.leaseGrant(req.LeaseGrant)
+	case req.LeaseRevoke != nil:
+		return e.leaseRevoke(req.LeaseRevoke)
+	case req.LeaseCheckpoint != nil:
+		return e.leaseCheckpoint(req.LeaseCheckpoint)
+	case req.ClusterMemberAttrSet != nil:
+		mem, err := membership.ApplyAttrSet(e.b, req.ClusterMemberAttrSet)
+		return requestResult{err: err, member: mem}
+	default:
+		return requestResult{err: ErrUnsupportedRequest}
+	}
+}
+
+// leaseGrant creates a lease (replicated outcome: exists, too long).
+func (e *entryApplier) leaseGrant(r *pb.LeaseGrantRequest) requestResult {
+	if err := e.leases.Grant(e.b, r.GetID(), r.GetTTL()); err != nil {
+		return requestResult{err: err}
+	}
+	return requestResult{resp: &pb.LeaseGrantResponse{
+		Header: &pb.ResponseHeader{Revision: e.w.Rev()},
+		ID:     r.GetID(),
+		TTL:    r.GetTTL(),
+	}}
+}
+
+// leaseRevoke deletes a lease's keys, in key order and as one revision,
+// then the lease.
+func (e *entryApplier) leaseRevoke(r *pb.LeaseRevokeRequest) requestResult {
+	keys, err := e.leases.Keys(r.GetID())
+	if err != nil {
+		return requestResult{err: err}
+	}
+	rev, err := e.w.DeleteKeys(keys)
+	if err != nil {
+		return requestResult{err: err}
+	}
+	if err := e.leases.Revoke(e.b, r.GetID()); err != nil {
+		return requestResult{err: err}
+	}
+	return requestResult{resp: &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: rev}}}
+}
+
+func (e *entryApplier) leaseCheckpoint(r *pb.LeaseCheckpointRequest) requestResult {
+	for _, cp := range r.GetCheckpoints() {
+		if err := e.leases.Checkpoint(e.b, cp.GetID(), cp.GetRemaining_TTL()); err != nil {
+			return requestResult{err: err}
+		}
+	}
+	return requestResult{resp: &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{}}}
+}
