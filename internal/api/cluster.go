@@ -4,15 +4,11 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/kvorum/kvorum/internal/server"
 )
 
-// clusterServer serves the member list. Membership changes (add, remove,
-// promote) arrive with the membership issue; until then they are refused
-// with etcd's "not capable" error rather than left unimplemented, so
-// clients print a meaningful message.
+// clusterServer serves the member list and membership changes.
 type clusterServer struct {
 	pb.UnimplementedClusterServer
 	s *server.Server
@@ -23,18 +19,34 @@ func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	return resp, toGRPC(err)
 }
 
-func (c *clusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	return nil, rpctypes.ErrGRPCNotCapable
+func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	mem, list, err := c.s.MemberAdd(ctx, r.GetPeerURLs(), r.GetIsLearner())
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MemberAddResponse{Header: c.s.CurrentHeader(), Member: mem, Members: list}, nil
 }
 
-func (c *clusterServer) MemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	return nil, rpctypes.ErrGRPCNotCapable
+func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	list, err := c.s.MemberRemove(ctx, r.GetID())
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MemberRemoveResponse{Header: c.s.CurrentHeader(), Members: list}, nil
 }
 
-func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	return nil, rpctypes.ErrGRPCNotCapable
+func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	list, err := c.s.MemberUpdate(ctx, r.GetID(), r.GetPeerURLs())
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MemberUpdateResponse{Header: c.s.CurrentHeader(), Members: list}, nil
 }
 
-func (c *clusterServer) MemberPromote(context.Context, *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	return nil, rpctypes.ErrGRPCNotCapable
+func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	list, err := c.s.MemberPromote(ctx, r.GetID())
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MemberPromoteResponse{Header: c.s.CurrentHeader(), Members: list}, nil
 }

@@ -51,10 +51,13 @@ type Result struct {
 
 // MemberChange is one change of the member list.
 type MemberChange struct {
-	Index   uint64
-	ID      uint64
-	Removed bool
-	Member  *pb.Member // the record after the change; nil when Removed
+	Index uint64
+	// ProposalID is the conf change's ID, which its proposer waits for (0
+	// for a member's published attributes, answered through Results).
+	ProposalID uint64
+	ID         uint64
+	Removed    bool
+	Member     *pb.Member // the record after the change; nil when Removed
 }
 
 // Outcome is what one Apply call did.
@@ -161,7 +164,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 			if err != nil {
 				return Outcome{}, err
 			}
-			out.Members = append(out.Members, MemberChange{Index: ent.GetIndex(), ID: cc.GetNodeId(),
+			out.Members = append(out.Members, MemberChange{Index: ent.GetIndex(), ProposalID: cc.GetId(), ID: cc.GetNodeId(),
 				Removed: cc.GetType() == raftpb.ConfChangeType_ConfChangeRemoveNode, Member: mem})
 		}
 	}

@@ -26,8 +26,8 @@ import (
 //
 //	apply [index=N]   one entry per input line, indexes from N (default:
 //	                  the next one): "empty" (a new leader's entry),
-//	                  "garbage" (undecodable), "conf add|add-learner|remove
-//	                  ID [URL]" (ID in hex), or an InternalRaftRequest in
+//	                  "garbage" (undecodable), "conf add|add-learner|update|remove
+//	                  ID [URL...]" (ID in hex), or an InternalRaftRequest in
 //	                  protobuf text format (its ID defaults to the index).
 //	get KEY           the key at the latest revision.
 //	leases            every lease with its TTL and attached keys.
@@ -186,6 +186,8 @@ func (h *harness) entry(t *testing.T, line string) *raftpb.Entry {
 			cc.Type = raftpb.ConfChangeType_ConfChangeAddNode.Enum()
 		case "add-learner":
 			cc.Type = raftpb.ConfChangeType_ConfChangeAddLearnerNode.Enum()
+		case "update":
+			cc.Type = raftpb.ConfChangeType_ConfChangeUpdateNode.Enum()
 		case "remove":
 			cc.Type = raftpb.ConfChangeType_ConfChangeRemoveNode.Enum()
 		default:

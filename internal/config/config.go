@@ -74,6 +74,11 @@ type Config struct {
 	MaxRequestBytes   uint
 	MaxTxnOps         uint
 
+	// StrictReconfigCheck refuses membership changes that would leave too
+	// few started or connected voters for a quorum.
+	StrictReconfigCheck bool
+	MaxLearners         int
+
 	// AutoCompactionMode says which of the two retentions below applies.
 	// A zero retention disables automatic compaction.
 	AutoCompactionMode      string        // CompactionPeriodic or CompactionRevision
@@ -143,6 +148,8 @@ func Default() *Config {
 		SnapshotCatchUpEntries:   5000,
 		MaxRequestBytes:          DefaultMaxRequestBytes,
 		MaxTxnOps:                DefaultMaxTxnOps,
+		StrictReconfigCheck:      true,
+		MaxLearners:              1,
 		AutoCompactionMode:       CompactionPeriodic,
 		LogLevel:                 "info",
 		Logger:                   "zap",

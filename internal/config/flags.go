@@ -102,6 +102,17 @@ var options = []option{
 			c.MaxTxnOps = uint(n)
 			return err
 		}},
+	{"strict-reconfig-check", kindBool, "true", "Refuse membership changes that would leave fewer started or connected voting members than a quorum.",
+		setBool(func(c *Config) *bool { return &c.StrictReconfigCheck })},
+	{"max-learners", kindInt, "1", "Largest number of learners (non-voting members) in the cluster.",
+		func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return fmt.Errorf("want a whole number, 1 or more")
+			}
+			c.MaxLearners = n
+			return nil
+		}},
 	{"auto-compaction-mode", kindText, CompactionPeriodic, "How --auto-compaction-retention is read: 'periodic' (a duration) or 'revision' (a number of revisions).",
 		func(c *Config, v string) error {
 			if v != CompactionPeriodic && v != CompactionRevision {
@@ -181,7 +192,7 @@ func init() {
 			"experimental-peer-skip-client-san-verification", "experimental-stop-grpc-service-on-defrag",
 			"experimental-txn-mode-write-with-shared-buffer", "force-new-cluster",
 			"initial-election-tick-advance", "memory-mlock", "peer-skip-client-san-verification",
-			"pre-vote", "socket-reuse-address", "socket-reuse-port", "strict-reconfig-check",
+			"pre-vote", "socket-reuse-address", "socket-reuse-port",
 			"unsafe-no-fsync",
 		},
 		kindDuration: {
@@ -204,7 +215,6 @@ func init() {
 		kindInt: {
 			"backend-batch-limit", "compaction-batch-limit", "distributed-tracing-sampling-rate",
 			"experimental-compaction-batch-limit", "experimental-distributed-tracing-sampling-rate",
-			"max-learners",
 		},
 		kindText: {
 			"auth-token", "backend-bbolt-freelist-type", "client-cert-file", "client-crl-file",

@@ -24,8 +24,9 @@ var ErrNotFound = errors.New("membership: member not found")
 // records in the engine, sorted by ID; Apply* write only to a batch, so
 // the list changes when the batch is committed and Load runs again.
 type Store struct {
-	mu   sync.RWMutex
-	list []*pb.Member // sorted by ID
+	mu      sync.RWMutex
+	list    []*pb.Member // sorted by ID
+	removed map[uint64]bool
 }
 
 // Load replaces the in-memory list with the records in r.
@@ -47,10 +48,39 @@ func (s *Store) Load(r pebble.Reader) error {
 	if err := iter.Error(); err != nil {
 		return err
 	}
+	removed, err := loadRemoved(r)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
-	s.list = list
+	s.list, s.removed = list, removed
 	s.mu.Unlock()
 	return nil
+}
+
+func loadRemoved(r pebble.Reader) (map[uint64]bool, error) {
+	lo, hi := storage.RemovedMemberSpan()
+	iter, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer iter.Close()
+	removed := make(map[uint64]bool)
+	for iter.First(); iter.Valid(); iter.Next() {
+		id, err := storage.RemovedMemberKeyID(iter.Key())
+		if err != nil {
+			return nil, err
+		}
+		removed[id] = true
+	}
+	return removed, iter.Error()
+}
+
+// IsRemoved reports whether member id was removed from the cluster.
+func (s *Store) IsRemoved(id uint64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.removed[id]
 }
 
 // List returns a copy of the members, sorted by ID.
@@ -126,7 +156,25 @@ func ApplyConfChange(b *pebble.Batch, cc *raftpb.ConfChange) (*pb.Member, error)
 		mem.ID = id
 		mem.IsLearner = cc.GetType() == raftpb.ConfChangeType_ConfChangeAddLearnerNode
 		return mem, Write(b, mem)
+	case raftpb.ConfChangeType_ConfChangeUpdateNode:
+		upd := &pb.Member{}
+		if err := proto.Unmarshal(cc.GetContext(), upd); err != nil {
+			return nil, fmt.Errorf("conf change for member %x carries a corrupt member record: %w", id, err)
+		}
+		mem, err := Read(b, id)
+		if err != nil {
+			return nil, err
+		}
+		if mem == nil {
+			// Checked before proposing; a concurrent removal won the race.
+			return nil, nil
+		}
+		mem.PeerURLs = upd.GetPeerURLs()
+		return mem, Write(b, mem)
 	case raftpb.ConfChangeType_ConfChangeRemoveNode:
+		if err := b.Set(storage.RemovedMemberKey(id), nil, nil); err != nil {
+			return nil, err
+		}
 		return nil, b.Delete(storage.MemberKey(id), nil)
 	}
 	return nil, nil

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"sync"
 
 	raftpb "go.etcd.io/raft/v3/raftpb"
@@ -78,6 +79,17 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 	}
 	for _, r := range out.Results {
 		sm.s.waiters.trigger(r.ID, applyResult{r.Resp, r.Err})
+	}
+	for _, c := range out.Members {
+		if c.ProposalID != 0 {
+			sm.s.waiters.trigger(c.ProposalID, applyResult{})
+		}
+		if c.Removed && c.ID == sm.s.memberID {
+			sm.s.lg.Warn("this member was removed from the cluster; stopping", "member-id", fmt.Sprintf("%x", c.ID))
+			sm.s.markRemoved()
+			// Stop waits for this goroutine (the applier) to return.
+			go sm.s.Stop()
+		}
 	}
 	return nil
 }

@@ -23,6 +23,9 @@ type localIdentity struct {
 	MemberID  uint64 `json:"member_id"`
 	ClusterID uint64 `json:"cluster_id"`
 	Token     string `json:"token"`
+	// Removed is set once this member applied its own removal from the
+	// cluster; it may not start from this data dir again.
+	Removed bool `json:"removed,omitempty"`
 }
 
 func loadIdentity(db *pebble.DB) (*localIdentity, error) {

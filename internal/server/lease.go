@@ -230,8 +230,8 @@ func (s *Server) timeToLiveHere(r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLi
 	return &pb.LeaseTimeToLiveResponse{ID: st.ID, TTL: st.Remaining, GrantedTTL: st.GrantedTTL, Keys: st.Keys}, nil
 }
 
-// leaseCalls are the peer calls this member answers as leader.
-func (s *Server) leaseCalls() map[string]transport.CallHandler {
+// peerCalls are the peer calls this member answers as leader.
+func (s *Server) peerCalls() map[string]transport.CallHandler {
 	handler := func(name string) transport.CallHandler {
 		return func(ctx context.Context, _ uint64, req []byte) ([]byte, error) {
 			if s.node.Leader() != s.memberID {
@@ -245,6 +245,7 @@ func (s *Server) leaseCalls() map[string]transport.CallHandler {
 	return map[string]transport.CallHandler{
 		callLeaseRenew:      handler(callLeaseRenew),
 		callLeaseTimeToLive: handler(callLeaseTimeToLive),
+		callMemberPromote:   s.memberPromoteCall,
 	}
 }
 

@@ -2,12 +2,13 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -37,6 +38,9 @@ type Config struct {
 	// NewCluster is true for --initial-cluster-state=new.
 	NewCluster   bool
 	ClusterToken string
+	// PeerClientTLS, if set, is used to ask other members for the member
+	// list when joining an existing cluster over https peer URLs.
+	PeerClientTLS *tls.Config
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
@@ -44,6 +48,13 @@ type Config struct {
 	CatchUpEntries    uint64 // raft log entries kept after a compaction
 	MaxRequestBytes   int
 	MaxTxnOps         int
+	// MaxLearners bounds the learners in the cluster; 0 means 1 (etcd's
+	// default).
+	MaxLearners int
+	// NoStrictReconfigCheck turns off the refusal of membership changes
+	// that would leave fewer started or connected voters than a quorum
+	// (--strict-reconfig-check=false).
+	NoStrictReconfigCheck bool
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// for watches that ask for them; 0 means etcd's default (10 minutes).
 	WatchProgressNotifyInterval time.Duration
@@ -99,6 +110,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxTxnOps <= 0 {
 		cfg.MaxTxnOps = 128
 	}
+	if cfg.MaxLearners <= 0 {
+		cfg.MaxLearners = 1
+	}
 	engine, err := storage.Open(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -130,20 +144,26 @@ func (s *Server) open() error {
 		return err
 	}
 	var peers []raft.Peer
-	if ident == nil {
-		ident, peers, err = s.bootstrapIdentity()
-		if err != nil {
-			return err
-		}
-	} else if ident.Name == cfg.Name && ident.Token == cfg.ClusterToken && !s.bootstrapped() {
-		// A crash came between recording the identity and persisting the
-		// first raft state: bootstrap again, exactly as the first time.
+	var joined *joinedCluster
+	switch {
+	case ident != nil && (ident.Name != cfg.Name || ident.Token != cfg.ClusterToken):
+		return fmt.Errorf("data dir %s belongs to member %q of cluster %x (token %q), not to member %q with token %q; use the matching --name/--initial-cluster-token or another --data-dir",
+			cfg.DataDir, ident.Name, ident.ClusterID, ident.Token, cfg.Name, cfg.ClusterToken)
+	case ident != nil && ident.Removed:
+		return fmt.Errorf("member %q (%x) was removed from cluster %x; it cannot rejoin with its old data dir %s: remove the data dir, add the member again with member add, and start it with --initial-cluster-state existing",
+			ident.Name, ident.MemberID, ident.ClusterID, cfg.DataDir)
+	case ident != nil && s.bootstrapped():
+	case cfg.NewCluster:
+		// A new data dir, or a crash came between recording the identity
+		// and persisting the first raft state: bootstrap exactly as the
+		// first time.
 		if ident, peers, err = s.bootstrapIdentity(); err != nil {
 			return err
 		}
-	} else if ident.Name != cfg.Name || ident.Token != cfg.ClusterToken {
-		return fmt.Errorf("data dir %s belongs to member %q of cluster %x (token %q), not to member %q with token %q; use the matching --name/--initial-cluster-token or another --data-dir",
-			cfg.DataDir, ident.Name, ident.ClusterID, ident.Token, cfg.Name, cfg.ClusterToken)
+	default:
+		if ident, joined, err = s.joinIdentity(); err != nil {
+			return err
+		}
 	}
 	s.memberID, s.clusterID = ident.MemberID, ident.ClusterID
 	s.ids = newIDGenerator(s.memberID, time.Now())
@@ -177,18 +197,35 @@ func (s *Server) open() error {
 		Raft:      node,
 		Snapshots: node.Snapshots(),
 		Logger:    s.lg,
-		Calls:     s.leaseCalls(),
+		Calls:     s.peerCalls(),
+		IsRemoved: s.members.IsRemoved,
+		OnRemoved: func() {
+			s.lg.Warn("a peer refused this member as removed from the cluster; stopping", "member-id", fmt.Sprintf("%x", s.memberID))
+			s.markRemoved()
+			s.Stop()
+		},
 	})
-	for _, m := range cfg.InitialCluster {
-		id := membership.MemberID(m.PeerURLs, cfg.ClusterToken, nil)
-		if id != s.memberID {
-			s.transport.AddPeer(id, m.PeerURLs)
+	switch {
+	case joined != nil:
+		for _, m := range joined.members {
+			id, err := strconv.ParseUint(m.ID, 16, 64)
+			if err == nil && id != s.memberID {
+				s.transport.AddPeer(id, m.PeerURLs)
+			}
 		}
-	}
-	for _, m := range s.members.List() {
-		if m.GetID() != s.memberID {
-			s.transport.AddPeer(m.GetID(), m.GetPeerURLs())
+	case len(s.members.List()) == 0:
+		// Bootstrapping: the member list is replicated by the first
+		// entries; until they apply, --initial-cluster is all there is.
+		for _, m := range cfg.InitialCluster {
+			id := membership.MemberID(m.PeerURLs, cfg.ClusterToken, nil)
+			if id != s.memberID {
+				s.transport.AddPeer(id, m.PeerURLs)
+			}
 		}
+	default:
+		// The replicated list is authoritative: members added later have
+		// IDs that --initial-cluster cannot tell.
+		s.syncPeers(nil)
 	}
 	return nil
 }
@@ -232,9 +269,6 @@ func (s *Server) bootstrapIdentity() (*localIdentity, []raft.Peer, error) {
 }
 
 func (s *Server) kvStore() *mvcc.Store { return s.applier.KV() }
-
-// PeerHandler serves the peer plane (raft messages and snapshots).
-func (s *Server) PeerHandler() http.Handler { return s.transport.Handler() }
 
 // Start starts raft and publishes this member's client URLs to the cluster.
 func (s *Server) Start() {

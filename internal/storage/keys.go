@@ -19,6 +19,7 @@ const (
 	prefixMember  byte = 0x14 // cluster members
 	prefixLease   byte = 0x15 // leases and the keys attached to them
 	prefixAuth    byte = 0x16 // users and roles (reserved for the auth issue)
+	prefixRemoved byte = 0x17 // IDs of members removed from the cluster
 	prefixEnd     byte = 0x20
 )
 
@@ -220,6 +221,23 @@ func DecodeEventKey(k []byte) (Revision, error) {
 // MemberKey is the key of the member with the given raft ID.
 func MemberKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixMember}, id)
+}
+
+// RemovedMemberKey marks the member with the given raft ID as removed; a
+// removed ID never returns.
+func RemovedMemberKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixRemoved}, id)
+}
+
+// RemovedMemberSpan bounds every RemovedMemberKey.
+func RemovedMemberSpan() (lo, hi []byte) { return []byte{prefixRemoved}, []byte{prefixRemoved + 1} }
+
+// RemovedMemberKeyID decodes a key made by RemovedMemberKey.
+func RemovedMemberKeyID(k []byte) (uint64, error) {
+	if len(k) != 9 || k[0] != prefixRemoved {
+		return 0, fmt.Errorf("storage: malformed removed-member key %x", k)
+	}
+	return binary.BigEndian.Uint64(k[1:]), nil
 }
 
 // MemberSpan bounds every MemberKey.

@@ -54,6 +54,8 @@ type Cluster struct {
 	t       testing.TB
 	Members []*Member
 	logs    *logSink
+	opts    Options
+	token   string
 }
 
 // Member is one member of a Cluster: its configuration and data dir stay
@@ -81,7 +83,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Size == 0 {
 		opts.Size = 3
 	}
-	c := &Cluster{t: t, logs: &logSink{}}
+	c := &Cluster{t: t, logs: &logSink{}, opts: opts}
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("KVORUM_TEST_LOGS") != "" {
 			t.Logf("member logs:\n%s", c.logs.String())
@@ -109,6 +111,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 func (c *Cluster) newMembers(opts Options, attempt int) []*Member {
 	ports := freePorts(c.t, 2*opts.Size)
 	token := fmt.Sprintf("%s-%d-%d", c.t.Name(), time.Now().UnixNano(), attempt)
+	c.token = token
 	ms := make([]*Member, opts.Size)
 	var initial []string
 	for i := range ms {
@@ -140,6 +143,49 @@ func (c *Cluster) newMembers(opts Options, attempt int) []*Member {
 	}
 	return ms
 }
+
+// NewMember prepares a member that is not in the cluster yet, to be added
+// with MemberAdd and then started with Start: it gets free ports, a data
+// dir of its own and the flags of a member joining the running cluster
+// (--initial-cluster-state existing, --initial-cluster listing the
+// cluster's members and itself). It is appended to Members and stopped
+// with the cluster.
+func (c *Cluster) NewMember(name string) *Member {
+	ports := freePorts(c.t, 2)
+	m := &Member{
+		Name:      name,
+		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		c:         c,
+		events:    &eventCounter{n: map[string]int{}},
+		conf:      c.opts.Configure,
+	}
+	var initial []string
+	for _, o := range c.Members {
+		initial = append(initial, o.Name+"="+o.PeerURL)
+	}
+	initial = append(initial, m.Name+"="+m.PeerURL)
+	m.args = append([]string{
+		"--name", m.Name,
+		"--data-dir", c.t.TempDir(),
+		"--listen-client-urls", m.ClientURL,
+		"--advertise-client-urls", m.ClientURL,
+		"--listen-peer-urls", m.PeerURL,
+		"--initial-advertise-peer-urls", m.PeerURL,
+		"--initial-cluster", strings.Join(initial, ","),
+		"--initial-cluster-state", "existing",
+		"--initial-cluster-token", c.token,
+		"--heartbeat-interval", strconv.Itoa(DefaultHeartbeatMillis),
+		"--election-timeout", strconv.Itoa(DefaultElectionMillis),
+	}, c.opts.Args...)
+	c.Members = append(c.Members, m)
+	return m
+}
+
+// Start starts a member prepared by NewMember (or stopped) and returns once
+// it has opened its listeners; it serves clients once it has caught up and
+// published itself.
+func (m *Member) Start() error { return m.start() }
 
 func (c *Cluster) startAll() error {
 	for _, m := range c.Members {
@@ -388,3 +434,18 @@ func (m *Member) WaitAppliedIndex(idx uint64, timeout time.Duration) {
 // LogCount is how many records with exactly this message the member logged
 // so far, across restarts.
 func (m *Member) LogCount(msg string) int { return m.events.count(msg) }
+
+// Done is closed when the running member stopped by itself (for example
+// after applying its own removal); nil if it is not running.
+func (m *Member) Done() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.running == nil {
+		return nil
+	}
+	return m.running.Done()
+}
+
+// StartErr starts a stopped member and returns why it could not start,
+// for tests of refused starts.
+func (m *Member) StartErr() error { return m.start() }

@@ -63,6 +63,11 @@ func (t *Transport) checkPeerRequest(w http.ResponseWriter, r *http.Request) (fr
 		httpError(w, "missing or invalid "+headerFrom+" header", http.StatusBadRequest)
 		return 0, false
 	}
+	if t.cfg.IsRemoved != nil && t.cfg.IsRemoved(from) {
+		t.warnLimited(log, "refused peer request of a member removed from the cluster", "from", hexID(from))
+		httpError(w, "member "+hexID(from)+" was removed from the cluster", http.StatusGone)
+		return 0, false
+	}
 	to, err := parseID(r.Header.Get(headerTo))
 	if err != nil {
 		t.warnLimited(log, "refused peer request without a valid recipient ID header", "from", hexID(from))

@@ -317,6 +317,9 @@ func (p *peer) dial(base string) (*stream, error) {
 		return fail(fmt.Errorf("no answer within %v", tm.dial))
 	case r.err != nil:
 		return fail(r.err)
+	case r.resp.StatusCode == http.StatusGone && p.t.cfg.OnRemoved != nil:
+		p.t.removedOnce.Do(func() { go p.t.cfg.OnRemoved() })
+		return fail(fmt.Errorf("refused: this member was removed from the cluster"))
 	case r.resp.StatusCode != http.StatusOK:
 		msg, _ := io.ReadAll(io.LimitReader(r.resp.Body, 512))
 		return fail(fmt.Errorf("refused: %s: %s", r.resp.Status, strings.TrimSpace(string(msg))))

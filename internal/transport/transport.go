@@ -56,6 +56,12 @@ type Config struct {
 	Snapshots SnapshotStore
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// IsRemoved, if set, reports members removed from the cluster: their
+	// requests are refused with HTTP 410, which tells them to stop.
+	IsRemoved func(id uint64) bool
+	// OnRemoved, if set, is called (once, in its own goroutine) when a
+	// peer refuses this member as removed from the cluster.
+	OnRemoved func()
 	// QueueSize bounds each peer's send queue (and, separately, its queue
 	// of MsgApp); 0 means DefaultQueueSize.
 	QueueSize int
@@ -147,11 +153,12 @@ var defaultTiming = timing{
 
 // Transport delivers raft messages between members. Create it with New.
 type Transport struct {
-	cfg    Config
-	log    *slog.Logger
-	timing timing
-	client *http.Client
-	httpTr *http.Transport
+	cfg         Config
+	removedOnce sync.Once // guards the call of cfg.OnRemoved
+	log         *slog.Logger
+	timing      timing
+	client      *http.Client
+	httpTr      *http.Transport
 
 	// ctx is canceled by Close; every goroutine and handler of the
 	// transport watches it and is counted in wg.
@@ -279,12 +286,18 @@ func (t *Transport) AddPeer(id uint64, urls []string) {
 	}()
 }
 
-// RemovePeer stops delivering messages to id and drops what is queued. It
-// does not wait for the peer's goroutines to end; Close does.
+// RemovePeer stops delivering messages to id, drops what is queued and
+// ends id's inbound stream. It does not wait for the peer's goroutines to
+// end; Close does.
 func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Lock()
 	p := t.peers[id]
 	delete(t.peers, id)
+	// Its stream to us ends too: a removed member that dials again learns
+	// (through IsRemoved) that it was removed.
+	if in := t.inbound[id]; in != nil {
+		in.cancel()
+	}
 	t.mu.Unlock()
 	if p != nil {
 		p.cancel()

@@ -1,0 +1,227 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvorum/kvorum/internal/testcluster"
+)
+
+// waitFor retries cond until it returns nil or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// servesKeys waits until m serves n keys under prefix from its own state
+// (a serializable read, so nothing is forwarded).
+func servesKeys(t *testing.T, m *testcluster.Member, prefix string, n int) {
+	t.Helper()
+	waitFor(t, 3*waitTimeout, m.Name+" serves the keys written before it joined", func() error {
+		resp, err := m.Client().Get(ctxFor(t, time.Second), prefix, clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+		if err != nil {
+			return err
+		}
+		if resp.Count != int64(n) {
+			return fmt.Errorf("%d keys, want %d", resp.Count, n)
+		}
+		return nil
+	})
+}
+
+func memberByID(members []*pb.Member, id uint64) (name string, learner, ok bool) {
+	for _, m := range members {
+		if m.ID == id {
+			return m.Name, m.IsLearner, true
+		}
+	}
+	return "", false, false
+}
+
+func TestMemberAddJoinsRunningCluster(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	lead, _ := c.WaitLeader(waitTimeout)
+	putKeys(t, []*clientv3.Client{lead.Client()}, "before/", 50, 4)
+
+	m4 := c.NewMember("m4")
+	add, err := lead.Client().MemberAdd(ctxFor(t, 5*time.Second), []string{m4.PeerURL})
+	if err != nil {
+		t.Fatalf("member add: %v", err)
+	}
+	if add.Member.ID == 0 || add.Member.IsLearner || len(add.Members) != 4 {
+		t.Fatalf("member add answered member %+v and %d members, want a voter and 4 members", add.Member, len(add.Members))
+	}
+	if err := m4.Start(); err != nil {
+		t.Fatalf("start the added member: %v", err)
+	}
+	if m4.ID() != add.Member.ID {
+		t.Fatalf("joined member has ID %x, member add gave %x", m4.ID(), add.Member.ID)
+	}
+	servesKeys(t, m4, "before/", 50)
+	// The new member is a voter that publishes itself, as every member.
+	waitFor(t, waitTimeout, "m4 listed as started", func() error {
+		resp, err := lead.Client().MemberList(ctxFor(t, time.Second))
+		if err != nil {
+			return err
+		}
+		if name, learner, ok := memberByID(resp.Members, m4.ID()); !ok || name != "m4" || learner {
+			return fmt.Errorf("member list %v", resp.Members)
+		}
+		return nil
+	})
+	// Writes through the new member commit with four voters.
+	putKeys(t, []*clientv3.Client{m4.Client()}, "after/", 10, 4)
+	c.WaitApplied(waitTimeout)
+	for _, m := range c.Members {
+		servesKeys(t, m, "after/", 10)
+	}
+}
+
+func TestLearnerPromotedOnlyOnceCaughtUp(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	lead, _ := c.WaitLeader(waitTimeout)
+	putKeys(t, []*clientv3.Client{lead.Client()}, "k/", 20, 4)
+	cli := c.Members[1].Client() // a promotion asked of any member runs on the leader
+
+	m4 := c.NewMember("m4")
+	add, err := cli.MemberAddAsLearner(ctxFor(t, 5*time.Second), []string{m4.PeerURL})
+	if err != nil {
+		t.Fatalf("member add --learner: %v", err)
+	}
+	if !add.Member.IsLearner {
+		t.Fatalf("added member is not a learner: %+v", add.Member)
+	}
+	// One learner at a time (--max-learners 1).
+	if _, err := cli.MemberAddAsLearner(ctxFor(t, 5*time.Second), []string{"http://127.0.0.1:1"}); !errors.Is(err, rpctypes.ErrTooManyLearners) {
+		t.Fatalf("second learner: err %v, want %v", err, rpctypes.ErrTooManyLearners)
+	}
+	// Not started: nothing replicated to it, so it is not ready.
+	if _, err := cli.MemberPromote(ctxFor(t, 5*time.Second), add.Member.ID); !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) {
+		t.Fatalf("promote a learner that has not caught up: err %v, want %v", err, rpctypes.ErrMemberLearnerNotReady)
+	}
+	if err := m4.Start(); err != nil {
+		t.Fatal(err)
+	}
+	servesKeys(t, m4, "k/", 20)
+	var resp *clientv3.MemberPromoteResponse
+	waitFor(t, waitTimeout, "promote the caught-up learner", func() error {
+		resp, err = cli.MemberPromote(ctxFor(t, 5*time.Second), add.Member.ID)
+		return err
+	})
+	if _, learner, ok := memberByID(resp.Members, add.Member.ID); !ok || learner {
+		t.Fatalf("after promotion the member list says learner=%v present=%v", learner, ok)
+	}
+	// Promoting a voter is refused.
+	if _, err := cli.MemberPromote(ctxFor(t, 5*time.Second), lead.ID()); !errors.Is(err, rpctypes.ErrMemberNotLearner) {
+		t.Fatalf("promote a voter: err %v, want %v", err, rpctypes.ErrMemberNotLearner)
+	}
+}
+
+func TestRemovedMemberStopsAndCannotRejoin(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	lead, _ := c.WaitLeader(waitTimeout)
+	victim := c.Followers(lead)[0]
+	done := victim.Done()
+	resp, err := lead.Client().MemberRemove(ctxFor(t, 5*time.Second), victim.ID())
+	if err != nil {
+		t.Fatalf("member remove: %v", err)
+	}
+	if len(resp.Members) != 2 {
+		t.Fatalf("member remove answered %d members, want 2", len(resp.Members))
+	}
+	select {
+	case <-done:
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s did not stop after its removal", victim.Name)
+	}
+	victim.Stop()
+	err = victim.StartErr()
+	if err == nil || !strings.Contains(err.Error(), "was removed") {
+		t.Fatalf("restart of the removed member from its data dir: err %v, want a refusal saying it was removed", err)
+	}
+	// The two remaining members still commit.
+	putKeys(t, []*clientv3.Client{lead.Client()}, "after-remove/", 5, 4)
+	if _, err := lead.Client().MemberRemove(ctxFor(t, 5*time.Second), victim.ID()); !errors.Is(err, rpctypes.ErrMemberNotFound) {
+		t.Fatalf("remove the removed member again: err %v, want %v", err, rpctypes.ErrMemberNotFound)
+	}
+}
+
+func TestMembershipChangesRefusedAsEtcdRefusesThem(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	lead, _ := c.WaitLeader(waitTimeout)
+	cli := lead.Client()
+	// The client library checks URLs itself; the server's own checks are
+	// reached through the bare gRPC API, as any other client would.
+	raw := pb.NewClusterClient(cli.ActiveConnection())
+	ctx := func() context.Context { return ctxFor(t, 5*time.Second) }
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"URL without port", func() error { return addRaw(ctx(), raw, "http://127.0.0.1") }, rpctypes.ErrGRPCMemberBadURLs},
+		{"URL of another scheme", func() error { return addRaw(ctx(), raw, "ftp://127.0.0.1:5") }, rpctypes.ErrGRPCMemberBadURLs},
+		{"no URL", func() error { return addRaw(ctx(), raw) }, rpctypes.ErrGRPCMemberBadURLs},
+		{"the same URL twice", func() error { return addRaw(ctx(), raw, "http://127.0.0.1:5", "http://127.0.0.1:5") }, rpctypes.ErrGRPCMemberBadURLs},
+		{"URL of a member", func() error { _, err := cli.MemberAdd(ctx(), []string{c.Members[1].PeerURL}); return err }, rpctypes.ErrPeerURLExist},
+		{"update to a URL of another member", func() error {
+			_, err := cli.MemberUpdate(ctx(), c.Members[0].ID(), []string{c.Members[1].PeerURL})
+			return err
+		}, rpctypes.ErrPeerURLExist},
+		{"update of an unknown member", func() error { _, err := cli.MemberUpdate(ctx(), 42, []string{"http://127.0.0.1:9"}); return err }, rpctypes.ErrMemberNotFound},
+		{"remove an unknown member", func() error { _, err := cli.MemberRemove(ctx(), 42); return err }, rpctypes.ErrMemberNotFound},
+		{"promote an unknown member", func() error { _, err := cli.MemberPromote(ctx(), 42); return err }, rpctypes.ErrMemberNotFound},
+	} {
+		if err := tc.call(); !errors.Is(err, tc.want) && err.Error() != tc.want.Error() {
+			t.Errorf("%s: err %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	// --strict-reconfig-check: with one of three members down, adding a
+	// voter would need three of four connected, and removing the other
+	// follower would leave one of two: both refused; the member list is
+	// unchanged.
+	down, up := c.Followers(lead)[0], c.Followers(lead)[1]
+	down.Stop()
+	waitFor(t, waitTimeout, "the leader sees the stopped member disconnected", func() error {
+		_, err := cli.MemberAdd(ctx(), []string{"http://127.0.0.1:7"})
+		if errors.Is(err, rpctypes.ErrUnhealthy) {
+			return nil
+		}
+		return fmt.Errorf("add a voter with a member down: err %v, want %v", err, rpctypes.ErrUnhealthy)
+	})
+	if _, err := cli.MemberRemove(ctx(), up.ID()); !errors.Is(err, rpctypes.ErrUnhealthy) {
+		t.Errorf("remove the last other live member: err %v, want %v", err, rpctypes.ErrUnhealthy)
+	}
+	list, err := cli.MemberList(ctx())
+	if err != nil || len(list.Members) != 3 {
+		t.Fatalf("member list after refused changes: %v members, err %v; want 3", len(list.Members), err)
+	}
+	// A learner does not vote, so adding one is allowed even now.
+	if _, err := cli.MemberAddAsLearner(ctx(), []string{"http://127.0.0.1:8"}); err != nil {
+		t.Errorf("add a learner with a member down: %v", err)
+	}
+}
+
+func addRaw(ctx context.Context, cli pb.ClusterClient, urls ...string) error {
+	_, err := cli.MemberAdd(ctx, &pb.MemberAddRequest{PeerURLs: urls})
+	return err
+}
