@@ -71,6 +71,9 @@ type Node struct {
 
 	confState *pb.ConfState
 	snapIndex uint64 // index of the last log compaction point
+	// confChanged is set when a membership change was applied after the
+	// last compaction point (see maybeCompact).
+	confChanged bool
 
 	lead    atomic.Uint64
 	term    atomic.Uint64
@@ -409,6 +412,7 @@ func (n *Node) apply(ents []*pb.Entry) error {
 			continue
 		}
 		n.confState = n.raft.ApplyConfChange(cc)
+		n.confChanged = true
 	}
 	if err := n.cfg.StateMachine.Apply(ents); err != nil {
 		return err
@@ -428,9 +432,16 @@ func (n *Node) setApplied(idx uint64) {
 // maybeCompact trims the raft log once SnapshotCount entries were applied
 // since the last compaction point, keeping CatchUpEntries for followers
 // that are a little behind (further behind ones get a snapshot).
+//
+// A membership change also moves the compaction point (keeping the same
+// catch-up entries): the snapshot a leader sends must carry the member
+// list the receiver belongs to. A member added after the last snapshot
+// would otherwise be sent one from before its addition, which raft on the
+// new member refuses, again and again.
 func (n *Node) maybeCompact() error {
 	applied := n.applied.Load()
-	if n.cfg.SnapshotCount == 0 || applied < n.snapIndex+n.cfg.SnapshotCount {
+	due := n.cfg.SnapshotCount > 0 && applied >= n.snapIndex+n.cfg.SnapshotCount
+	if !due && !(n.confChanged && applied > n.snapIndex) {
 		return nil
 	}
 	last, _ := n.log.mem.LastIndex()
@@ -455,6 +466,7 @@ func (n *Node) maybeCompact() error {
 		return fmt.Errorf("compact raft log at %d: %w", applied, err)
 	}
 	n.snapIndex = applied
+	n.confChanged = false
 	n.lg.Debug("raft log compacted", "index", applied, "kept-from", keepFrom)
 	return nil
 }

@@ -64,45 +64,56 @@ func (s *Server) joinIdentity() (*localIdentity, *joinedCluster, error) {
 	cfg := s.cfg
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg.PeerClientTLS}}
 	defer client.CloseIdleConnections()
+	mine := slices.Sorted(slices.Values(cfg.AdvertisePeerURLs))
 	var errs []error
-	var jc *joinedCluster
+	var answered *joinedCluster
+	// Every member is asked until one lists this member: the one that
+	// answered member add has applied it, others may not have yet.
 	for _, m := range cfg.InitialCluster {
 		if m.Name == cfg.Name {
 			continue
 		}
 		for _, u := range m.PeerURLs {
-			got, err := fetchMembers(client, u)
+			jc, err := fetchMembers(client, u)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			jc = got
-			break
-		}
-		if jc != nil {
-			break
+			answered = jc
+			id, ok, err := jc.find(mine)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !ok {
+				break // this member does not know us (yet); ask the next one
+			}
+			ident := &localIdentity{Name: cfg.Name, MemberID: id, ClusterID: jc.clusterID, Token: cfg.ClusterToken}
+			if err := saveIdentity(s.db, ident); err != nil {
+				return nil, nil, err
+			}
+			return ident, jc, nil
 		}
 	}
-	if jc == nil {
+	if answered == nil {
 		return nil, nil, fmt.Errorf("cannot join the existing cluster: no other member of --initial-cluster answered: %w", errors.Join(errs...))
 	}
-	mine := slices.Sorted(slices.Values(cfg.AdvertisePeerURLs))
+	return nil, nil, fmt.Errorf("cluster %x has no member with peer URLs %s; add this member first (member add --peer-urls=%s), or use --initial-cluster-state new for a new cluster",
+		answered.clusterID, strings.Join(mine, ","), strings.Join(mine, ","))
+}
+
+// find returns the ID of the member whose peer URLs are urls (sorted).
+func (jc *joinedCluster) find(urls []string) (uint64, bool, error) {
 	for _, m := range jc.members {
-		if !slices.Equal(slices.Sorted(slices.Values(m.PeerURLs)), mine) {
+		if !slices.Equal(slices.Sorted(slices.Values(m.PeerURLs)), urls) {
 			continue
 		}
 		id, err := strconv.ParseUint(m.ID, 16, 64)
 		if err != nil {
-			return nil, nil, fmt.Errorf("cannot join the existing cluster: member ID %q: %w", m.ID, err)
+			return 0, false, fmt.Errorf("cannot join the existing cluster: member ID %q: %w", m.ID, err)
 		}
-		ident := &localIdentity{Name: cfg.Name, MemberID: id, ClusterID: jc.clusterID, Token: cfg.ClusterToken}
-		if err := saveIdentity(s.db, ident); err != nil {
-			return nil, nil, err
-		}
-		return ident, jc, nil
+		return id, true, nil
 	}
-	return nil, nil, fmt.Errorf("cluster %x has no member with peer URLs %s; add this member first (member add --peer-urls=%s), or use --initial-cluster-state new for a new cluster",
-		jc.clusterID, strings.Join(mine, ","), strings.Join(mine, ","))
+	return 0, false, nil
 }
 
 func fetchMembers(client *http.Client, peerURL string) (*joinedCluster, error) {

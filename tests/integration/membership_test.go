@@ -57,11 +57,17 @@ func memberByID(members []*pb.Member, id uint64) (name string, learner, ok bool)
 }
 
 func TestMemberAddJoinsRunningCluster(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{})
+	// A short log: the new member must catch up from a snapshot.
+	c := testcluster.Start(t, testcluster.Options{Args: []string{"--snapshot-count", "40", "--snapshot-catchup-entries", "5"}})
 	lead, _ := c.WaitLeader(waitTimeout)
 	putKeys(t, []*clientv3.Client{lead.Client()}, "before/", 50, 4)
 
 	m4 := c.NewMember("m4")
+	// Started before member add, it finds no member with its URLs.
+	if err := m4.StartErr(); err == nil || !strings.Contains(err.Error(), "add this member first") {
+		t.Fatalf("start of a member that was not added: err %v, want a refusal telling to add it first", err)
+	}
+	m4.Stop()
 	add, err := lead.Client().MemberAdd(ctxFor(t, 5*time.Second), []string{m4.PeerURL})
 	if err != nil {
 		t.Fatalf("member add: %v", err)
@@ -87,7 +93,11 @@ func TestMemberAddJoinsRunningCluster(t *testing.T) {
 		}
 		return nil
 	})
-	// Writes through the new member commit with four voters.
+	// Writes through the new member commit with four voters, also after
+	// it restarted from its data dir.
+	putKeys(t, []*clientv3.Client{m4.Client()}, "after/", 5, 4)
+	m4.Stop()
+	m4.Restart()
 	putKeys(t, []*clientv3.Client{m4.Client()}, "after/", 10, 4)
 	c.WaitApplied(waitTimeout)
 	for _, m := range c.Members {

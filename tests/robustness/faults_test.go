@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvorum/kvorum/internal/robustness/cluster"
@@ -27,10 +28,11 @@ const (
 	partitionLeader   faultKind = "partition-leader"   // cut the leader off from every other member
 	partitionBridge   faultKind = "partition-bridge"   // two sides that each see a different majority through one bridge member
 	diskFull          faultKind = "disk-full"          // fill a member's (tmpfs) data dir, free it, restart the member if it stopped
+	replaceMember     faultKind = "replace-member"     // SIGKILL a member, member remove it, member add it back with an empty data dir
 )
 
 var (
-	crashFaults     = []faultKind{killRandom, killLeader, pauseMember, restartAll}
+	crashFaults     = []faultKind{killRandom, killLeader, pauseMember, restartAll, replaceMember}
 	partitionFaults = []faultKind{partitionMinority, partitionLeader, partitionBridge}
 )
 
@@ -214,8 +216,68 @@ func (in *injector) inject(ctx context.Context, kind faultKind) error {
 			return m.Start()
 		}
 		return nil
+	case replaceMember:
+		m := in.random()
+		in.logf("%s: SIGKILL %s, member remove, empty data dir, member add with the same peer URL, start", kind, m.Name)
+		m.Kill()
+		return in.replace(ctx, m)
 	}
 	return fmt.Errorf("unknown fault kind %q", kind)
+}
+
+// replace removes the killed member m from the cluster and adds it back as
+// a new member with an empty data dir. A call whose answer was lost is
+// retried; its second answer (not found, URL exists) says it was done.
+func (in *injector) replace(ctx context.Context, m *cluster.Member) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	retry := func(what string, call func(context.Context) error) error {
+		for {
+			cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+			err := call(cctx)
+			ccancel()
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s %s: %w", what, m.Name, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	err := retry("member remove", func(ctx context.Context) error {
+		list, err := in.cli.MemberList(ctx)
+		if err != nil {
+			return err
+		}
+		for _, mem := range list.Members {
+			if slices.Contains(mem.PeerURLs, m.PeerURL) {
+				_, err := in.cli.MemberRemove(ctx, mem.ID)
+				if errors.Is(err, rpctypes.ErrMemberNotFound) {
+					return nil
+				}
+				return err
+			}
+		}
+		return nil // gone already
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Replace(); err != nil {
+		return err
+	}
+	err = retry("member add", func(ctx context.Context) error {
+		_, err := in.cli.MemberAdd(ctx, []string{m.PeerURL})
+		if errors.Is(err, rpctypes.ErrPeerURLExist) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return m.Start()
 }
 
 func names(ms []*cluster.Member) string {

@@ -251,6 +251,33 @@ func (m *Member) Start() error {
 	return nil
 }
 
+// Replace prepares a stopped member to come back as a new member with the
+// same name and URLs, as an operator replaces a failed machine: its data
+// dir is emptied and it starts with --initial-cluster-state existing, so it
+// joins the cluster once it was added with member add.
+func (m *Member) Replace() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.runningLocked() {
+		return fmt.Errorf("replace %s: it is running", m.Name)
+	}
+	entries, err := os.ReadDir(m.DataDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(m.DataDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	for i, a := range m.args {
+		if a == "--initial-cluster-state=new" {
+			m.args[i] = "--initial-cluster-state=existing"
+		}
+	}
+	return nil
+}
+
 func (m *Member) runningLocked() bool {
 	if m.proc == nil {
 		return false
