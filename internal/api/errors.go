@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvorum/kvorum/internal/admission"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/server"
@@ -46,6 +47,7 @@ var errorMap = []struct {
 	{server.ErrMemberNotLearner, rpctypes.ErrGRPCMemberNotLearner},
 	{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 	{server.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
+	{admission.ErrNoRule, status.Error(codes.Unimplemented, "kvorum: this request type is not admitted")},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
 }

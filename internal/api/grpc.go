@@ -10,6 +10,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/kvorum/kvorum/internal/admission"
 	"github.com/kvorum/kvorum/internal/server"
 )
 
@@ -20,17 +21,26 @@ const grpcOverheadBytes = 512 * 1024
 
 // NewGRPCServer builds the client-facing gRPC server for s.
 func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
+	ac := admission.New(admission.Config{MaxTxnOps: s.MaxTxnOps()})
 	base := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.MaxRequestBytes() + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(unaryRequireLeader(s), unaryLog(s.Logger())),
-		grpc.ChainStreamInterceptor(streamRequireLeader(s)),
+		grpc.ChainUnaryInterceptor(unaryRequireLeader(s), unaryLog(s.Logger()), unaryAdmit(ac)),
+		grpc.ChainStreamInterceptor(streamRequireLeader(s), streamAdmit(ac)),
 		grpc.ForceServerCodecV2(newCodec()),
 	}
 	g := grpc.NewServer(append(base, opts...)...)
+	registerServices(g, s)
+	return g
+}
+
+// registerServices registers the client plane's services on g: etcd's KV,
+// Watch, Lease, Cluster and Maintenance (Auth comes with access control)
+// and gRPC health checking.
+func registerServices(g *grpc.Server, s *server.Server) {
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
@@ -39,5 +49,4 @@ func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
-	return g
 }

@@ -5,7 +5,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
-	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/server"
 )
 
@@ -15,25 +14,16 @@ type kvServer struct {
 }
 
 func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	if err := mvcc.CheckRange(r); err != nil {
-		return nil, toGRPC(err)
-	}
 	resp, err := k.s.Range(ctx, r)
 	return resp, toGRPC(err)
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	if err := mvcc.CheckPut(r); err != nil {
-		return nil, toGRPC(err)
-	}
 	resp, err := k.s.Put(ctx, r)
 	return resp, toGRPC(err)
 }
 
 func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	if err := mvcc.CheckDeleteRange(r); err != nil {
-		return nil, toGRPC(err)
-	}
 	resp, err := k.s.DeleteRange(ctx, r)
 	return resp, toGRPC(err)
 }

@@ -109,9 +109,6 @@ func txnSerializable(r *pb.TxnRequest) bool {
 
 // Txn replicates a transaction; one that only reads is served as a read.
 func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if err := mvcc.CheckTxn(r, s.cfg.MaxTxnOps); err != nil {
-		return nil, err
-	}
 	if mvcc.IsReadOnlyTxn(r) {
 		// As etcd: a txn that only reads is a read, linearizable unless
 		// every range in it asks to be serializable.

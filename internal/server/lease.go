@@ -52,9 +52,6 @@ func (s *Server) minLeaseTTL() int64 {
 // LeaseGrant replicates a new lease. A zero ID asks the server to choose
 // one; a TTL below the minimum is raised to it.
 func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	if r.GetTTL() > lease.MaxTTL {
-		return nil, lease.ErrTTLTooLarge
-	}
 	req := &pb.LeaseGrantRequest{ID: r.GetID(), TTL: max(r.GetTTL(), s.minLeaseTTL())}
 	for req.ID == 0 {
 		req.ID = int64(s.ids.Next() & math.MaxInt64)

@@ -358,6 +358,9 @@ func (s *Server) Leader() uint64 { return s.node.Leader() }
 // Term is the current raft term.
 func (s *Server) Term() uint64 { return s.node.Term() }
 
+// MaxTxnOps is the most operations a txn branch may hold (--max-txn-ops).
+func (s *Server) MaxTxnOps() int { return s.cfg.MaxTxnOps }
+
 // MaxRequestBytes is the largest request the server accepts.
 func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }
 
