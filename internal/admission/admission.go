@@ -21,6 +21,14 @@ var ErrNoRule = errors.New("admission: no rule for this request type")
 type Config struct {
 	// MaxTxnOps is --max-txn-ops.
 	MaxTxnOps int
+	// Quota, if set, is asked before a request that grows the store.
+	Quota Quota
+}
+
+// Quota refuses requests that would grow the store past its space quota.
+type Quota interface {
+	// AllowGrowth returns nil if cost more bytes may be written.
+	AllowGrowth(cost int) error
 }
 
 // Controller admits requests; see the package documentation.
@@ -49,6 +57,11 @@ func (c *Controller) Admit(ctx context.Context, method string, msg proto.Message
 			return err
 		}
 	}
+	if r.cost != nil && c.cfg.Quota != nil {
+		if n := r.cost(msg); n > 0 {
+			return c.cfg.Quota.AllowGrowth(n)
+		}
+	}
 	return nil
 }
 
@@ -64,6 +77,9 @@ type rule struct {
 	// validate checks the request alone, as etcd's API layer does; nil if
 	// there is nothing to check before it reaches the server.
 	validate func(c *Controller, msg proto.Message) error
+	// cost is how many bytes the request may add to the store, for the
+	// quota; nil for requests that never grow it.
+	cost func(msg proto.Message) int
 }
 
 // rules has one entry per request type the client plane accepts.
@@ -77,6 +93,34 @@ func add[T proto.Message](m T, check func(c *Controller, r T) error) {
 		r.validate = func(c *Controller, msg proto.Message) error { return check(c, msg.(T)) }
 	}
 	rules[m.ProtoReflect().Descriptor().FullName()] = r
+}
+
+// costs gives the rule for the type of m a cost function.
+func costs[T proto.Message](m T, cost func(r T) int) {
+	name := m.ProtoReflect().Descriptor().FullName()
+	r := rules[name]
+	r.cost = func(msg proto.Message) int { return cost(msg.(T)) }
+	rules[name] = r
+}
+
+// leaseCost is what a lease adds to the store, roughly its record.
+const leaseCost = 64
+
+func putCost(r *pb.PutRequest) int { return len(r.GetKey()) + len(r.GetValue()) }
+
+func txnCost(r *pb.TxnRequest) int {
+	n := 0
+	for _, ops := range [][]*pb.RequestOp{r.GetSuccess(), r.GetFailure()} {
+		for _, op := range ops {
+			if p := op.GetRequestPut(); p != nil {
+				n += putCost(p)
+			}
+			if t := op.GetRequestTxn(); t != nil {
+				n += txnCost(t)
+			}
+		}
+	}
+	return n
 }
 
 func init() {
@@ -119,6 +163,11 @@ func init() {
 	add[*pb.SnapshotRequest](&pb.SnapshotRequest{}, nil)
 	add[*pb.MoveLeaderRequest](&pb.MoveLeaderRequest{}, nil)
 	add[*pb.DowngradeRequest](&pb.DowngradeRequest{}, nil)
+
+	// What grows the store passes the quota stage.
+	costs(&pb.PutRequest{}, putCost)
+	costs(&pb.TxnRequest{}, txnCost)
+	costs(&pb.LeaseGrantRequest{}, func(*pb.LeaseGrantRequest) int { return leaseCost })
 
 	// gRPC health checking, which load balancers use without credentials.
 	add[*healthpb.HealthCheckRequest](&healthpb.HealthCheckRequest{}, nil)

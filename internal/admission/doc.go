@@ -11,8 +11,9 @@
 //     misuse, lease TTL bounds), with etcd's errors;
 //  2. authenticate and authorize, once access control exists (issue 10):
 //     they plug in here and nowhere else;
-//  3. quota, once the space alarm exists (issue 9): it refuses requests
-//     that grow the store.
+//  3. quota: a request that grows the store (put, txn with a put, lease
+//     grant) is refused with etcd's "database space exceeded" while the
+//     NOSPACE alarm is active or when it would pass the quota (Config.Quota).
 //
 // Guarantee: a request whose type has no rule is refused (fail closed), so
 // an RPC added to the API cannot skip admission by being forgotten; a test

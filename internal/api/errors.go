@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvorum/kvorum/internal/admission"
+	"github.com/kvorum/kvorum/internal/alarm"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/server"
@@ -47,6 +48,7 @@ var errorMap = []struct {
 	{server.ErrMemberNotLearner, rpctypes.ErrGRPCMemberNotLearner},
 	{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 	{server.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
+	{alarm.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{admission.ErrNoRule, status.Error(codes.Unimplemented, "kvorum: this request type is not admitted")},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},

@@ -21,7 +21,7 @@ const grpcOverheadBytes = 512 * 1024
 
 // NewGRPCServer builds the client-facing gRPC server for s.
 func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
-	ac := admission.New(admission.Config{MaxTxnOps: s.MaxTxnOps()})
+	ac := admission.New(admission.Config{MaxTxnOps: s.MaxTxnOps(), Quota: s})
 	base := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.MaxRequestBytes() + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),

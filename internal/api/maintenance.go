@@ -18,14 +18,9 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	return resp, toGRPC(err)
 }
 
-// Alarm reports no alarms: Kvorum raises none yet (space and corruption
-// alarms come with the operations work). etcdctl's endpoint health asks.
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	st, err := m.s.Status(ctx)
-	if err != nil {
-		return nil, toGRPC(err)
-	}
-	return &pb.AlarmResponse{Header: st.Header}, nil
+	resp, err := m.s.Alarm(ctx, r)
+	return resp, toGRPC(err)
 }
 
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
@@ -44,9 +39,13 @@ func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	return &pb.MoveLeaderResponse{Header: st.Header}, nil
 }
 
-// Defragment succeeds at once: Pebble reclaims space by online compaction,
-// so there is never anything to defragment (and no stall while doing it).
+// Defragment reclaims the space of deleted and compacted data at once
+// (Pebble does it in the background anyway); requests are served
+// meanwhile.
 func (m *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := m.s.Defragment(ctx); err != nil {
+		return nil, toGRPC(err)
+	}
 	st, err := m.s.Status(ctx)
 	if err != nil {
 		return nil, toGRPC(err)

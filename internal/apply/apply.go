@@ -12,6 +12,7 @@ import (
 	raftpb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/alarm"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/mvcc"
@@ -28,6 +29,7 @@ type Config struct {
 	DB      *pebble.DB
 	Leases  *lease.Lessor     // replicated lease state; its timers are the caller's
 	Members *membership.Store // the in-memory member list, reloaded after changes
+	Alarms  *alarm.Store      // active alarms; NOSPACE caps writes that grow the store
 	Logger  *slog.Logger
 }
 
@@ -37,6 +39,7 @@ type Applier struct {
 	kv      atomic.Pointer[mvcc.Store]
 	leases  *lease.Lessor
 	members *membership.Store
+	alarms  *alarm.Store
 	lg      *slog.Logger
 	applied uint64
 }
@@ -80,7 +83,10 @@ func New(cfg Config) (*Applier, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Applier{db: cfg.DB, leases: cfg.Leases, members: cfg.Members, lg: cfg.Logger}
+	if cfg.Alarms == nil {
+		cfg.Alarms = &alarm.Store{}
+	}
+	a := &Applier{db: cfg.DB, leases: cfg.Leases, members: cfg.Members, alarms: cfg.Alarms, lg: cfg.Logger}
 	if err := a.Restore(); err != nil {
 		return nil, err
 	}
@@ -116,6 +122,9 @@ func (a *Applier) Restore() error {
 	if err := a.members.Load(a.db); err != nil {
 		return err
 	}
+	if err := a.alarms.Load(a.db); err != nil {
+		return err
+	}
 	a.kv.Store(kv)
 	a.applied = applied
 	return nil
@@ -128,7 +137,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 	out := Outcome{Applied: a.applied, Rev: kv.Rev()}
 	b := a.db.NewIndexedBatch()
 	defer b.Close()
-	e := &entryApplier{w: kv.NewWriter(b), b: b, leases: a.leases}
+	e := &entryApplier{w: kv.NewWriter(b), b: b, leases: a.leases, alarms: a.alarms}
 	for _, ent := range ents {
 		if ent.GetIndex() <= a.applied {
 			continue
@@ -191,5 +200,6 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 // replicated outcome rather than a local storage failure.
 func IsRequestError(err error) bool {
 	return mvcc.IsRequestError(err) || lease.IsRequestError(err) ||
-		errors.Is(err, membership.ErrNotFound) || errors.Is(err, ErrUnsupportedRequest)
+		errors.Is(err, membership.ErrNotFound) || errors.Is(err, ErrUnsupportedRequest) ||
+		errors.Is(err, alarm.ErrNoSpace)
 }

@@ -5,6 +5,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/alarm"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/mvcc"
@@ -15,6 +16,7 @@ type entryApplier struct {
 	w      *mvcc.Writer
 	b      *pebble.Batch
 	leases *lease.Lessor
+	alarms *alarm.Store
 	// tracked counts the writer's events already passed to the lessor,
 	// which derives lease attachments from the key changes.
 	tracked int
@@ -38,6 +40,12 @@ func (e *entryApplier) request(req *pb.InternalRaftRequest) requestResult {
 }
 
 func (e *entryApplier) dispatch(req *pb.InternalRaftRequest) requestResult {
+	// While the space alarm is active, what would grow the store is
+	// refused; reads, deletes, compaction, revocation and alarm changes go
+	// on, so space can be freed (etcd's rule).
+	if grows(req) && e.alarms.Active(pb.AlarmType_NOSPACE) {
+		return requestResult{err: alarm.ErrNoSpace}
+	}
 	switch {
 	case req.Put != nil:
 		resp, err := e.w.Put(req.Put)
@@ -57,6 +65,9 @@ func (e *entryApplier) dispatch(req *pb.InternalRaftRequest) requestResult {
 		return e.leaseRevoke(req.LeaseRevoke)
 	case req.LeaseCheckpoint != nil:
 		return e.leaseCheckpoint(req.LeaseCheckpoint)
+	case req.Alarm != nil:
+		resp, err := e.alarms.Apply(e.b, req.Alarm)
+		return requestResult{resp: resp, err: err}
 	case req.ClusterMemberAttrSet != nil:
 		mem, err := membership.ApplyAttrSet(e.b, req.ClusterMemberAttrSet)
 		return requestResult{err: err, member: mem}
@@ -101,4 +112,10 @@ func (e *entryApplier) leaseCheckpoint(r *pb.LeaseCheckpointRequest) requestResu
 		}
 	}
 	return requestResult{resp: &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{}}}
+}
+
+// grows reports whether req may add data to the store: a put, a txn with a
+// put in any branch, a lease grant.
+func grows(req *pb.InternalRaftRequest) bool {
+	return req.Put != nil || req.LeaseGrant != nil || (req.Txn != nil && mvcc.TxnHasPut(req.Txn))
 }

@@ -60,6 +60,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		MaxRequestBytes:       int(cfg.MaxRequestBytes),
 		MaxTxnOps:             int(cfg.MaxTxnOps),
 		MaxLearners:           cfg.MaxLearners,
+		QuotaBackendBytes:     cfg.QuotaBackendBytes,
 		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
 		Logger:                lg,
 

@@ -190,3 +190,19 @@ func txnWriteSets(ops []*etcdserverpb.RequestOp) (map[string]struct{}, []deleted
 }
 
 func duplicateKey(k string) error { return fmt.Errorf("%w: key %q", ErrDuplicateKey, k) }
+
+// TxnHasPut reports whether any branch of t, nested txns included, puts:
+// whether the txn may grow the store.
+func TxnHasPut(t *etcdserverpb.TxnRequest) bool {
+	for _, ops := range [][]*etcdserverpb.RequestOp{t.GetSuccess(), t.GetFailure()} {
+		for _, op := range ops {
+			if op.GetRequestPut() != nil {
+				return true
+			}
+			if n := op.GetRequestTxn(); n != nil && TxnHasPut(n) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -159,13 +159,13 @@ func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.M
 
 // Status reports this member's view of the cluster.
 func (s *Server) Status(context.Context) (*pb.StatusResponse, error) {
-	m := s.db.Metrics()
-	size := int64(m.DiskSpaceUsage())
 	return &pb.StatusResponse{
 		Header:           s.header(nil),
 		Version:          version.APIVersion,
-		DbSize:           size,
-		DbSizeInUse:      size,
+		DbSize:           s.space.size.Load(),
+		DbSizeInUse:      s.space.inUse.Load(),
+		DbSizeQuota:      s.space.quota,
+		Errors:           s.alarmErrors(),
 		Leader:           s.node.Leader(),
 		RaftIndex:        s.node.CommittedIndex(),
 		RaftTerm:         s.node.Term(),
@@ -192,6 +192,9 @@ func attrSet(id uint64, name string, clientURLs []string) *membershippb.ClusterM
 func (s *Server) Healthy(ctx context.Context, serializable bool) error {
 	if s.node.Leader() == 0 {
 		return ErrNoLeader
+	}
+	if as := s.alarms.List(); len(as) > 0 {
+		return fmt.Errorf("ALARM %s", as[0].GetAlarm())
 	}
 	if serializable {
 		return nil

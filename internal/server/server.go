@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/alarm"
 	"github.com/kvorum/kvorum/internal/apply"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
@@ -48,6 +49,9 @@ type Config struct {
 	CatchUpEntries    uint64 // raft log entries kept after a compaction
 	MaxRequestBytes   int
 	MaxTxnOps         int
+	// QuotaBackendBytes is --quota-backend-bytes: 0 means 2 GiB, a
+	// negative number no quota.
+	QuotaBackendBytes int64
 	// MaxLearners bounds the learners in the cluster; 0 means 1 (etcd's
 	// default).
 	MaxLearners int
@@ -75,6 +79,8 @@ type Server struct {
 	lessor    *lease.Lessor
 	renewals  *renewBatcher
 	members   *membership.Store
+	alarms    *alarm.Store
+	space     *space
 	node      *raftnode.Node
 	transport *transport.Transport
 	waiters   waiters
@@ -129,6 +135,8 @@ func New(cfg Config) (*Server, error) {
 		lessor:     lease.New(nil),
 	}
 	s.members = &membership.Store{}
+	s.alarms = &alarm.Store{}
+	s.space = newSpace(cfg.QuotaBackendBytes)
 	s.renewals = newRenewBatcher(s)
 	if err := s.open(); err != nil {
 		engine.Close()
@@ -168,7 +176,7 @@ func (s *Server) open() error {
 	s.memberID, s.clusterID = ident.MemberID, ident.ClusterID
 	s.ids = newIDGenerator(s.memberID, time.Now())
 
-	s.applier, err = apply.New(apply.Config{DB: s.db, Leases: s.lessor, Members: s.members, Logger: s.lg})
+	s.applier, err = apply.New(apply.Config{DB: s.db, Leases: s.lessor, Members: s.members, Alarms: s.alarms, Logger: s.lg})
 	if err != nil {
 		return err
 	}
@@ -276,6 +284,7 @@ func (s *Server) Start() {
 	s.node.Start(s.transport)
 	go s.runLeases()
 	go s.renewals.run()
+	go s.runSpaceMonitor()
 	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
 		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,
 		"advertise-client-urls", s.cfg.AdvertiseClientURLs, "advertise-peer-urls", s.cfg.AdvertisePeerURLs)

@@ -20,6 +20,7 @@ const (
 	prefixLease   byte = 0x15 // leases and the keys attached to them
 	prefixAuth    byte = 0x16 // users and roles (reserved for the auth issue)
 	prefixRemoved byte = 0x17 // IDs of members removed from the cluster
+	prefixAlarm   byte = 0x18 // active alarms
 	prefixEnd     byte = 0x20
 )
 
@@ -238,6 +239,24 @@ func RemovedMemberKeyID(k []byte) (uint64, error) {
 		return 0, fmt.Errorf("storage: malformed removed-member key %x", k)
 	}
 	return binary.BigEndian.Uint64(k[1:]), nil
+}
+
+// AlarmKey is the key of the active alarm of the given type (an
+// etcdserverpb.AlarmType) raised for member memberID.
+func AlarmKey(memberID uint64, alarm int32) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{prefixAlarm}, memberID)
+	return binary.BigEndian.AppendUint32(k, uint32(alarm))
+}
+
+// AlarmSpan bounds every AlarmKey.
+func AlarmSpan() (lo, hi []byte) { return []byte{prefixAlarm}, []byte{prefixAlarm + 1} }
+
+// AlarmKeyParts decodes a key made by AlarmKey.
+func AlarmKeyParts(k []byte) (memberID uint64, alarm int32, err error) {
+	if len(k) != 13 || k[0] != prefixAlarm {
+		return 0, 0, fmt.Errorf("storage: malformed alarm key %x", k)
+	}
+	return binary.BigEndian.Uint64(k[1:9]), int32(binary.BigEndian.Uint32(k[9:])), nil
 }
 
 // MemberSpan bounds every MemberKey.
