@@ -189,6 +189,7 @@ written for etcdctl work unchanged.`,
 		a.memberCommand(),
 		a.endpointCommand(),
 		a.versionCommand(),
+		a.pkiCommand(),
 	)
 	return root
 }
