@@ -119,11 +119,15 @@ func decodeAdminResponse(t *testing.T, kind string, ids, args []string, data []b
 	case "user-grant":
 		var r pb.AuthUserGrantRoleResponse
 		unmarshal(&r)
-		return func(p *printer) error { return p.UserGrantRole(arg(0), arg(1), (*clientv3.AuthUserGrantRoleResponse)(&r)) }
+		return func(p *printer) error {
+			return p.UserGrantRole(arg(0), arg(1), (*clientv3.AuthUserGrantRoleResponse)(&r))
+		}
 	case "user-revoke":
 		var r pb.AuthUserRevokeRoleResponse
 		unmarshal(&r)
-		return func(p *printer) error { return p.UserRevokeRole(arg(0), arg(1), (*clientv3.AuthUserRevokeRoleResponse)(&r)) }
+		return func(p *printer) error {
+			return p.UserRevokeRole(arg(0), arg(1), (*clientv3.AuthUserRevokeRoleResponse)(&r))
+		}
 	}
 	t.Fatalf("unknown kind %q", kind)
 	return nil
