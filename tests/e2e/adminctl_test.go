@@ -290,6 +290,17 @@ type ctlRun struct {
 	ids       map[uint64]string // member and cluster IDs -> placeholder
 	unstarted string            // hex ID of the member without a name
 	self      string            // hex ID of the first member
+	byName    map[string]string // hex IDs of the named members
+	urls      map[string]string // more URLs to replace -> placeholder
+}
+
+// unstartedOr returns the hex ID of the member named name, or of the
+// member without a name if there is none.
+func (r *ctlRun) unstartedOr(name string) string {
+	if id, ok := r.byName[name]; ok {
+		return id
+	}
+	return r.unstarted
 }
 
 // learnIDs reads the member list and remembers every ID in it (and the
@@ -313,10 +324,14 @@ func (r *ctlRun) learnIDs(t *testing.T) {
 	}
 	r.ids[resp.Header.GetClusterId()] = "<cluster>"
 	r.unstarted = ""
+	r.byName = map[string]string{}
 	for i, m := range resp.Members {
+		if m.Name != "" {
+			r.byName[m.Name] = strconv.FormatUint(m.ID, 16)
+		}
 		name := m.Name
 		if name == "" {
-			name = "unstarted:" + strings.Join(m.PeerURLs, ",")
+			name = "unstarted:" + r.replaceURLs(strings.Join(m.PeerURLs, ","))
 			r.unstarted = strconv.FormatUint(m.ID, 16)
 		}
 		if _, ok := r.ids[m.ID]; !ok {
@@ -386,9 +401,7 @@ var tookRE = regexp.MustCompile(`took [0-9.]+[µnm]?s`)
 
 // replaceIDs replaces peer URLs, the IDs r has seen and durations in s.
 func (r *ctlRun) replaceIDs(s string) string {
-	for _, m := range r.c.members {
-		s = strings.ReplaceAll(s, m.PeerURL, "<peer>")
-	}
+	s = r.replaceURLs(s)
 	// Hex IDs are printed padded to 16 characters in places ("Member %16x
 	// added"); the IDs of two servers need not have the same length, so the
 	// padding goes with the ID (the printer goldens check it).
@@ -397,6 +410,18 @@ func (r *ctlRun) replaceIDs(s string) string {
 		s = regexp.MustCompile(`\b`+strconv.FormatUint(id, 10)+`\b`).ReplaceAllString(s, ph)
 	}
 	return tookRE.ReplaceAllString(s, "took <d>")
+}
+
+// replaceURLs replaces the cluster's peer URLs and r.urls in s.
+func (r *ctlRun) replaceURLs(s string) string {
+	for _, m := range r.c.members {
+		s = strings.ReplaceAll(s, m.PeerURL, "<peer>")
+	}
+	for u, ph := range r.urls {
+		s = strings.ReplaceAll(s, u, ph)
+		s = strings.ReplaceAll(s, strings.TrimPrefix(u, "http://"), ph)
+	}
+	return s
 }
 
 // sortMembers sorts the "members" array of a line of JSON by the members'
