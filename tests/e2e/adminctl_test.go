@@ -262,17 +262,21 @@ var authSession = []adminStep{
 // sessions with etcdctl and with kvorumctl, each against a fresh server of
 // its own, and demands the same output, error and exit code at every step.
 //
-// The servers are the official etcd for now: Kvorum does not serve
-// membership changes and auth yet. When it does, add it to servers.
+// Every session runs against the official etcd; those whose server side
+// Kvorum has (alarms, defrag, move-leader) against Kvorum too. When Kvorum
+// serves membership changes and auth, set kvorum on those sessions.
 func TestAdminCommandsMatchEtcdctl(t *testing.T) {
 	etcd := officialEtcd(t)
-	servers := []struct{ name, bin string }{{"etcd", etcd.Server}}
 	sessions := []struct {
-		name  string
-		steps []adminStep
-	}{{"member", memberSession}, {"maintenance", maintenanceSession}, {"auth", authSession}}
-	for _, srv := range servers {
+		name   string
+		steps  []adminStep
+		kvorum bool
+	}{{"member", memberSession, false}, {"maintenance", maintenanceSession, true}, {"auth", authSession, false}}
+	for _, srv := range []struct{ name, bin string }{{"etcd", etcd.Server}, {"kvorum", kvorumBin}} {
 		for _, s := range sessions {
+			if srv.name == "kvorum" && !s.kvorum {
+				continue
+			}
 			t.Run(srv.name+"/"+s.name, func(t *testing.T) {
 				compareSession(t, s.steps,
 					&ctlRun{name: "etcdctl", bin: etcd.Ctl, c: newCluster(t, srv.bin, 1)},
