@@ -63,9 +63,9 @@ type Entry struct {
 	// Path is relative to the scanned directory.
 	Path string `json:"path"`
 	Info
-	// Problems are reasons the certificate will not work: it does not
-	// verify against the directory's ca.crt, its key file does not match,
-	// it is expired or not valid yet. Expiry soon is not a problem here;
+	// Problems are reasons the certificate will not work or is unsafe: it
+	// does not verify against the directory's ca.crt, its key file does
+	// not match or others may read it, it is expired or not valid yet. Expiry soon is not a problem here;
 	// callers decide what "soon" is.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -140,8 +140,9 @@ func Scan(dir string, now time.Time) ([]Entry, error) {
 	return out, nil
 }
 
-// checkKey reports whether the .key file next to certPath holds the
-// certificate's key ("" if it does or if there is no key file).
+// checkKey reports what is wrong with the .key file next to certPath: not
+// the certificate's key, or readable by others ("" if nothing, or if there
+// is no key file).
 func checkKey(certPath string, certPEM []byte) string {
 	keyPath := strings.TrimSuffix(certPath, ".crt") + ".key"
 	keyPEM, err := os.ReadFile(keyPath)
@@ -153,6 +154,9 @@ func checkKey(certPath string, certPEM []byte) string {
 	}
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return filepath.Base(keyPath) + ": " + err.Error()
+	}
+	if fi, err := os.Stat(keyPath); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Sprintf("%s: mode %v lets others read the key; chmod 600 it", filepath.Base(keyPath), fi.Mode().Perm())
 	}
 	return ""
 }

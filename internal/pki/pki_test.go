@@ -445,4 +445,19 @@ func TestScanReportsExpiredForeignAndMismatchedCertificates(t *testing.T) {
 	if p := problems[filepath.Join("clients", "admin.crt")]; !strings.Contains(p, "admin.key") {
 		t.Errorf("admin.crt with a foreign key: problems %q, want one naming admin.key", p)
 	}
+
+	// A key others may read.
+	serverKey := filepath.Join(l.Dir, "members", "m1", "server.key")
+	if err := os.Chmod(serverKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entries, err = Scan(l.Dir, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Path == filepath.Join("members", "m1", "server.crt") && !strings.Contains(strings.Join(e.Problems, ";"), "server.key: mode -rw-r--r--") {
+			t.Errorf("server.key with mode 0644: problems %q, want one about its mode", e.Problems)
+		}
+	}
 }
