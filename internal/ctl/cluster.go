@@ -73,6 +73,7 @@ func (a *app) memberCommand() *cobra.Command {
 		return p.MemberList(resp)
 	})
 	mc.AddCommand(list)
+	a.addMemberChangeCommands(mc)
 	return mc
 }
 

@@ -189,6 +189,13 @@ written for etcdctl work unchanged.`,
 		a.memberCommand(),
 		a.endpointCommand(),
 		a.versionCommand(),
+		a.alarmCommand(),
+		a.defragCommand(),
+		a.moveLeaderCommand(),
+		a.authCommand(),
+		a.userCommand(),
+		a.roleCommand(),
+		a.pkiCommand(),
 	)
 	return root
 }

@@ -33,6 +33,7 @@ func TestErrorsAndExitCodesMatchEtcdctl(t *testing.T) {
 		env    []string
 		code   int
 		stderr string
+		stdout string
 	}{
 		{args: []string{"put"}, code: 128, stderr: "Error: put command needs 1 argument and input from stdin or 2 arguments\n"},
 		{args: []string{"put", "k"}, code: 128, stderr: "Error: put command needs 1 argument and input from stdin or 2 arguments\n"},
@@ -81,14 +82,30 @@ func TestErrorsAndExitCodesMatchEtcdctl(t *testing.T) {
 		{args: []string{"--cacert", "/nonexistent/ca.pem", "get", "k"}, code: 128, stderr: "Error: open /nonexistent/ca.pem: no such file or directory\n"},
 		{args: []string{"bogus"}, code: 1, stderr: "Error: unknown command \"bogus\" for \"kvorumctl\"\nRun 'kvorumctl --help' for usage.\n"},
 		{args: []string{"--bogus", "get", "foo"}, code: 1, stderr: "Error: unknown command \"foo\" for \"kvorumctl\"\nRun 'kvorumctl --help' for usage.\n"},
+		{args: []string{"member", "add"}, code: 128, stderr: "Error: member name not provided\n"},
+		{args: []string{"member", "add", "x", "http://a:1", "b"}, code: 128, stderr: "Error: too many arguments, did you mean --peer-urls=http://a:1\n"},
+		{args: []string{"member", "add", "x"}, code: 128, stderr: "Error: member peer urls not provided\n"},
+		{args: []string{"member", "remove"}, code: 128, stderr: "Error: member ID is not provided\n"},
+		{args: []string{"member", "promote", "zz"}, code: 128, stderr: "Error: bad member ID arg (strconv.ParseUint: parsing \"zz\": invalid syntax), expecting ID in Hex\n"},
+		{args: []string{"member", "update", "1"}, code: 128, stderr: "Error: member peer urls not provided\n"},
+		{args: []string{"alarm", "list", "x"}, code: 128, stderr: "Error: alarm list command accepts no arguments\n"},
+		{args: []string{"move-leader"}, code: 128, stderr: "Error: move-leader command needs 1 argument\n"},
+		{args: []string{"move-leader", "zz"}, code: 128, stderr: "Error: strconv.ParseUint: parsing \"zz\": invalid syntax\n"},
+		{args: []string{"auth", "enable", "x"}, code: 128, stderr: "Error: auth enable command does not accept any arguments\n"},
+		{args: []string{"user", "add", ":pw"}, code: 128, stderr: "Error: empty user name is not allowed\n"},
+		{args: []string{"user", "add", "u"}, stdin: "a\nb\n", code: 128, stderr: "Error: given passwords are different\n", stdout: "Password of u: \nType password of u again for confirmation: \n"},
+		{args: []string{"user", "grant-role", "u"}, code: 128, stderr: "Error: user grant command requires user name and role name as its argument\n"},
+		{args: []string{"role", "grant-permission", "r", "bogus", "k"}, code: 128, stderr: "Error: invalid permission type: bogus\n"},
+		{args: []string{"role", "grant-permission", "r", "read", "k", "--prefix", "--from-key"}, code: 128, stderr: "Error: --from-key and --prefix flags are mutually exclusive\n"},
+		{args: []string{"role", "revoke-permission", "r", "a", "b", "--from-key"}, code: 128, stderr: "Error: unexpected endkey argument with --from-key flag\n"},
 		// An environment variable is only a default: the format is still checked.
 		{args: []string{"get", "foo"}, env: []string{"ETCDCTL_WRITE_OUT=yaml"}, code: 4, stderr: "Error: unsupported output format\n"},
 		{args: []string{"get", "foo"}, env: []string{"KVORUMCTL_WRITE_OUT=yaml"}, code: 4, stderr: "Error: unsupported output format\n"},
 	} {
 		code, stdout, stderr := run(t, tc.stdin, tc.env, tc.args...)
-		if code != tc.code || stdout != "" || stderr != tc.stderr {
-			t.Errorf("kvorumctl %q: exit %d, stdout %q, stderr %q; want exit %d, stderr %q",
-				tc.args, code, stdout, stderr, tc.code, tc.stderr)
+		if code != tc.code || stdout != tc.stdout || stderr != tc.stderr {
+			t.Errorf("kvorumctl %q: exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr %q",
+				tc.args, code, stdout, stderr, tc.code, tc.stdout, tc.stderr)
 		}
 	}
 }

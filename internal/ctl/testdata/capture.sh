@@ -10,9 +10,17 @@
 # Each case directory holds:
 #   cmd            the etcdctl command lines that produced the files
 #   kind           which printer method renders it (put get del txn members status hashkv health
-#                  grant revoke keepalive timetolive timetolive-keys leases)
+#                  grant revoke keepalive timetolive timetolive-keys leases member-remove
+#                  member-update move-leader alarm auth-status role-add role-get role-list
+#                  role-grant role-revoke user-add user-get user-list user-passwd user-grant
+#                  user-revoke user-delete role-delete)
 #   hex            present if the case was captured with --hex
-#   id             the lease ID (hex) a revoke case revoked
+#   id             the lease ID (hex) a revoke case revoked; the member ID
+#                  (hex) of a member remove/update case; "LEADER TARGET"
+#                  of move-leader
+#   args           what else the printer is told: the user or role name,
+#                  and for role-revoke the key and range end (<open> for
+#                  "\x00")
 #   formats        if present, the only formats captured
 #   response.json  etcdctl's -w json output: the response the test renders
 #   simple fields table protobuf json
@@ -76,7 +84,7 @@ capture() {
   for f in response simple fields table protobuf json; do
     local w=$f a=$args
     [[ $f == response ]] && { w=json; a=$base; }
-    if [[ $writes == yes ]]; then rm -rf "$WORK/d"; cp -a "$WORK/pristine" "$WORK/d"; start "$WORK/d"; fi
+    if [[ $writes == yes ]]; then rm -rf "$WORK/d"; cp -a "${PRISTINE:-$WORK/pristine}" "$WORK/d"; start "$WORK/d"; fi
     echo "printf %s '$input' | etcdctl ${CTL_ARGS:---endpoints $EP} -w $w $a" >>"$dir/cmd"
     local out=$dir/$f rc
     [[ $f == response ]] && out=$dir/response.json
@@ -148,6 +156,83 @@ capture put-prev-hex put yes "put foo bar3 --prev-kv --hex"
 capture del-prefix del yes "del k --prefix --prev-kv"
 capture del-none del yes "del nothing-here"
 capture txn-write txn yes "txn" $'mod("key1") > "0"\n\nput key1 new --prev-kv\ndel key2\nget key1\n\nput key1 created\n\n'
+
+# note NAME FILE WORDS... writes WORDS to FILE of case NAME if it was captured.
+note() {
+  local name=$1 file=$2; shift 2
+  # shellcheck disable=SC2053
+  [[ $name == ${ONLY:-*} && -d $OUT/$name ]] || return 0
+  echo "$@" >"$OUT/$name/$file"
+}
+
+# Administration: a copy of the pristine state with users, roles and a
+# learner that never starts (so every run sees the same member IDs).
+# shellcheck disable=SC2053
+if [[ admin-x == ${ONLY:-*} || ${ONLY:-*} == admin-* ]]; then
+  rm -rf "$WORK/admin"; cp -a "$WORK/pristine" "$WORK/admin"; start "$WORK/admin"
+  $C user add root --new-user-password rootpw >/dev/null
+  $C user add alice:pw1 >/dev/null
+  $C user add bob --no-password >/dev/null
+  $C role add root >/dev/null
+  $C role add r1 >/dev/null
+  $C role add r2 >/dev/null
+  $C role grant-permission r1 read foo >/dev/null
+  $C role grant-permission r1 readwrite pre --prefix >/dev/null
+  $C role grant-permission r1 write z --from-key >/dev/null
+  $C role grant-permission r1 read a b >/dev/null
+  $C role grant-permission r2 read '' --prefix >/dev/null
+  $C user grant-role alice r1 >/dev/null
+  $C user grant-role alice r2 >/dev/null
+  $C member add l1 --learner --peer-urls http://127.0.0.1:1 >/dev/null
+  SELF=$($C member list | awk -F', ' '$3 == "default" {print $1}')
+  LEARNER=$($C member list | awk -F', ' '$3 == "" {print $1}')
+  stop
+  PRISTINE=$WORK/admin
+  start "$WORK/admin"
+  capture admin-auth-status auth-status no "auth status"
+  capture admin-role-get role-get no "role get r1"
+  note admin-role-get args r1
+  capture admin-role-get-prefix role-get no "role get r2"
+  note admin-role-get-prefix args r2
+  capture admin-role-get-root role-get no "role get root"
+  note admin-role-get-root args root
+  capture admin-role-list role-list no "role list"
+  capture admin-user-get user-get no "user get alice"
+  note admin-user-get args alice
+  capture admin-user-list user-list no "user list"
+  capture admin-alarm-none alarm no "alarm list"
+  stop
+  capture admin-user-add user-add yes "user add zed:pw"
+  note admin-user-add args zed
+  capture admin-user-delete user-delete yes "user delete bob"
+  note admin-user-delete args bob
+  capture admin-user-passwd user-passwd yes "user passwd alice --interactive=false" "newpw"
+  capture admin-user-grant user-grant yes "user grant-role bob r1"
+  note admin-user-grant args bob r1
+  capture admin-user-revoke user-revoke yes "user revoke-role alice r2"
+  note admin-user-revoke args alice r2
+  capture admin-role-add role-add yes "role add r9"
+  note admin-role-add args r9
+  capture admin-role-delete role-delete yes "role delete r2"
+  note admin-role-delete args r2
+  capture admin-role-grant role-grant yes "role grant-permission r2 write k"
+  note admin-role-grant args r2
+  capture admin-role-revoke-key role-revoke yes "role revoke-permission r1 foo"
+  note admin-role-revoke-key args r1 foo
+  capture admin-role-revoke-range role-revoke yes "role revoke-permission r1 a b"
+  note admin-role-revoke-range args r1 a b
+  capture admin-role-revoke-from role-revoke yes "role revoke-permission r1 z --from-key"
+  note admin-role-revoke-from args r1 z "<open>"
+  capture admin-member-update member-update yes "member update $LEARNER --peer-urls=http://127.0.0.1:2"
+  note admin-member-update id "$LEARNER"
+  capture admin-member-update-hex member-update yes "member update $LEARNER --peer-urls=http://127.0.0.1:2 --hex"
+  note admin-member-update-hex id "$LEARNER"
+  capture admin-member-remove member-remove yes "member remove $LEARNER"
+  note admin-member-remove id "$LEARNER"
+  capture admin-move-leader move-leader yes "move-leader $SELF"
+  note admin-move-leader id "$SELF $SELF"
+  unset PRISTINE
+fi
 
 # Health: the duration column differs run to run. The unhealthy endpoint
 # takes the whole --command-timeout; runs are repeated until every format
