@@ -24,7 +24,7 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberAddResponse{Header: c.s.CurrentHeader(), Member: mem, Members: list}, nil
+	return &pb.MemberAddResponse{Header: c.s.ClusterHeader(), Member: mem, Members: list}, nil
 }
 
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
@@ -32,7 +32,7 @@ func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberRemoveResponse{Header: c.s.CurrentHeader(), Members: list}, nil
+	return &pb.MemberRemoveResponse{Header: c.s.ClusterHeader(), Members: list}, nil
 }
 
 func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
@@ -40,7 +40,7 @@ func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberUpdateResponse{Header: c.s.CurrentHeader(), Members: list}, nil
+	return &pb.MemberUpdateResponse{Header: c.s.ClusterHeader(), Members: list}, nil
 }
 
 func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
@@ -48,5 +48,5 @@ func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberPromoteResponse{Header: c.s.CurrentHeader(), Members: list}, nil
+	return &pb.MemberPromoteResponse{Header: c.s.ClusterHeader(), Members: list}, nil
 }

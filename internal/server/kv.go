@@ -25,6 +25,12 @@ func (s *Server) header(h *pb.ResponseHeader) *pb.ResponseHeader {
 	return h
 }
 
+// ClusterHeader is the header of Cluster service responses: like etcd's,
+// it names the member, cluster and raft term, but no revision.
+func (s *Server) ClusterHeader() *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: s.clusterID, MemberId: s.memberID, RaftTerm: s.node.Term()}
+}
+
 // linearizableBarrier waits until this member has applied everything that
 // was committed when the call began, as confirmed by a quorum.
 func (s *Server) linearizableBarrier(ctx context.Context) error {
@@ -154,7 +160,7 @@ func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.M
 			return nil, err
 		}
 	}
-	return &pb.MemberListResponse{Header: s.header(nil), Members: s.members.List()}, nil
+	return &pb.MemberListResponse{Header: s.ClusterHeader(), Members: s.members.List()}, nil
 }
 
 // Status reports this member's view of the cluster.

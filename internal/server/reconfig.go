@@ -176,7 +176,10 @@ func (s *Server) promoteHere(ctx context.Context, id uint64) error {
 		return ErrLearnerNotReady
 	}
 	if !s.cfg.NoStrictReconfigCheck {
-		if err := s.checkQuorumAfter(list, 1, 0); err != nil {
+		// Judge the configuration after the promotion, where the learner
+		// counts as the voter it will be, started and connected or not.
+		list[i].IsLearner = false
+		if err := s.checkQuorumAfter(list, 0, 0); err != nil {
 			return err
 		}
 	}
@@ -188,7 +191,8 @@ func (s *Server) promoteHere(ctx context.Context, id uint64) error {
 }
 
 // checkQuorumAfter refuses a change of the number of voters by delta
-// (+1 adding or promoting one, -1 removing removed) that would leave fewer
+// (+1 adding one, -1 removing removed; a promotion passes the list as it
+// will be) that would leave fewer
 // started, or fewer connected, voters than the new quorum. etcd checks the
 // same for started members; for connections it demands that every voter
 // be connected when one is added, where a quorum of the new configuration

@@ -51,13 +51,12 @@ var etcdEnvLine = regexp.MustCompile(`(?m)^(ETCD_[A-Z_]+)="(.*)"$`)
 // once it has caught up, and make it the leader. Both CLIs must print the
 // same at every step.
 //
-// The server is the official etcd for now (Kvorum does not serve
-// membership changes yet); a Kvorum run is a second call of grow with
-// kvorumBin.
+// Each CLI grows an official etcd and a Kvorum cluster; all four runs must
+// print the same (after IDs and URLs are normalized).
 func TestMemberAddStartPromoteMoveLeaderMatchesEtcdctl(t *testing.T) {
 	etcd := officialEtcd(t)
-	grow := func(cli, bin string) []ctlResult {
-		r := &ctlRun{name: cli, bin: bin, c: newCluster(t, etcd.Server, 1)}
+	grow := func(cli, bin, server string) []ctlResult {
+		r := &ctlRun{name: cli, bin: bin, c: newCluster(t, server, 1)}
 		r.learnIDs(t)
 		ports := freePorts(t, 2)
 		client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
@@ -83,7 +82,7 @@ func TestMemberAddStartPromoteMoveLeaderMatchesEtcdctl(t *testing.T) {
 		if len(env) != 4 {
 			t.Fatalf("%s member add printed %d ETCD_* settings, want 4: %v", cli, len(env), add)
 		}
-		startServer(t, cli+"-m2", etcd.Server, append([]string{
+		startServer(t, cli+"-"+filepath.Base(server)+"-m2", server, append([]string{
 			"--data-dir", filepath.Join(t.TempDir(), "m2"),
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer,
@@ -117,14 +116,21 @@ func TestMemberAddStartPromoteMoveLeaderMatchesEtcdctl(t *testing.T) {
 		step("move-leader", r.self)
 		return outs
 	}
-	want := grow("etcdctl", etcd.Ctl)
-	got := grow("kvorumctl", kvorumctlBin)
-	if len(want) != len(got) {
-		t.Fatalf("etcdctl ran %d steps, kvorumctl %d", len(want), len(got))
-	}
-	for i := range want {
-		if want[i] != got[i] {
-			t.Errorf("step %d: output differs\n===== etcdctl:\n%s===== kvorumctl:\n%s", i, want[i], got[i])
+	want := grow("etcdctl", etcd.Ctl, etcd.Server)
+	for _, run := range []struct{ cli, bin, server string }{
+		{"kvorumctl", kvorumctlBin, etcd.Server},
+		{"etcdctl", etcd.Ctl, kvorumBin},
+		{"kvorumctl", kvorumctlBin, kvorumBin},
+	} {
+		got := grow(run.cli, run.bin, run.server)
+		name := run.cli + " on " + filepath.Base(run.server)
+		if len(want) != len(got) {
+			t.Fatalf("etcdctl on etcd ran %d steps, %s %d", len(want), name, len(got))
+		}
+		for i := range want {
+			if want[i] != got[i] {
+				t.Errorf("step %d: output differs\n===== etcdctl on etcd:\n%s===== %s:\n%s", i, want[i], name, got[i])
+			}
 		}
 	}
 }
