@@ -95,6 +95,10 @@ type Config struct {
 	// notifications; 0 (not given, or not positive, as in etcd) means 10
 	// minutes.
 	WatchProgressNotifyInterval time.Duration
+	// AutoCompactionInterval is how often the leader compacts
+	// automatically; 0 means etcd's (see server.AutoCompaction). Like
+	// etcd, no flag sets it; tests do.
+	AutoCompactionInterval time.Duration
 	// LeaseCheckpointInterval is how often the leader replicates the
 	// remaining TTL of long leases; 0 means 5 minutes. Like etcd, no flag
 	// sets it; tests do.

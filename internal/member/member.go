@@ -66,6 +66,11 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 
 		WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		LeaseCheckpointInterval:     cfg.LeaseCheckpointInterval,
+		AutoCompaction: server.AutoCompaction{
+			Retention: cfg.AutoCompactionRetention,
+			Revisions: cfg.AutoCompactionRevisions,
+			Interval:  cfg.AutoCompactionInterval,
+		},
 	}
 	for _, m := range cfg.InitialCluster {
 		sc.InitialCluster = append(sc.InitialCluster, server.InitialMember{Name: m.Name, PeerURLs: urlStrings(m.PeerURLs)})

@@ -62,6 +62,8 @@ type Config struct {
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// for watches that ask for them; 0 means etcd's default (10 minutes).
 	WatchProgressNotifyInterval time.Duration
+	// AutoCompaction is the leader's automatic compaction of history.
+	AutoCompaction AutoCompaction
 	// LeaseCheckpointInterval is how often the leader replicates the
 	// remaining TTL of long leases; 0 means 5 minutes (etcd's default).
 	LeaseCheckpointInterval time.Duration
@@ -285,6 +287,7 @@ func (s *Server) Start() {
 	go s.runLeases()
 	go s.renewals.run()
 	go s.runSpaceMonitor()
+	go s.runAutoCompaction()
 	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
 		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,
 		"advertise-client-urls", s.cfg.AdvertiseClientURLs, "advertise-peer-urls", s.cfg.AdvertisePeerURLs)
