@@ -25,6 +25,10 @@ import (
 // the NOSPACE alarm is active, or past the space quota.
 var ErrNoSpace = errors.New("mvcc: database space exceeded")
 
+// ErrCorrupt is the outcome of a write while the CORRUPT alarm is active:
+// a member's data was found to differ from the others'.
+var ErrCorrupt = errors.New("corrupt cluster")
+
 // Store holds the active alarms.
 type Store struct {
 	mu     sync.RWMutex

@@ -49,6 +49,7 @@ var errorMap = []struct {
 	{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 	{server.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
 	{alarm.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{alarm.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
 	{admission.ErrNoRule, status.Error(codes.Unimplemented, "kvorum: this request type is not admitted")},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},

@@ -201,5 +201,5 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 func IsRequestError(err error) bool {
 	return mvcc.IsRequestError(err) || lease.IsRequestError(err) ||
 		errors.Is(err, membership.ErrNotFound) || errors.Is(err, ErrUnsupportedRequest) ||
-		errors.Is(err, alarm.ErrNoSpace)
+		errors.Is(err, alarm.ErrNoSpace) || errors.Is(err, alarm.ErrCorrupt)
 }

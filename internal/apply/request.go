@@ -46,6 +46,12 @@ func (e *entryApplier) dispatch(req *pb.InternalRaftRequest) requestResult {
 	if grows(req) && e.alarms.Active(pb.AlarmType_NOSPACE) {
 		return requestResult{err: alarm.ErrNoSpace}
 	}
+	// While a member's data is known to differ, nothing is written until
+	// an operator repaired it and disarmed the alarm (etcd's rule); reads
+	// are served.
+	if writes(req) && e.alarms.Active(pb.AlarmType_CORRUPT) {
+		return requestResult{err: alarm.ErrCorrupt}
+	}
 	switch {
 	case req.Put != nil:
 		resp, err := e.w.Put(req.Put)
@@ -118,4 +124,11 @@ func (e *entryApplier) leaseCheckpoint(r *pb.LeaseCheckpointRequest) requestResu
 // put in any branch, a lease grant.
 func grows(req *pb.InternalRaftRequest) bool {
 	return req.Put != nil || req.LeaseGrant != nil || (req.Txn != nil && mvcc.TxnHasPut(req.Txn))
+}
+
+// writes reports whether req changes keys or leases.
+func writes(req *pb.InternalRaftRequest) bool {
+	return req.Put != nil || req.DeleteRange != nil || req.Compaction != nil ||
+		req.LeaseGrant != nil || req.LeaseRevoke != nil ||
+		(req.Txn != nil && !mvcc.IsReadOnlyTxn(req.Txn))
 }

@@ -79,6 +79,12 @@ type Config struct {
 	StrictReconfigCheck bool
 	MaxLearners         int
 
+	// InitialCorruptCheck and CompactHashCheck turn on the comparisons of
+	// the members' data; CompactHashCheckTime is the second one's period.
+	InitialCorruptCheck  bool
+	CompactHashCheck     bool
+	CompactHashCheckTime time.Duration
+
 	// AutoCompactionMode says which of the two retentions below applies.
 	// A zero retention disables automatic compaction.
 	AutoCompactionMode      string        // CompactionPeriodic or CompactionRevision
@@ -154,6 +160,9 @@ func Default() *Config {
 		MaxTxnOps:                DefaultMaxTxnOps,
 		StrictReconfigCheck:      true,
 		MaxLearners:              1,
+		InitialCorruptCheck:      true,
+		CompactHashCheck:         true,
+		CompactHashCheckTime:     time.Minute,
 		AutoCompactionMode:       CompactionPeriodic,
 		LogLevel:                 "info",
 		Logger:                   "zap",

@@ -58,6 +58,9 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		MaxTxnOps:                128,
 		StrictReconfigCheck:      true,
 		MaxLearners:              1,
+		InitialCorruptCheck:      true,
+		CompactHashCheck:         true,
+		CompactHashCheckTime:     time.Minute,
 		AutoCompactionMode:       "periodic",
 		LogLevel:                 "info",
 		Logger:                   "zap",
@@ -162,7 +165,8 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		InitialClusterState: "existing", InitialClusterToken: "tok",
 		HeartbeatInterval: 50 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		SnapshotCount: 7, SnapshotCatchUpEntries: 5000, QuotaBackendBytes: -1, MaxRequestBytes: 1024, MaxTxnOps: 9,
-		MaxLearners:        3,
+		MaxLearners:         3,
+		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AutoCompactionMode: "revision", AutoCompactionRevisions: 1000,
 		LogLevel: "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"},
 		EnablePprof: true,
@@ -347,9 +351,9 @@ func TestEnvironmentVariables(t *testing.T) {
 		},
 		{
 			name: "variable for an ignored flag is listed",
-			env:  map[string]string{"ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK": "true", "KVORUM_WAL_DIR": "/w"},
+			env:  map[string]string{"ETCD_ENABLE_V2": "true", "KVORUM_WAL_DIR": "/w"},
 			want: func(c *Config) bool {
-				return slices.Equal(c.Ignored, []string{"experimental-initial-corrupt-check", "wal-dir"})
+				return slices.Equal(c.Ignored, []string{"enable-v2", "wal-dir"})
 			},
 		},
 		{
@@ -467,12 +471,13 @@ peer-transport-security:
 		HeartbeatInterval: 200 * time.Millisecond, ElectionTimeout: 2 * time.Second,
 		SnapshotCount: 5000, SnapshotCatchUpEntries: 5000, QuotaBackendBytes: 8 << 30, MaxRequestBytes: 2 << 20, MaxTxnOps: 256,
 		StrictReconfigCheck: true, MaxLearners: 1,
+		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AutoCompactionMode: "periodic", AutoCompactionRetention: 8 * time.Hour,
 		LogLevel: "warn", Logger: "zap", LogOutputs: []string{"stderr"},
 		EnablePprof: true,
 		ClientTLS:   TLSInfo{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true},
 		PeerTLS:     TLSInfo{CertFile: "/pc.pem", KeyFile: "/pk.pem", TrustedCAFile: "/pca.pem", ClientCertAuth: true},
-		Ignored:     []string{"enable-v2", "experimental-initial-corrupt-check", "peer-cert-allowed-cn"},
+		Ignored:     []string{"enable-v2", "peer-cert-allowed-cn"},
 	}
 	want.ConfigFile = c.ConfigFile
 	if !reflect.DeepEqual(c, want) {

@@ -113,6 +113,14 @@ var options = []option{
 			c.MaxLearners = n
 			return nil
 		}},
+	{"experimental-initial-corrupt-check", kindBool, "true", "Compare this member's data with its peers' before serving clients; a difference raises the CORRUPT alarm. On by default in Kvorum.",
+		setBool(func(c *Config) *bool { return &c.InitialCorruptCheck })},
+	{"experimental-compact-hash-check-enabled", kindBool, "true", "Have the leader compare the members' hashes at each compaction revision; a difference raises the CORRUPT alarm. On by default in Kvorum.",
+		setBool(func(c *Config) *bool { return &c.CompactHashCheck })},
+	{"compact-hash-check-time", kindDuration, "1m0s", "How often the leader compares hashes at compaction revisions.",
+		setCompactHashTime},
+	{"experimental-compact-hash-check-time", kindDuration, "1m0s", "Old name of --compact-hash-check-time.",
+		setCompactHashTime},
 	{"auto-compaction-mode", kindText, CompactionPeriodic, "How --auto-compaction-retention is read: 'periodic' (a duration) or 'revision' (a number of revisions).",
 		func(c *Config, v string) error {
 			if v != CompactionPeriodic && v != CompactionRevision {
@@ -187,8 +195,7 @@ func init() {
 		kindBool: {
 			"discovery-insecure-skip-tls-verify", "discovery-insecure-transport",
 			"enable-distributed-tracing", "enable-grpc-gateway", "enable-log-rotation", "enable-v2",
-			"experimental-compact-hash-check-enabled", "experimental-enable-distributed-tracing",
-			"experimental-initial-corrupt-check", "experimental-memory-mlock",
+			"experimental-enable-distributed-tracing", "experimental-memory-mlock",
 			"experimental-peer-skip-client-san-verification", "experimental-stop-grpc-service-on-defrag",
 			"experimental-txn-mode-write-with-shared-buffer", "force-new-cluster",
 			"initial-election-tick-advance", "memory-mlock", "peer-skip-client-san-verification",
@@ -196,10 +203,10 @@ func init() {
 			"unsafe-no-fsync",
 		},
 		kindDuration: {
-			"backend-batch-interval", "compact-hash-check-time", "compaction-sleep-interval",
+			"backend-batch-interval", "compaction-sleep-interval",
 			"corrupt-check-time", "discovery-dial-timeout", "discovery-keepalive-time",
 			"discovery-keepalive-timeout", "discovery-request-timeout", "downgrade-check-time",
-			"experimental-compact-hash-check-time", "experimental-compaction-sleep-interval",
+			"experimental-compaction-sleep-interval",
 			"experimental-corrupt-check-time", "experimental-downgrade-check-time",
 			"experimental-warning-apply-duration", "experimental-warning-unary-request-duration",
 			"grpc-keepalive-interval",
@@ -428,4 +435,13 @@ func setCatchUp(c *Config, v string) error {
 	n, err := parseUint(v, 64)
 	c.SnapshotCatchUpEntries = n
 	return err
+}
+
+func setCompactHashTime(c *Config, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want a duration above 0, such as 1m")
+	}
+	c.CompactHashCheckTime = d
+	return nil
 }

@@ -66,6 +66,11 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 
 		WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		LeaseCheckpointInterval:     cfg.LeaseCheckpointInterval,
+		CorruptCheck: server.CorruptCheck{
+			NoInitial:           !cfg.InitialCorruptCheck,
+			NoCompactHash:       !cfg.CompactHashCheck,
+			CompactHashInterval: cfg.CompactHashCheckTime,
+		},
 		AutoCompaction: server.AutoCompaction{
 			Retention: cfg.AutoCompactionRetention,
 			Revisions: cfg.AutoCompactionRevisions,

@@ -243,6 +243,7 @@ func (s *Server) peerCalls() map[string]transport.CallHandler {
 		callLeaseRenew:      handler(callLeaseRenew),
 		callLeaseTimeToLive: handler(callLeaseTimeToLive),
 		callMemberPromote:   s.memberPromoteCall,
+		callHashKV:          s.hashKVCall,
 	}
 }
 

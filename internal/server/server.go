@@ -62,6 +62,8 @@ type Config struct {
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// for watches that ask for them; 0 means etcd's default (10 minutes).
 	WatchProgressNotifyInterval time.Duration
+	// CorruptCheck says when members compare their data.
+	CorruptCheck CorruptCheck
 	// AutoCompaction is the leader's automatic compaction of history.
 	AutoCompaction AutoCompaction
 	// LeaseCheckpointInterval is how often the leader replicates the
@@ -83,6 +85,7 @@ type Server struct {
 	members   *membership.Store
 	alarms    *alarm.Store
 	space     *space
+	raising   sync.Map // alarms being proposed, by type and member
 	node      *raftnode.Node
 	transport *transport.Transport
 	waiters   waiters
@@ -288,10 +291,14 @@ func (s *Server) Start() {
 	go s.renewals.run()
 	go s.runSpaceMonitor()
 	go s.runAutoCompaction()
+	go s.runCompactHashCheck()
 	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
 		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,
 		"advertise-client-urls", s.cfg.AdvertiseClientURLs, "advertise-peer-urls", s.cfg.AdvertisePeerURLs)
-	go s.publish()
+	go func() {
+		s.initialCorruptCheck()
+		s.publish()
+	}()
 }
 
 // publish records this member's name and client URLs in the replicated

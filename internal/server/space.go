@@ -23,10 +23,9 @@ const spaceCheckInterval = 250 * time.Millisecond
 
 // space keeps the engine's measured size for the quota check.
 type space struct {
-	quota   int64 // bytes; 0 means no quota
-	size    atomic.Int64
-	inUse   atomic.Int64
-	raising atomic.Bool // an alarm proposal is in flight
+	quota int64 // bytes; 0 means no quota
+	size  atomic.Int64
+	inUse atomic.Int64
 }
 
 func newSpace(quotaFlag int64) *space {
@@ -75,19 +74,27 @@ func (s *Server) AllowGrowth(cost int) error {
 	if s.space.quota == 0 || s.space.size.Load()+int64(cost) <= s.space.quota {
 		return nil
 	}
-	if s.space.raising.CompareAndSwap(false, true) {
-		go func() {
-			defer s.space.raising.Store(false)
-			s.lg.Warn("space quota exceeded; raising the NOSPACE alarm", "quota-bytes", s.space.quota, "size-bytes", s.space.size.Load())
-			ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
-			defer cancel()
-			req := &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: s.memberID, Alarm: pb.AlarmType_NOSPACE}
-			if _, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: req}); err != nil {
-				s.lg.Warn("raising the NOSPACE alarm failed; the next write over quota tries again", "err", err)
-			}
-		}()
-	}
+	s.lg.Warn("space quota exceeded; raising the NOSPACE alarm", "quota-bytes", s.space.quota, "size-bytes", s.space.size.Load())
+	s.raiseAlarm(pb.AlarmType_NOSPACE, s.memberID)
 	return alarm.ErrNoSpace
+}
+
+// raiseAlarm replicates an alarm of type t for member in the background;
+// while one such proposal is in flight, more calls are dropped.
+func (s *Server) raiseAlarm(t pb.AlarmType, member uint64) {
+	key := fmt.Sprintf("%d/%x", t, member)
+	if _, busy := s.raising.LoadOrStore(key, true); busy {
+		return
+	}
+	go func() {
+		defer s.raising.Delete(key)
+		ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
+		defer cancel()
+		req := &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: member, Alarm: t}
+		if _, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: req}); err != nil {
+			s.lg.Warn("raising an alarm failed", "alarm", t.String(), "member-id", fmt.Sprintf("%x", member), "err", err)
+		}
+	}()
 }
 
 // Alarm lists, raises or clears alarms. Listing reads this member's copy

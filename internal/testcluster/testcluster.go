@@ -449,3 +449,13 @@ func (m *Member) Done() <-chan struct{} {
 // StartErr starts a stopped member and returns why it could not start,
 // for tests of refused starts.
 func (m *Member) StartErr() error { return m.start() }
+
+// DataDir is the member's --data-dir.
+func (m *Member) DataDir() string {
+	for i, a := range m.args {
+		if a == "--data-dir" && i+1 < len(m.args) {
+			return m.args[i+1]
+		}
+	}
+	return ""
+}
