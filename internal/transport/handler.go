@@ -267,7 +267,9 @@ func (t *Transport) refuse(m *raftpb.Message, from uint64) string {
 	switch {
 	case m.GetTo() != t.cfg.LocalID:
 		return fmt.Sprintf("addressed to member %s, this is %s", hexID(m.GetTo()), hexID(t.cfg.LocalID))
-	case m.GetFrom() != from:
+	case m.GetFrom() == 0:
+		return "no sender"
+	case m.GetFrom() != from && !relayed(m.GetType()):
 		return fmt.Sprintf("claims to be from %s on the stream of %s", hexID(m.GetFrom()), hexID(from))
 	case raft.IsLocalMsg(m.GetType()):
 		// Also what an unset or unknown type decodes to (MsgHup).
@@ -276,6 +278,16 @@ func (t *Transport) refuse(m *raftpb.Message, from uint64) string {
 		return "MsgSnap is only accepted with its data, on " + pathSnapshot
 	}
 	return ""
+}
+
+// relayed reports whether messages of type typ may arrive on another
+// member's stream than their sender's. Raft forwards a proposal or a read
+// index request it cannot serve to the leader it knows, keeping the
+// original sender so the answer goes straight back to it: a member that
+// has just lost leadership relays what a follower sent it. (Found by the
+// partition tests: refusing them left those requests to time out.)
+func relayed(typ raftpb.MessageType) bool {
+	return typ == raftpb.MsgProp || typ == raftpb.MsgReadIndex
 }
 
 func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -508,5 +511,58 @@ func TestCloseEndsInboundStreamsAndStopsCallbacks(t *testing.T) {
 	eventually(t, "the sender notices", func() bool { return !connected(a.tr, 2) })
 	if got := len(b.raft.received(1)); got != n {
 		t.Errorf("closed transport delivered %d more messages", got-n)
+	}
+}
+
+// A member that is not the leader relays proposals and read index requests
+// it receives to the leader with their original sender (raft's forwarding).
+// The leader's transport must deliver them, though they arrive on the
+// relaying member's stream; other message types claiming another sender
+// stay refused (TestMisaddressedAndLocalMessagesAreDropped).
+func TestRelayedProposalsAndReadIndexReachRaft(t *testing.T) {
+	// Member 2 is a follower of leader 3 and receives, from member 1, a
+	// proposal and a read index request (1 still took 2 for the leader).
+	st := raft.NewMemoryStorage()
+	cs := &raftpb.ConfState{Voters: []uint64{1, 2, 3}}
+	if err := st.ApplySnapshot(&raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{ConfState: cs, Index: new(uint64(1)), Term: new(uint64(1))}}); err != nil {
+		t.Fatal(err)
+	}
+	rn, err := raft.NewRawNode(&raft.Config{ID: 2, ElectionTick: 10, HeartbeatTick: 1, Storage: st, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16,
+		Logger: &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heartbeat := &raftpb.Message{Type: new(raftpb.MsgHeartbeat), From: new(uint64(3)), To: new(uint64(2)), Term: new(uint64(2)), Commit: new(uint64(1))}
+	prop := &raftpb.Message{Type: new(raftpb.MsgProp), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(0)),
+		Entries: []*raftpb.Entry{{Data: []byte("put")}}}
+	read := &raftpb.Message{Type: new(raftpb.MsgReadIndex), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(0)),
+		Entries: []*raftpb.Entry{{Data: []byte("read-ctx")}}}
+	for _, m := range []*raftpb.Message{heartbeat, prop, read} {
+		if err := rn.Step(m); err != nil {
+			t.Fatalf("step %s: %v", m.GetType(), err)
+		}
+	}
+	var relayedMsgs []*raftpb.Message
+	for _, m := range rn.Ready().Messages {
+		if m.GetTo() == 3 && m.GetFrom() == 1 {
+			relayedMsgs = append(relayedMsgs, m)
+		}
+	}
+	if len(relayedMsgs) != 2 {
+		t.Fatalf("raft relayed %s from 1 to the leader, want MsgProp and MsgReadIndex", describe(relayedMsgs))
+	}
+
+	// Member 2 sends them on its stream to leader 3.
+	leader := startMember(t, 3, 7, "")
+	var body []byte
+	for _, m := range relayedMsgs {
+		body = append(body, frame(t, m)...)
+	}
+	if got := postStream(t, leader, 7, 2, 3, body); got != http.StatusOK {
+		t.Fatalf("status %d", got)
+	}
+	eventually(t, "the relayed messages reach raft", func() bool { return len(leader.raft.received(1)) == 2 })
+	if strings.Contains(leader.logs.String(), "dropping raft message") {
+		t.Errorf("the leader dropped a relayed message:\n%s", leader.logs.String())
 	}
 }
