@@ -188,6 +188,7 @@ written for etcdctl work unchanged.`,
 		a.electCommand(),
 		a.memberCommand(),
 		a.endpointCommand(),
+		a.snapshotCommand(),
 		a.versionCommand(),
 	)
 	return root
