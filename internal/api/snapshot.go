@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvorum/kvorum/internal/server"
 	"github.com/kvorum/kvorum/internal/snapshot"
 	"github.com/kvorum/kvorum/internal/version"
 )
@@ -21,6 +23,9 @@ const snapshotChunkBytes = 32 * 1024
 // with nothing remaining. Every message carries the storage version.
 func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
 	dbPath, cleanup, err := m.s.BuildSnapshot()
+	if errors.Is(err, server.ErrStopped) {
+		return toGRPC(err)
+	}
 	if err != nil {
 		return status.Error(codes.Internal, fmt.Sprintf("build snapshot: %v", err))
 	}

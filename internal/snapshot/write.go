@@ -3,6 +3,7 @@ package snapshot
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,7 +36,13 @@ type BuildOptions struct {
 	// Term is the raft term recorded with the applied index (etcd's "term"
 	// meta key). Restores ignore it.
 	Term uint64
+	// Abort, when closed, makes Build give up (with ErrAborted) before
+	// its next transaction: the server closes it when it stops.
+	Abort <-chan struct{}
 }
+
+// ErrAborted is what Build returns when BuildOptions.Abort was closed.
+var ErrAborted = errors.New("snapshot build aborted: the server is stopping")
 
 // Build writes a bbolt database in etcd's layout at path (which must not
 // exist) from r, a consistent view of a member's state machine. The file
@@ -58,6 +65,11 @@ func Build(path string, r pebble.Reader, opts BuildOptions) (err error) {
 	}
 	var batch []mvcc.Change
 	flush := func() error {
+		select {
+		case <-opts.Abort:
+			return ErrAborted
+		default:
+		}
 		err := update(db, func(tx *boltTx) error {
 			for _, c := range batch {
 				k := etcdmvcc.BucketKeyToBytes(etcdmvcc.BucketKey{Revision: etcdmvcc.Revision{Main: c.Rev.Main, Sub: c.Rev.Sub}}, etcdmvcc.NewRevBytes())
