@@ -129,10 +129,15 @@ type Status struct {
 // does: the CRC-32C of every bucket name, key and value in order, the
 // highest revision, the number of live keys, the database size and its
 // storage version.
-func (f *File) Status() (Status, error) {
-	var st Status
+func (f *File) Status() (st Status, err error) {
 	live := make(map[string]struct{})
-	err := f.db.View(func(tx *bolt.Tx) error {
+	defer func() {
+		// bbolt panics on some damaged pages; a status report must not.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("snapshot %s: the database is damaged: %v", f.Path, r)
+		}
+	}()
+	err = f.db.View(func(tx *bolt.Tx) error {
 		var problems []string
 		for err := range tx.Check() {
 			problems = append(problems, err.Error())
