@@ -380,3 +380,51 @@ func TestSnapshotFromEtcdRestoresIntoKvorum(t *testing.T) {
 	}
 	dst.checkLogs()
 }
+
+// TestSnapshotRestoreBumpRevisionMatchesEtcdutl restores one etcd snapshot
+// with --bump-revision and --mark-compacted into a real etcd (etcdutl) and
+// into Kvorum (kvorumctl): both serve the same keys, refuse reads below
+// the bumped revision as compacted, and give the next write the same
+// revision.
+func TestSnapshotRestoreBumpRevisionMatchesEtcdutl(t *testing.T) {
+	etcd := officialEtcd(t)
+	src := newCluster(t, etcd.Server, 1)
+	rev := snapshotLoad(t, src.client())
+	path := filepath.Join(t.TempDir(), "etcd.db")
+	if r := runCtl(t, etcd.Ctl, src.endpoints(), "", "snapshot", "save", path); r.code != 0 {
+		t.Fatalf("etcdctl snapshot save: %v", r)
+	}
+	const bump = 1000
+	var nextRevs []int64
+	var served [][]snapKV
+	for _, tool := range []struct{ server, restore string }{{etcd.Server, etcd.Util}, {kvorumBin, kvorumctlBin}} {
+		c := newStoppedCluster(t, rcluster.Config{Bin: tool.server, Members: 1, Token: "bumped"})
+		m := c.members[0]
+		r := runTool(t, tool.restore, "snapshot", "restore", path, "--data-dir", m.DataDir, "--name", m.Name,
+			"--initial-cluster", m.Name+"="+m.PeerURL, "--initial-cluster-token", "bumped",
+			"--initial-advertise-peer-urls", m.PeerURL, "--bump-revision", fmt.Sprint(bump), "--mark-compacted")
+		if r.code != 0 {
+			t.Fatalf("%s snapshot restore --bump-revision: %v", tool.restore, r)
+		}
+		m.start()
+		c.waitHealthy(m)
+		kvs, _ := ctlGetAll(t, etcd.Ctl, m.ClientURL, 0)
+		served = append(served, kvs)
+		if r := runCtl(t, etcd.Ctl, c.endpoints(), "", "get", "a/", "--prefix", fmt.Sprintf("--rev=%d", rev)); !strings.Contains(r.stderr, "required revision has been compacted") {
+			t.Errorf("%s: read at the snapshot's revision %d after a bumped restore: %v", tool.server, rev, r)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		put, err := c.client().Put(ctx, "after", "bump")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nextRevs = append(nextRevs, put.Header.Revision)
+	}
+	if !reflect.DeepEqual(served[0], served[1]) || len(served[0]) == 0 {
+		t.Errorf("after a bumped restore etcd serves %+v, Kvorum %+v", served[0], served[1])
+	}
+	if nextRevs[0] != nextRevs[1] || nextRevs[0] <= rev+bump {
+		t.Errorf("first write after a restore bumped by %d from revision %d: etcd %d, Kvorum %d", bump, rev, nextRevs[0], nextRevs[1])
+	}
+}
