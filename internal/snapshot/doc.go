@@ -2,9 +2,10 @@
 // that a Kvorum backup and an etcd v3.6 backup are the same kind of file.
 //
 // A snapshot file is a bbolt database laid out as etcd's backend lays out
-// its own (the buckets, keys and encodings of etcd's storage schema, taken
-// from etcd's packages rather than redefined here), followed by the sha256
-// of the database bytes.
+// its own (the buckets, keys and encodings of etcd's storage schema; see
+// format.go for why they are restated, and format_test.go, which checks
+// them against etcd's own packages), followed by the sha256 of the
+// database bytes.
 //
 // # Writing
 //

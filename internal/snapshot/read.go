@@ -11,10 +11,9 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/coreos/go-semver/semver"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	etcdmvcc "go.etcd.io/etcd/server/v3/storage/mvcc"
-	"go.etcd.io/etcd/server/v3/storage/schema"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -146,30 +145,28 @@ func (f *File) Status() (st Status, err error) {
 			return fmt.Errorf("snapshot %s: integrity check found %d errors: %s", f.Path, len(problems), strings.Join(problems, "; "))
 		}
 		st.TotalSize = tx.Size()
-		if v := schema.ReadStorageVersionFromSnapshot(tx); v != nil {
-			st.Version = v.String()
-		}
+		st.Version = storageVersion(tx)
 		h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 		defer func() { st.Hash = h.Sum32() }()
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			h.Write(name)
-			isKey := bytes.Equal(name, schema.Key.Name())
+			isKey := bytes.Equal(name, bucketKey)
 			return b.ForEach(func(k, v []byte) error {
 				h.Write(k)
 				h.Write(v)
 				if !isKey {
 					return nil
 				}
-				bk, err := decodeBucketKey(k)
+				main, _, tombstone, err := parseRevKey(k)
 				if err != nil {
 					return fmt.Errorf("snapshot %s: %w", f.Path, err)
 				}
-				st.Revision = bk.Main
+				st.Revision = main
 				kv := &mvccpb.KeyValue{}
 				if err := proto.Unmarshal(v, kv); err != nil {
-					return fmt.Errorf("snapshot %s: key-value at revision %d is corrupt: %w", f.Path, bk.Main, err)
+					return fmt.Errorf("snapshot %s: key-value at revision %d is corrupt: %w", f.Path, main, err)
 				}
-				if etcdmvcc.IsTombstone(k) {
+				if tombstone {
 					delete(live, string(kv.Key))
 				} else {
 					live[string(kv.Key)] = struct{}{}
@@ -182,13 +179,16 @@ func (f *File) Status() (st Status, err error) {
 	return st, err
 }
 
-// decodeBucketKey decodes a key of the key bucket, refusing a malformed
-// one (etcd's decoder panics on those).
-func decodeBucketKey(k []byte) (bk etcdmvcc.BucketKey, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed revision key %x: %v", k, r)
-		}
-	}()
-	return etcdmvcc.BytesToBucketKey(k), nil
+// storageVersion is the storage version a file records, in etcd's
+// major.minor.patch form, or "" (files of etcd before 3.6).
+func storageVersion(tx *bolt.Tx) string {
+	b := tx.Bucket(bucketMeta)
+	if b == nil {
+		return ""
+	}
+	v, err := semver.NewVersion(string(b.Get(metaStorageVersion)))
+	if err != nil {
+		return ""
+	}
+	return v.String()
 }

@@ -13,8 +13,6 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
-	etcdmvcc "go.etcd.io/etcd/server/v3/storage/mvcc"
-	"go.etcd.io/etcd/server/v3/storage/schema"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/lease"
@@ -146,36 +144,40 @@ func (f *File) importInto(dir string, cfg RestoreConfig) (res *RestoreResult, er
 	live := make(map[string]struct{})
 	b := eng.DB.NewBatch()
 	n := 0
-	err = f.db.View(func(btx *bolt.Tx) (err error) {
-		tx := &boltTx{tx: btx}
+	err = f.db.View(func(tx *bolt.Tx) (err error) {
 		defer func() {
-			// etcd's schema readers panic on records they cannot decode.
+			// bbolt panics on some damaged pages.
 			if r := recover(); r != nil {
-				err = fmt.Errorf("snapshot %s: corrupt record: %v", f.Path, r)
+				err = fmt.Errorf("snapshot %s: the database is damaged: %v", f.Path, r)
 			}
 		}()
-		leases = schema.MustUnsafeGetAllLeases(tx)
-		var ok bool
-		if finished, ok = etcdmvcc.UnsafeReadFinishedCompact(tx); !ok {
-			finished = -1
+		if leases, err = readLeases(tx); err != nil {
+			return fmt.Errorf("snapshot %s: %w", f.Path, err)
 		}
-		if scheduled, ok = etcdmvcc.UnsafeReadScheduledCompact(tx); !ok {
-			scheduled = -1
+		if finished, err = readCompactRev(tx, metaFinishedCompact); err != nil {
+			return fmt.Errorf("snapshot %s: %w", f.Path, err)
 		}
-		return tx.UnsafeForEach(schema.Key, func(k, v []byte) error {
-			bk, err := decodeBucketKey(k)
+		if scheduled, err = readCompactRev(tx, metaScheduledCompact); err != nil {
+			return fmt.Errorf("snapshot %s: %w", f.Path, err)
+		}
+		keys := tx.Bucket(bucketKey)
+		if keys == nil {
+			return fmt.Errorf("snapshot %s: %w: it has no %q bucket", f.Path, ErrNotSnapshot, bucketKey)
+		}
+		return keys.ForEach(func(k, v []byte) error {
+			main, sub, tombstone, err := parseRevKey(k)
 			if err != nil {
 				return fmt.Errorf("snapshot %s: %w", f.Path, err)
 			}
-			res.Revision = max(res.Revision, bk.Main)
+			res.Revision = max(res.Revision, main)
 			if len(v) == 0 {
 				return nil // a revision marker (etcdutl --bump-revision), not a change
 			}
 			kv := &mvccpb.KeyValue{}
 			if err := proto.Unmarshal(v, kv); err != nil {
-				return fmt.Errorf("snapshot %s: key-value at revision %d is corrupt: %w", f.Path, bk.Main, err)
+				return fmt.Errorf("snapshot %s: key-value at revision %d is corrupt: %w", f.Path, main, err)
 			}
-			c := mvcc.Change{Rev: storage.Revision{Main: bk.Main, Sub: bk.Sub}, KV: kv, Tombstone: etcdmvcc.IsTombstone(k)}
+			c := mvcc.Change{Rev: storage.Revision{Main: main, Sub: sub}, KV: kv, Tombstone: tombstone}
 			if c.Tombstone {
 				c.KV = &mvccpb.KeyValue{Key: kv.Key}
 				delete(live, string(kv.Key))
@@ -249,4 +251,40 @@ func (f *File) importInto(dir string, cfg RestoreConfig) (res *RestoreResult, er
 		res.CompactRev = compactTo
 	}
 	return res, nil
+}
+
+// readLeases returns the lease records of the lease bucket.
+func readLeases(tx *bolt.Tx) ([]*leasepb.Lease, error) {
+	b := tx.Bucket(bucketLease)
+	if b == nil {
+		return nil, nil
+	}
+	var out []*leasepb.Lease
+	err := b.ForEach(func(k, v []byte) error {
+		l := &leasepb.Lease{}
+		if err := proto.Unmarshal(v, l); err != nil {
+			return fmt.Errorf("lease record %x is corrupt: %w", k, err)
+		}
+		out = append(out, l)
+		return nil
+	})
+	return out, err
+}
+
+// readCompactRev reads a compaction revision of the meta bucket; -1 when
+// there is none.
+func readCompactRev(tx *bolt.Tx, key []byte) (int64, error) {
+	b := tx.Bucket(bucketMeta)
+	if b == nil {
+		return -1, nil
+	}
+	v := b.Get(key)
+	if v == nil {
+		return -1, nil
+	}
+	main, _, _, err := parseRevKey(v)
+	if err != nil {
+		return 0, fmt.Errorf("meta record %s: %w", key, err)
+	}
+	return main, nil
 }

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,16 +10,11 @@ import (
 	"os"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/coreos/go-semver/semver"
 	bolt "go.etcd.io/bbolt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/types"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
-	etcdmvcc "go.etcd.io/etcd/server/v3/storage/mvcc"
-	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.etcd.io/raft/v3/raftpb"
-	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/lease"
@@ -60,7 +56,7 @@ func Build(path string, r pebble.Reader, opts BuildOptions) (err error) {
 			err = cerr
 		}
 	}()
-	if err := update(db, func(tx *boltTx) error { return writeMeta(tx, r, opts) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error { return writeMeta(tx, r, opts) }); err != nil {
 		return err
 	}
 	var batch []mvcc.Change
@@ -70,20 +66,19 @@ func Build(path string, r pebble.Reader, opts BuildOptions) (err error) {
 			return ErrAborted
 		default:
 		}
-		err := update(db, func(tx *boltTx) error {
+		err := db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketKey)
+			// Keys come in ascending order: fill pages further before
+			// splitting them, as etcd's backend does for this bucket.
+			b.FillPercent = 0.9
 			for _, c := range batch {
-				k := etcdmvcc.BucketKeyToBytes(etcdmvcc.BucketKey{Revision: etcdmvcc.Revision{Main: c.Rev.Main, Sub: c.Rev.Sub}}, etcdmvcc.NewRevBytes())
-				if c.Tombstone {
-					// etcd marks a tombstone's revision key with a trailing
-					// 't' (mvcc.IsTombstone); the marking constructor is not
-					// exported.
-					k = append(k, 't')
-				}
 				v, err := proto.Marshal(c.KV)
 				if err != nil {
 					return err
 				}
-				tx.UnsafeSeqPut(schema.Key, k, v)
+				if err := b.Put(revKey(c.Rev.Main, c.Rev.Sub, c.Tombstone), v); err != nil {
+					return err
+				}
 			}
 			return nil
 		})
@@ -103,29 +98,26 @@ func Build(path string, r pebble.Reader, opts BuildOptions) (err error) {
 	return flush()
 }
 
-func update(db *bolt.DB, fn func(tx *boltTx) error) error {
-	return db.Update(func(btx *bolt.Tx) error {
-		tx := &boltTx{tx: btx}
-		if err := fn(tx); err != nil {
-			return err
-		}
-		return tx.err
-	})
-}
-
 // writeMeta writes everything but the key space: the buckets etcd always
 // has, the meta records, leases, members and the cluster version.
-func writeMeta(tx *boltTx, r pebble.Reader, opts BuildOptions) error {
-	for _, b := range schema.AllBuckets {
-		tx.UnsafeCreateBucket(b)
+func writeMeta(tx *bolt.Tx, r pebble.Reader, opts BuildOptions) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
 	}
+	meta := tx.Bucket(bucketMeta)
 	_, compactRev, err := mvcc.StoredRevs(r)
 	if err != nil {
 		return err
 	}
 	if compactRev > 0 {
-		etcdmvcc.UnsafeSetScheduledCompact(tx, compactRev)
-		etcdmvcc.UnsafeSetFinishedCompact(tx, compactRev)
+		if err := meta.Put(metaScheduledCompact, revKey(compactRev, 0, false)); err != nil {
+			return err
+		}
+		if err := meta.Put(metaFinishedCompact, revKey(compactRev, 0, false)); err != nil {
+			return err
+		}
 	}
 	applied, err := storage.Get(r, storage.AppliedIndexKey)
 	if err != nil {
@@ -135,17 +127,36 @@ func writeMeta(tx *boltTx, r pebble.Reader, opts BuildOptions) error {
 	if err != nil {
 		return err
 	}
-	schema.UnsafeUpdateConsistentIndex(tx, index, opts.Term)
-	ver := semver.Must(semver.NewVersion(version.StorageVersion))
-	schema.UnsafeSetStorageVersion(tx, ver)
-	tx.UnsafePut(schema.Cluster, schema.ClusterClusterVersionKeyName, []byte(ver.String()))
+	// etcd never records index 0 (it means "not loaded yet").
+	if index > 0 {
+		if err := meta.Put(metaConsistentIndex, binary.BigEndian.AppendUint64(nil, index)); err != nil {
+			return err
+		}
+		if opts.Term > 0 {
+			if err := meta.Put(metaTerm, binary.BigEndian.AppendUint64(nil, opts.Term)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := meta.Put(metaStorageVersion, []byte(version.StorageVersion)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketCluster).Put(clusterVersionKey, []byte(version.StorageVersion)); err != nil {
+		return err
+	}
 
 	leases, err := lease.Records(r)
 	if err != nil {
 		return fmt.Errorf("read leases for snapshot: %w", err)
 	}
 	for _, l := range leases {
-		schema.MustUnsafePutLease(tx, &leasepb.Lease{ID: l.ID, TTL: l.TTL, RemainingTTL: l.Remaining})
+		v, err := proto.Marshal(&leasepb.Lease{ID: l.ID, TTL: l.TTL, RemainingTTL: l.Remaining})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketLease).Put(leaseKey(l.ID), v); err != nil {
+			return err
+		}
 	}
 
 	members, err := readMembers(r)
@@ -154,16 +165,16 @@ func writeMeta(tx *boltTx, r pebble.Reader, opts BuildOptions) error {
 	}
 	cs := &raftpb.ConfState{}
 	for _, m := range members {
-		em := &membership.Member{
-			ID:             types.ID(m.GetID()),
-			RaftAttributes: membership.RaftAttributes{PeerURLs: m.GetPeerURLs(), IsLearner: m.GetIsLearner()},
-			Attributes:     membership.Attributes{Name: m.GetName(), ClientURLs: m.GetClientURLs()},
-		}
-		v, err := json.Marshal(em)
+		v, err := json.Marshal(&memberRecord{
+			ID: types.ID(m.GetID()), PeerURLs: m.GetPeerURLs(), IsLearner: m.GetIsLearner(),
+			Name: m.GetName(), ClientURLs: m.GetClientURLs(),
+		})
 		if err != nil {
 			return err
 		}
-		tx.UnsafePut(schema.Members, schema.BackendMemberKey(em.ID), v)
+		if err := tx.Bucket(bucketMembers).Put(memberKey(m.GetID()), v); err != nil {
+			return err
+		}
 		if m.GetIsLearner() {
 			cs.Learners = append(cs.Learners, m.GetID())
 		} else {
@@ -171,7 +182,13 @@ func writeMeta(tx *boltTx, r pebble.Reader, opts BuildOptions) error {
 		}
 	}
 	if len(members) > 0 {
-		schema.MustUnsafeSaveConfStateToBackend(zap.NewNop(), tx, cs)
+		v, err := json.Marshal(cs)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(metaConfState, v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
