@@ -48,10 +48,9 @@ func Build(path string, r pebble.Reader, opts BuildOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("create snapshot database %s: %w", path, err)
 	}
+	// Not synced: the database is an intermediate file, read back at once
+	// (an fsync of it would compete with the member's own for the disk).
 	defer func() {
-		if err == nil {
-			err = db.Sync()
-		}
 		if cerr := db.Close(); err == nil {
 			err = cerr
 		}
