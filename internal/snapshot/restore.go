@@ -121,6 +121,14 @@ func Restore(cfg RestoreConfig) (*RestoreResult, error) {
 		return nil, fmt.Errorf("move restored data into %s: %w", cfg.DataDir, err)
 	}
 	done = true
+	// The rename is durable once the parent directory is.
+	if d, err := os.Open(parent); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sync %s: %w", parent, err)
+		}
+	}
 	return res, nil
 }
 
