@@ -9,6 +9,7 @@ import (
 	clientv3snapshot "go.etcd.io/etcd/client/v3/snapshot"
 	"go.uber.org/zap"
 
+	"github.com/kvorum/kvorum/internal/config"
 	"github.com/kvorum/kvorum/internal/snapshot"
 )
 
@@ -48,7 +49,7 @@ file, each with its own --name and --initial-advertise-peer-urls.`,
 		}),
 	}
 	f := restore.Flags()
-	f.StringVar(&rc.DataDir, "data-dir", "", "Path to the output data directory (default <name>.etcd); it must not exist or be empty")
+	f.StringVar(&rc.DataDir, "data-dir", "", "Path to the output data directory (default <name>.kvorum, as kvorum's); it must not exist or be empty")
 	f.StringVar(&rc.InitialCluster, "initial-cluster", "default=http://localhost:2380", "Initial cluster configuration for restore bootstrap")
 	f.StringVar(&rc.ClusterToken, "initial-cluster-token", "etcd-cluster", "Initial cluster token for the cluster during restore bootstrap")
 	f.StringVar(&peerURLs, "initial-advertise-peer-urls", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster")
@@ -122,7 +123,9 @@ func (a *app) snapshotRestore(rc snapshot.RestoreConfig, args []string) error {
 	}
 	rc.SnapshotPath = args[0]
 	if rc.DataDir == "" {
-		rc.DataDir = rc.Name + ".etcd"
+		// kvorum's own default for the same --name, so that
+		// `kvorum --name NAME` starts from it.
+		rc.DataDir = rc.Name + config.DefaultDataDirSuffix
 	}
 	res, err := snapshot.Restore(rc)
 	if err != nil {
