@@ -267,9 +267,13 @@ func TestSnapshotFromKvorumRestoresIntoEtcdAndKvorum(t *testing.T) {
 	if want := fmt.Sprintf("Snapshot saved at %s\nServer version 3.6.0\n", ctlPath); r.code != 0 || r.stdout != want {
 		t.Errorf("kvorumctl snapshot save: want stdout %q, got %v", want, r)
 	}
-	utilOut, st := snapshotStatus(t, etcd.Util, path)
-	if ctlOut, _ := snapshotStatus(t, kvorumctlBin, path); ctlOut != utilOut {
-		t.Errorf("kvorumctl snapshot status printed %q, etcdutl %q", ctlOut, utilOut)
+	_, st := snapshotStatus(t, etcd.Util, path)
+	for _, format := range []string{"simple", "table", "json", "fields", "protobuf"} {
+		util := runTool(t, etcd.Util, "snapshot", "status", path, "-w", format)
+		ctl := runTool(t, kvorumctlBin, "snapshot", "status", path, "-w", format)
+		if util.stdout != ctl.stdout || util.code != ctl.code {
+			t.Errorf("snapshot status -w %s:\n etcdutl %v\n kvorumctl %v", format, util, ctl)
+		}
 	}
 	want, _ := ctlGetAll(t, etcd.Ctl, src.members[0].ClientURL, st.Revision)
 	if len(want) < 80 {
