@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-semver/semver"
 	bolt "go.etcd.io/bbolt"
@@ -25,6 +26,10 @@ var (
 	ErrChecksum    = errors.New("has a wrong sha256 checksum (corrupt or altered)")
 	ErrNoChecksum  = errors.New("has no sha256 checksum (a db file copied from a data dir?); pass --skip-hash-check to use it anyway")
 )
+
+// lockTimeout bounds the wait for a database file that a running etcd
+// holds locked (etcdutl's default --timeout).
+const lockTimeout = 10 * time.Second
 
 // A File is a snapshot file that passed Open's checks, open for reading.
 type File struct {
@@ -64,7 +69,10 @@ func Open(path string, skipHashCheck bool) (f *File, err error) {
 			err = fmt.Errorf("snapshot %s: %w (reading it failed: %v)", path, ErrTruncated, r)
 		}
 	}()
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true})
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("snapshot %s is locked by another process (a running etcd using it?); stop it or copy the file first", path)
+	}
 	if err != nil {
 		if size < 2*4096 && size > 0 && !errors.Is(err, bolt.ErrInvalid) {
 			return nil, fmt.Errorf("snapshot %s: %w", path, ErrTruncated)
