@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
+	"github.com/kvorum/kvorum/internal/testbin"
 )
 
 // snapshotLoad writes a history with something of everything a backup must
@@ -430,5 +431,64 @@ func TestSnapshotRestoreBumpRevisionMatchesEtcdutl(t *testing.T) {
 	}
 	if nextRevs[0] != nextRevs[1] || nextRevs[0] <= rev+bump {
 		t.Errorf("first write after a restore bumped by %d from revision %d: etcd %d, Kvorum %d", bump, rev, nextRevs[0], nextRevs[1])
+	}
+}
+
+// olderEtcds are the earlier etcd releases whose snapshots Kvorum restores:
+// the last of the 3.5 and 3.6 lines (3.5 writes no storage version).
+var olderEtcds = []string{"v3.5.36", "v3.6.17"}
+
+var olderEtcdOnce sync.Map // version -> *etcdBuild
+
+type etcdBuild struct {
+	once sync.Once
+	etcd *testbin.Etcd
+	err  error
+}
+
+// officialEtcdVersion is officialEtcd for another release.
+func officialEtcdVersion(t *testing.T, version string) *testbin.Etcd {
+	t.Helper()
+	v, _ := olderEtcdOnce.LoadOrStore(version, &etcdBuild{})
+	b := v.(*etcdBuild)
+	b.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		b.etcd, b.err = testbin.OfficialEtcd(ctx, version, func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...)
+		})
+	})
+	if b.err != nil {
+		msg := fmt.Sprintf("official etcd %s is unavailable: %v", version, b.err)
+		if os.Getenv("KVORUM_E2E_REQUIRE_ETCD") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return b.etcd
+}
+
+// TestSnapshotFromOlderEtcdRestoresIntoKvorum restores snapshots saved by
+// etcd 3.5 and 3.6 (with their own etcdctl) into Kvorum.
+func TestSnapshotFromOlderEtcdRestoresIntoKvorum(t *testing.T) {
+	current := officialEtcd(t)
+	for _, version := range olderEtcds {
+		t.Run(version, func(t *testing.T) {
+			old := officialEtcdVersion(t, version)
+			src := newCluster(t, old.Server, 1)
+			cli := src.client()
+			rev := snapshotLoad(t, cli)
+			want, _ := ctlGetAll(t, current.Ctl, src.members[0].ClientURL, 0)
+			wantLeases := leasesOf(t, cli)
+			path := filepath.Join(t.TempDir(), "etcd.db")
+			if r := runCtl(t, old.Ctl, src.endpoints(), "", "snapshot", "save", path); r.code != 0 {
+				t.Fatalf("etcdctl %s snapshot save: %v", version, r)
+			}
+			const token = "from-older-etcd"
+			dst := newStoppedCluster(t, rcluster.Config{Bin: kvorumBin, Members: 1, Token: token})
+			restoreMembers(t, kvorumctlBin, path, token, dst)
+			checkRestored(t, current.Ctl, dst, want, rev, wantLeases)
+			dst.checkLogs()
+		})
 	}
 }
