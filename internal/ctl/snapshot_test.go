@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,15 +24,15 @@ func emptySnapshot(t *testing.T) []byte {
 	if err := eng.DB.Set(storage.AppliedIndexKey, storage.PutUint64(3), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "snap.db")
-	if _, err := snapshot.Save(path, t.TempDir(), eng.DB, snapshot.BuildOptions{}); err != nil {
+	path := filepath.Join(t.TempDir(), "db")
+	if err := snapshot.Build(path, eng.DB, snapshot.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
+	var b bytes.Buffer
+	if _, err := snapshot.WriteTo(&b, path); err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return b.Bytes()
 }
 
 func TestSnapshotStatusPrintsAsEtcdutl(t *testing.T) {

@@ -95,7 +95,16 @@ func saveFile(t *testing.T, db *pebble.DB) string {
 	path := filepath.Join(t.TempDir(), "snap.db")
 	snap := db.NewSnapshot()
 	defer snap.Close()
-	if _, err := Save(path, t.TempDir(), snap, BuildOptions{Term: 3}); err != nil {
+	dbPath := filepath.Join(t.TempDir(), "db")
+	if err := Build(dbPath, snap, BuildOptions{Term: 3}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := WriteTo(f, dbPath); err != nil {
 		t.Fatal(err)
 	}
 	return path

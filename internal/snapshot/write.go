@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/cockroachdb/pebble/v2"
 	bolt "go.etcd.io/bbolt"
@@ -243,35 +242,4 @@ func WriteTo(w io.Writer, path string) (int64, error) {
 	}
 	m, err := w.Write(h.Sum(nil))
 	return n + int64(m), err
-}
-
-// Save builds a snapshot of r and writes it to the file at path, which
-// must not exist; a failure leaves no file behind. tmpDir holds the
-// intermediate database. It returns the file's size.
-func Save(path, tmpDir string, r pebble.Reader, opts BuildOptions) (int64, error) {
-	dir, err := os.MkdirTemp(tmpDir, "kvorum-snapshot-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	dbPath := dir + string(os.PathSeparator) + "db"
-	if err := Build(dbPath, r, opts); err != nil {
-		return 0, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	n, err := WriteTo(f, dbPath)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return 0, err
-	}
-	return n, nil
 }
