@@ -35,8 +35,6 @@ const lockTimeout = 10 * time.Second
 type File struct {
 	Path string
 	db   *bolt.DB
-	// HasChecksum says whether the file ends with a checksum.
-	HasChecksum bool
 }
 
 // hasChecksum reports whether a file of n bytes ends with a checksum: the
@@ -95,7 +93,7 @@ func Open(path string, skipHashCheck bool) (f *File, err error) {
 			return nil, err
 		}
 	}
-	return &File{Path: path, db: db, HasChecksum: withSum}, nil
+	return &File{Path: path, db: db}, nil
 }
 
 func verifySum(path string, dbLen int64) error {
