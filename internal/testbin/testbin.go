@@ -35,13 +35,15 @@ type Etcd struct {
 	Version string
 	Server  string // path of the etcd server binary
 	Ctl     string // path of etcdctl
+	Util    string // path of etcdutl (snapshot status and restore)
 }
 
 // EtcdDirEnv names a directory holding prebuilt etcd and etcdctl binaries
-// to use instead of building them (for machines without the module proxy).
+// (and etcdutl) to use instead of building them (for machines without the
+// module proxy).
 const EtcdDirEnv = "KVORUM_TEST_ETCD_DIR"
 
-// OfficialEtcd returns the etcd server and etcdctl at version (such as
+// OfficialEtcd returns the etcd server, etcdctl and etcdutl at version (such as
 // "v3.7.3"), built from the Go module proxy on first use into
 // <user cache dir>/kvorum-test/etcd-<version>/ and reused afterwards. The
 // build runs in a throw-away module, holds a file lock so concurrent test
@@ -64,7 +66,20 @@ func OfficialEtcd(ctx context.Context, version string, logf func(format string, 
 	if err != nil {
 		return nil, err
 	}
-	return etcdIn(dir, version), nil
+	e := etcdIn(dir, version)
+	// etcdutl is cached on its own, so caches made before it was added
+	// stay valid.
+	utilDir, err := cached(ctx, "etcdutl-"+version, []string{"etcdutl"}, func(ctx context.Context, out string) error {
+		if logf != nil {
+			logf("building official etcdutl %s from the Go module proxy into the cache (once)", version)
+		}
+		return buildModuleCommand(ctx, "go.etcd.io/etcd/etcdutl/v3", version, filepath.Join(out, "etcdutl"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.Util = filepath.Join(utilDir, "etcdutl")
+	return e, nil
 }
 
 // cached returns <user cache dir>/kvorum-test/<name>, building it with
@@ -132,7 +147,7 @@ func executable(paths ...string) bool {
 }
 
 func etcdIn(dir, version string) *Etcd {
-	return &Etcd{Version: version, Server: filepath.Join(dir, "etcd"), Ctl: filepath.Join(dir, "etcdctl")}
+	return &Etcd{Version: version, Server: filepath.Join(dir, "etcd"), Ctl: filepath.Join(dir, "etcdctl"), Util: filepath.Join(dir, "etcdutl")}
 }
 
 func (e *Etcd) complete() bool { return executable(e.Server, e.Ctl) }
@@ -154,6 +169,24 @@ func buildEtcd(ctx context.Context, version, out string) error {
 		return err
 	}
 	return goCmd(ctx, mod, env, "build", "-o", filepath.Join(out, "etcdctl"), "go.etcd.io/etcd/etcdctl/v3")
+}
+
+// buildModuleCommand builds the main package of module at version into
+// out, in a throw-away module as buildEtcd does.
+func buildModuleCommand(ctx context.Context, module, version, out string) error {
+	mod, err := os.MkdirTemp("", "kvorum-etcd-module-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(mod)
+	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module kvorumtestetcd\n\ngo 1.24\n"), 0o644); err != nil {
+		return err
+	}
+	env := []string{"GOWORK=off", "GOFLAGS=-mod=mod"}
+	if err := goCmd(ctx, mod, env, "get", module+"@"+version); err != nil {
+		return err
+	}
+	return goCmd(ctx, mod, env, "build", "-o", out, module)
 }
 
 func goCmd(ctx context.Context, dir string, env []string, args ...string) error {
