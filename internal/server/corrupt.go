@@ -64,7 +64,7 @@ func (s *Server) initialCorruptCheck() {
 	}
 	mine, err := s.HashKV(&pb.HashKVRequest{})
 	if err != nil {
-		s.lg.Warn("initial corruption check skipped: cannot hash the local data", "err", err)
+		s.lg.Warn("initial hash check against the peers skipped: cannot hash the local data", "err", err)
 		return
 	}
 	compared := 0
@@ -76,7 +76,7 @@ func (s *Server) initialCorruptCheck() {
 		theirs, err := s.peerHashKV(ctx, m.GetID(), mine.GetHashRevision())
 		cancel()
 		if err != nil {
-			s.lg.Info("initial corruption check: a peer could not answer", "peer", fmt.Sprintf("%x", m.GetID()), "err", err)
+			s.lg.Info("initial hash check against the peers: a peer could not answer", "peer", fmt.Sprintf("%x", m.GetID()), "err", err)
 			continue
 		}
 		if theirs.GetCompactRevision() != mine.GetCompactRevision() {
@@ -90,7 +90,7 @@ func (s *Server) initialCorruptCheck() {
 			return
 		}
 	}
-	s.lg.Info("initial corruption check passed", "revision", mine.GetHashRevision(), "peers-compared", compared)
+	s.lg.Info("initial hash check against the peers passed", "revision", mine.GetHashRevision(), "peers-compared", compared)
 }
 
 // runCompactHashCheck has the leader compare, after each compaction, the
