@@ -23,6 +23,8 @@ type Config struct {
 	MaxTxnOps int
 	// Quota, if set, is asked before a request that grows the store.
 	Quota Quota
+	// Auth, if set, identifies the request's user and checks its access.
+	Auth Auth
 }
 
 // Quota refuses requests that would grow the store past its space quota.
@@ -44,25 +46,40 @@ func New(cfg Config) *Controller {
 	return &Controller{cfg: cfg}
 }
 
-// Admit returns nil if msg, received on the gRPC method named method, may
-// proceed, or the reason it may not (an error the api package maps to
-// etcd's gRPC errors).
-func (c *Controller) Admit(ctx context.Context, method string, msg proto.Message) error {
+// Admit returns the context to serve msg with (carrying its Identity),
+// if msg, received on the gRPC method named method, may proceed; or the
+// reason it may not (an error the api package maps to etcd's gRPC errors).
+func (c *Controller) Admit(ctx context.Context, method string, msg proto.Message) (context.Context, error) {
 	r, ok := rules[msg.ProtoReflect().Descriptor().FullName()]
 	if !ok {
-		return fmt.Errorf("%w: %s on %s", ErrNoRule, msg.ProtoReflect().Descriptor().FullName(), method)
+		return ctx, fmt.Errorf("%w: %s on %s", ErrNoRule, msg.ProtoReflect().Descriptor().FullName(), method)
 	}
 	if r.validate != nil {
 		if err := r.validate(c, msg); err != nil {
-			return err
+			return ctx, err
 		}
+	}
+	if a := c.cfg.Auth; a != nil && a.AuthEnabled() {
+		rev := a.AuthRevision()
+		user, err := a.Identify(ctx)
+		if err != nil {
+			return ctx, err
+		}
+		if r.authorize != nil {
+			if err := r.authorize(a, user, msg); err != nil {
+				return ctx, err
+			}
+		}
+		ctx = context.WithValue(ctx, identityKey{}, Identity{User: user, Revision: rev})
 	}
 	if r.cost != nil && c.cfg.Quota != nil {
 		if n := r.cost(msg); n > 0 {
-			return c.cfg.Quota.AllowGrowth(n)
+			if err := c.cfg.Quota.AllowGrowth(n); err != nil {
+				return ctx, err
+			}
 		}
 	}
-	return nil
+	return ctx, nil
 }
 
 // Knows reports whether admission has a rule for requests of the named
@@ -80,6 +97,10 @@ type rule struct {
 	// cost is how many bytes the request may add to the store, for the
 	// quota; nil for requests that never grow it.
 	cost func(msg proto.Message) int
+	// authorize checks the user's access when access control is on; nil
+	// for requests anyone may make (as in etcd: lease grants and
+	// keep-alives, member list, status, authenticate).
+	authorize authorizeFunc
 }
 
 // rules has one entry per request type the client plane accepts.
@@ -101,6 +122,19 @@ func costs[T proto.Message](m T, cost func(r T) int) {
 	r := rules[name]
 	r.cost = func(msg proto.Message) int { return cost(msg.(T)) }
 	rules[name] = r
+}
+
+// guards gives the rule for the type of m an access check.
+func guards[T proto.Message](m T, check func(a Auth, user string, r T) error) {
+	name := m.ProtoReflect().Descriptor().FullName()
+	r := rules[name]
+	r.authorize = func(a Auth, user string, msg proto.Message) error { return check(a, user, msg.(T)) }
+	rules[name] = r
+}
+
+// adminOnly makes the type of m need the root role.
+func adminOnly[T proto.Message](m T) {
+	guards(m, func(a Auth, user string, r T) error { return admin(a, user, r) })
 }
 
 // leaseCost is what a lease adds to the store, roughly its record.
@@ -168,6 +202,59 @@ func init() {
 	costs(&pb.PutRequest{}, putCost)
 	costs(&pb.TxnRequest{}, txnCost)
 	costs(&pb.LeaseGrantRequest{}, func(*pb.LeaseGrantRequest) int { return leaseCost })
+
+	// Who may do what once access control is on (etcd's rules).
+	guards(&pb.RangeRequest{}, rangeAccess)
+	guards(&pb.PutRequest{}, putAccess)
+	guards(&pb.DeleteRangeRequest{}, deleteAccess)
+	guards(&pb.TxnRequest{}, txnAccess)
+	guards(&pb.WatchRequest{}, watchAccess)
+	guards(&pb.LeaseRevokeRequest{}, func(a Auth, user string, r *pb.LeaseRevokeRequest) error {
+		return leaseKeysAccess(a, user, r.GetID(), true)
+	})
+	guards(&pb.LeaseTimeToLiveRequest{}, func(a Auth, user string, r *pb.LeaseTimeToLiveRequest) error {
+		return leaseKeysAccess(a, user, r.GetID(), false)
+	})
+	adminOnly(&pb.MemberAddRequest{})
+	adminOnly(&pb.MemberRemoveRequest{})
+	adminOnly(&pb.MemberUpdateRequest{})
+	adminOnly(&pb.MemberPromoteRequest{})
+	adminOnly(&pb.DefragmentRequest{})
+	adminOnly(&pb.HashRequest{})
+	adminOnly(&pb.HashKVRequest{})
+	adminOnly(&pb.SnapshotRequest{})
+	adminOnly(&pb.MoveLeaderRequest{})
+	adminOnly(&pb.DowngradeRequest{})
+	guards(&pb.AlarmRequest{}, func(a Auth, user string, r *pb.AlarmRequest) error {
+		if r.GetAction() == pb.AlarmRequest_GET {
+			return nil
+		}
+		return admin(a, user, r)
+	})
+	for _, m := range []proto.Message{&pb.AuthEnableRequest{}, &pb.AuthDisableRequest{}, &pb.AuthStatusRequest{},
+		&pb.AuthUserAddRequest{}, &pb.AuthUserListRequest{}, &pb.AuthUserDeleteRequest{},
+		&pb.AuthUserChangePasswordRequest{}, &pb.AuthUserGrantRoleRequest{}, &pb.AuthUserRevokeRoleRequest{},
+		&pb.AuthRoleAddRequest{}, &pb.AuthRoleListRequest{}, &pb.AuthRoleDeleteRequest{},
+		&pb.AuthRoleGrantPermissionRequest{}, &pb.AuthRoleRevokePermissionRequest{}} {
+		add[proto.Message](m, nil)
+		adminOnly(m)
+	}
+	add[*pb.AuthenticateRequest](&pb.AuthenticateRequest{}, nil)
+	// A user may read its own record and the roles it holds.
+	add[*pb.AuthUserGetRequest](&pb.AuthUserGetRequest{}, nil)
+	guards(&pb.AuthUserGetRequest{}, func(a Auth, user string, r *pb.AuthUserGetRequest) error {
+		if user != "" && user == r.GetName() {
+			return nil
+		}
+		return admin(a, user, r)
+	})
+	add[*pb.AuthRoleGetRequest](&pb.AuthRoleGetRequest{}, nil)
+	guards(&pb.AuthRoleGetRequest{}, func(a Auth, user string, r *pb.AuthRoleGetRequest) error {
+		if a.UserHasRole(user, r.GetRole()) {
+			return nil
+		}
+		return admin(a, user, r)
+	})
 
 	// gRPC health checking, which load balancers use without credentials.
 	add[*healthpb.HealthCheckRequest](&healthpb.HealthCheckRequest{}, nil)

@@ -41,7 +41,7 @@ func TestAdmitValidatesAsEtcd(t *testing.T) {
 		{"a type without a rule", &emptypb.Empty{}, ErrNoRule},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := c.Admit(context.Background(), "/test/Method", tc.req)
+			_, err := c.Admit(context.Background(), "/test/Method", tc.req)
 			switch {
 			case tc.want == nil && err != nil:
 				t.Fatalf("refused: %v", err)

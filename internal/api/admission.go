@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/admission"
@@ -13,7 +14,8 @@ import (
 // handler runs.
 func unaryAdmit(ac *admission.Controller) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := admit(ctx, ac, info.FullMethod, req); err != nil {
+		ctx, err := admit(ctx, ac, info.FullMethod, req)
+		if err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
@@ -21,8 +23,9 @@ func unaryAdmit(ac *admission.Controller) grpc.UnaryServerInterceptor {
 }
 
 // streamAdmit passes every message a client sends on a stream through
-// admission as the handler receives it; a refused message ends the stream
-// with the refusal.
+// admission as the handler receives it. A refused message is reported as a
+// *refusedMessage error; handlers that can refuse one message and go on
+// (watch creation) do, others end the stream with the refusal.
 func streamAdmit(ac *admission.Controller) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		return handler(srv, &admittingStream{ServerStream: ss, ac: ac, method: info.FullMethod})
@@ -39,13 +42,30 @@ func (s *admittingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return admit(s.Context(), s.ac, s.method, m)
+	if _, err := admit(s.Context(), s.ac, s.method, m); err != nil {
+		return &refusedMessage{msg: m, err: err}
+	}
+	return nil
 }
 
-func admit(ctx context.Context, ac *admission.Controller, method string, req any) error {
+// refusedMessage is a stream message admission refused.
+type refusedMessage struct {
+	msg any
+	err error // a gRPC status error
+}
+
+func (r *refusedMessage) Error() string { return r.err.Error() }
+
+func (r *refusedMessage) Unwrap() error { return r.err }
+
+// GRPCStatus makes the refusal end a stream with its own status.
+func (r *refusedMessage) GRPCStatus() *status.Status { return status.Convert(r.err) }
+
+func admit(ctx context.Context, ac *admission.Controller, method string, req any) (context.Context, error) {
 	msg, ok := req.(proto.Message)
 	if !ok {
-		return toGRPC(admission.ErrNoRule)
+		return ctx, toGRPC(admission.ErrNoRule)
 	}
-	return toGRPC(ac.Admit(ctx, method, msg))
+	ctx, err := ac.Admit(ctx, method, msg)
+	return ctx, toGRPC(err)
 }

@@ -21,7 +21,7 @@ const grpcOverheadBytes = 512 * 1024
 
 // NewGRPCServer builds the client-facing gRPC server for s.
 func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
-	ac := admission.New(admission.Config{MaxTxnOps: s.MaxTxnOps(), Quota: s})
+	ac := admission.New(admission.Config{MaxTxnOps: s.MaxTxnOps(), Quota: s, Auth: s})
 	base := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.MaxRequestBytes() + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
@@ -38,14 +38,14 @@ func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
 }
 
 // registerServices registers the client plane's services on g: etcd's KV,
-// Watch, Lease, Cluster and Maintenance (Auth comes with access control)
-// and gRPC health checking.
+// Watch, Lease, Cluster, Maintenance and Auth, and gRPC health checking.
 func registerServices(g *grpc.Server, s *server.Server) {
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterWatchServer(g, &watchServer{s: s})
 	pb.RegisterLeaseServer(g, &leaseServer{s: s})
+	pb.RegisterAuthServer(g, &authServer{s: s})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)

@@ -9,6 +9,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/server"
@@ -67,6 +68,17 @@ func recvLoop(ctx context.Context, stream pb.Watch_WatchServer, st *watch.Stream
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return nil
+		}
+		var refused *refusedMessage
+		if errors.As(err, &refused) {
+			// A watch the user may not open is answered "created and
+			// canceled" with the reason, as etcd answers it; the stream
+			// and its other watches go on.
+			if wr, ok := refused.msg.(*pb.WatchRequest); ok && wr.GetCreateRequest() != nil {
+				st.Refuse(status.Convert(refused.err).Message())
+				continue
+			}
+			return refused.err
 		}
 		if err != nil {
 			return err

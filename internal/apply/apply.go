@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/alarm"
+	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/mvcc"
@@ -30,6 +31,7 @@ type Config struct {
 	Leases  *lease.Lessor     // replicated lease state; its timers are the caller's
 	Members *membership.Store // the in-memory member list, reloaded after changes
 	Alarms  *alarm.Store      // active alarms; NOSPACE caps writes that grow the store
+	Auth    *auth.Store       // users, roles and the auth revision
 	Logger  *slog.Logger
 }
 
@@ -40,6 +42,7 @@ type Applier struct {
 	leases  *lease.Lessor
 	members *membership.Store
 	alarms  *alarm.Store
+	auth    *auth.Store
 	lg      *slog.Logger
 	applied uint64
 }
@@ -50,6 +53,14 @@ type Result struct {
 	Index uint64        // the raft index of its entry
 	Resp  proto.Message // nil when Err is set
 	Err   error         // the replicated outcome, the same on every member
+	// Session is set for an applied Authenticate request: the token it
+	// issued to its user, which every member now accepts.
+	Session *Session
+}
+
+// Session is a simple token and the user it authenticates.
+type Session struct {
+	Token, User string
 }
 
 // MemberChange is one change of the member list.
@@ -86,7 +97,10 @@ func New(cfg Config) (*Applier, error) {
 	if cfg.Alarms == nil {
 		cfg.Alarms = &alarm.Store{}
 	}
-	a := &Applier{db: cfg.DB, leases: cfg.Leases, members: cfg.Members, alarms: cfg.Alarms, lg: cfg.Logger}
+	if cfg.Auth == nil {
+		cfg.Auth = &auth.Store{}
+	}
+	a := &Applier{db: cfg.DB, leases: cfg.Leases, members: cfg.Members, alarms: cfg.Alarms, auth: cfg.Auth, lg: cfg.Logger}
 	if err := a.Restore(); err != nil {
 		return nil, err
 	}
@@ -125,6 +139,9 @@ func (a *Applier) Restore() error {
 	if err := a.alarms.Load(a.db); err != nil {
 		return err
 	}
+	if err := a.auth.Load(a.db); err != nil {
+		return err
+	}
 	a.kv.Store(kv)
 	a.applied = applied
 	return nil
@@ -137,7 +154,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 	out := Outcome{Applied: a.applied, Rev: kv.Rev()}
 	b := a.db.NewIndexedBatch()
 	defer b.Close()
-	e := &entryApplier{w: kv.NewWriter(b), b: b, leases: a.leases, alarms: a.alarms}
+	e := &entryApplier{w: kv.NewWriter(b), b: b, leases: a.leases, alarms: a.alarms, auth: a.auth}
 	for _, ent := range ents {
 		if ent.GetIndex() <= a.applied {
 			continue
@@ -163,7 +180,11 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 			if r.member != nil {
 				out.Members = append(out.Members, MemberChange{Index: ent.GetIndex(), ID: r.member.GetID(), Member: r.member})
 			}
-			out.Results = append(out.Results, Result{ID: req.GetID(), Index: ent.GetIndex(), Resp: r.resp, Err: r.err})
+			res := Result{ID: req.GetID(), Index: ent.GetIndex(), Resp: r.resp, Err: r.err}
+			if r.err == nil && req.Authenticate != nil {
+				res.Session = &Session{Token: req.Authenticate.GetSimpleToken(), User: req.Authenticate.GetName()}
+			}
+			out.Results = append(out.Results, res)
 		case raftpb.EntryType_EntryConfChange:
 			cc := &raftpb.ConfChange{}
 			if err := proto.Unmarshal(ent.GetData(), cc); err != nil {
@@ -201,5 +222,5 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 func IsRequestError(err error) bool {
 	return mvcc.IsRequestError(err) || lease.IsRequestError(err) ||
 		errors.Is(err, membership.ErrNotFound) || errors.Is(err, ErrUnsupportedRequest) ||
-		errors.Is(err, alarm.ErrNoSpace) || errors.Is(err, alarm.ErrCorrupt)
+		errors.Is(err, alarm.ErrNoSpace) || errors.Is(err, alarm.ErrCorrupt) || auth.IsRequestError(err)
 }

@@ -236,7 +236,7 @@ func formatOutcome(out Outcome) string {
 			fmt.Fprintf(&b, "%d: ok\n", r.Index)
 			continue
 		}
-		fmt.Fprintf(&b, "%d: %s %s\n", r.Index, r.Resp.ProtoReflect().Descriptor().Name(), text(r.Resp))
+		fmt.Fprintf(&b, "%s\n", strings.TrimSpace(fmt.Sprintf("%d: %s %s", r.Index, r.Resp.ProtoReflect().Descriptor().Name(), text(r.Resp))))
 	}
 	for _, ev := range out.Events {
 		fmt.Fprintf(&b, "event %s %s\n", ev.GetType(), formatKV(ev.GetKv()))

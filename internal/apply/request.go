@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/alarm"
+	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/mvcc"
@@ -17,6 +18,7 @@ type entryApplier struct {
 	b      *pebble.Batch
 	leases *lease.Lessor
 	alarms *alarm.Store
+	auth   *auth.Store
 	// tracked counts the writer's events already passed to the lessor,
 	// which derives lease attachments from the key changes.
 	tracked int
@@ -40,6 +42,13 @@ func (e *entryApplier) request(req *pb.InternalRaftRequest) requestResult {
 }
 
 func (e *entryApplier) dispatch(req *pb.InternalRaftRequest) requestResult {
+	// A request admitted under an older auth revision may have been allowed
+	// by a permission that is gone now: refuse it (the client re-checks and
+	// retries). Requests the members make themselves carry no user.
+	if h := req.GetHeader(); h.GetUsername() != "" && req.Authenticate == nil &&
+		e.auth.Enabled() && h.GetAuthRevision() < e.auth.Revision() {
+		return requestResult{err: auth.ErrAuthOldRevision}
+	}
 	// While the space alarm is active, what would grow the store is
 	// refused; reads, deletes, compaction, revocation and alarm changes go
 	// on, so space can be freed (etcd's rule).
@@ -71,6 +80,9 @@ func (e *entryApplier) dispatch(req *pb.InternalRaftRequest) requestResult {
 		return e.leaseRevoke(req.LeaseRevoke)
 	case req.LeaseCheckpoint != nil:
 		return e.leaseCheckpoint(req.LeaseCheckpoint)
+	case auth.IsAuthRequest(req):
+		resp, err := e.auth.Apply(e.b, req)
+		return requestResult{resp: resp, err: err}
 	case req.Alarm != nil:
 		resp, err := e.alarms.Apply(e.b, req.Alarm)
 		return requestResult{resp: resp, err: err}

@@ -79,6 +79,12 @@ type Config struct {
 	StrictReconfigCheck bool
 	MaxLearners         int
 
+	// AuthToken is --auth-token ("simple"); AuthTokenTTL and BcryptCost
+	// are --auth-token-ttl and --bcrypt-cost.
+	AuthToken    string
+	AuthTokenTTL time.Duration
+	BcryptCost   int
+
 	// InitialCorruptCheck and CompactHashCheck turn on the comparisons of
 	// the members' data; CompactHashCheckTime is the second one's period.
 	InitialCorruptCheck  bool
@@ -161,6 +167,9 @@ func Default() *Config {
 		StrictReconfigCheck:      true,
 		MaxLearners:              1,
 		InitialCorruptCheck:      true,
+		AuthToken:                "simple",
+		AuthTokenTTL:             300 * time.Second,
+		BcryptCost:               10,
 		CompactHashCheck:         true,
 		CompactHashCheckTime:     time.Minute,
 		AutoCompactionMode:       CompactionPeriodic,

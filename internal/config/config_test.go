@@ -61,6 +61,9 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		InitialCorruptCheck:      true,
 		CompactHashCheck:         true,
 		CompactHashCheckTime:     time.Minute,
+		AuthToken:                "simple",
+		AuthTokenTTL:             300 * time.Second,
+		BcryptCost:               10,
 		AutoCompactionMode:       "periodic",
 		LogLevel:                 "info",
 		Logger:                   "zap",
@@ -167,6 +170,7 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		SnapshotCount: 7, SnapshotCatchUpEntries: 5000, QuotaBackendBytes: -1, MaxRequestBytes: 1024, MaxTxnOps: 9,
 		MaxLearners:         3,
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
+		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
 		AutoCompactionMode: "revision", AutoCompactionRevisions: 1000,
 		LogLevel: "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"},
 		EnablePprof: true,
@@ -472,6 +476,7 @@ peer-transport-security:
 		SnapshotCount: 5000, SnapshotCatchUpEntries: 5000, QuotaBackendBytes: 8 << 30, MaxRequestBytes: 2 << 20, MaxTxnOps: 256,
 		StrictReconfigCheck: true, MaxLearners: 1,
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
+		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
 		AutoCompactionMode: "periodic", AutoCompactionRetention: 8 * time.Hour,
 		LogLevel: "warn", Logger: "zap", LogOutputs: []string{"stderr"},
 		EnablePprof: true,
@@ -735,6 +740,10 @@ func sampleArgs(name, etcdType string) (value string, extra []string) {
 		return "stderr", nil
 	case "discovery-fallback":
 		return "exit", nil
+	case "auth-token":
+		return "simple", nil
+	case "bcrypt-cost":
+		return "12", nil
 	case "proxy":
 		return "off", nil
 	case "v2-deprecation":

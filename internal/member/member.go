@@ -61,6 +61,8 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		MaxTxnOps:             int(cfg.MaxTxnOps),
 		MaxLearners:           cfg.MaxLearners,
 		QuotaBackendBytes:     cfg.QuotaBackendBytes,
+		BcryptCost:            cfg.BcryptCost,
+		AuthTokenTTL:          cfg.AuthTokenTTL,
 		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
 		Logger:                lg,
 

@@ -78,6 +78,9 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 		sm.s.syncPeers(out.Members)
 	}
 	for _, r := range out.Results {
+		if r.Session != nil {
+			sm.s.tokens.Register(r.Session.Token, r.Session.User)
+		}
 		sm.s.waiters.trigger(r.ID, applyResult{r.Resp, r.Err})
 	}
 	for _, c := range out.Members {

@@ -15,10 +15,12 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/alarm"
 	"github.com/kvorum/kvorum/internal/apply"
+	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/mvcc"
@@ -52,6 +54,10 @@ type Config struct {
 	// QuotaBackendBytes is --quota-backend-bytes: 0 means 2 GiB, a
 	// negative number no quota.
 	QuotaBackendBytes int64
+	// BcryptCost is --bcrypt-cost; 0 means bcrypt's default (10).
+	BcryptCost int
+	// AuthTokenTTL is --auth-token-ttl for simple tokens; 0 means 300 s.
+	AuthTokenTTL time.Duration
 	// MaxLearners bounds the learners in the cluster; 0 means 1 (etcd's
 	// default).
 	MaxLearners int
@@ -84,6 +90,8 @@ type Server struct {
 	renewals  *renewBatcher
 	members   *membership.Store
 	alarms    *alarm.Store
+	auth      *auth.Store
+	tokens    *auth.SimpleTokens
 	space     *space
 	raising   sync.Map // alarms being proposed, by type and member
 	node      *raftnode.Node
@@ -141,6 +149,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.members = &membership.Store{}
 	s.alarms = &alarm.Store{}
+	s.auth = &auth.Store{}
+	s.tokens = auth.NewSimpleTokens(cfg.AuthTokenTTL, nil)
+	if s.cfg.BcryptCost == 0 {
+		s.cfg.BcryptCost = bcrypt.DefaultCost
+	}
 	s.space = newSpace(cfg.QuotaBackendBytes)
 	s.renewals = newRenewBatcher(s)
 	if err := s.open(); err != nil {
@@ -181,7 +194,7 @@ func (s *Server) open() error {
 	s.memberID, s.clusterID = ident.MemberID, ident.ClusterID
 	s.ids = newIDGenerator(s.memberID, time.Now())
 
-	s.applier, err = apply.New(apply.Config{DB: s.db, Leases: s.lessor, Members: s.members, Alarms: s.alarms, Logger: s.lg})
+	s.applier, err = apply.New(apply.Config{DB: s.db, Leases: s.lessor, Members: s.members, Alarms: s.alarms, Auth: s.auth, Logger: s.lg})
 	if err != nil {
 		return err
 	}
@@ -412,6 +425,10 @@ func Listen(rawURL string) (net.Listener, error) {
 // propose replicates req and waits until it was applied here.
 func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
 	req.ID = s.ids.Next()
+	if h := identityHeader(ctx); h != nil {
+		h.ID = req.ID
+		req.Header = h
+	}
 	data, err := proto.Marshal(req)
 	if err != nil {
 		return nil, err

@@ -259,6 +259,25 @@ func AlarmKeyParts(k []byte) (memberID uint64, alarm int32, err error) {
 	return binary.BigEndian.Uint64(k[1:9]), int32(binary.BigEndian.Uint32(k[9:])), nil
 }
 
+// Auth records: whether auth is enabled, the auth store's revision, and
+// users and roles by name (marshaled authpb.User and authpb.Role).
+var (
+	AuthEnabledKey  = []byte{prefixAuth, 'e'}
+	AuthRevisionKey = []byte{prefixAuth, 'v'}
+)
+
+// AuthUserKey is the key of the user named name.
+func AuthUserKey(name string) []byte { return append([]byte{prefixAuth, 'u'}, name...) }
+
+// AuthUserSpan bounds every AuthUserKey.
+func AuthUserSpan() (lo, hi []byte) { return []byte{prefixAuth, 'u'}, []byte{prefixAuth, 'u' + 1} }
+
+// AuthRoleKey is the key of the role named name.
+func AuthRoleKey(name string) []byte { return append([]byte{prefixAuth, 'r'}, name...) }
+
+// AuthRoleSpan bounds every AuthRoleKey.
+func AuthRoleSpan() (lo, hi []byte) { return []byte{prefixAuth, 'r'}, []byte{prefixAuth, 'r' + 1} }
+
 // MemberSpan bounds every MemberKey.
 func MemberSpan() (lo, hi []byte) { return []byte{prefixMember}, []byte{prefixMember + 1} }
 

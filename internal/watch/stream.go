@@ -122,6 +122,20 @@ func (h *Hub) NewStream() *Stream {
 	return st
 }
 
+// Refuse answers a create request that may not proceed (access control)
+// as etcd does: "created and canceled" with watch ID -1 and reason.
+func (st *Stream) Refuse(reason string) {
+	h := st.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if st.isClosed() {
+		return
+	}
+	st.pushControl(&pb.WatchResponse{
+		Header: &pb.ResponseHeader{Revision: h.rev}, WatchId: -1, Created: true, Canceled: true, CancelReason: reason,
+	})
+}
+
 // Watch handles a create request exactly as etcd does: the response (queued
 // before any event of the new watcher) is "created" with the watch ID and
 // the current revision, or "created and canceled" with watch ID -1 and
