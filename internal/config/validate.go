@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/tlsutil"
 )
 
 // parseURLs reads a comma-separated list of URLs, dropping repeats as etcd
@@ -232,24 +235,92 @@ func (c *Config) validateLogging() error {
 }
 
 func (c *Config) validateTLS() error {
+	for _, u := range c.ListenClientHTTPURLs {
+		if err := checkURL("--listen-client-http-urls", u, true); err != nil {
+			return err
+		}
+	}
 	for _, p := range []struct {
-		tls             TLSInfo
-		listen          string
-		urls            []url.URL
-		cert, key, auto string
+		tls  TLSInfo
+		urls []struct {
+			flag string
+			urls []url.URL
+		}
+		prefix string // "" or "peer-"
 	}{
-		{c.ClientTLS, "--listen-client-urls", c.ListenClientURLs, "--cert-file", "--key-file", "--auto-tls"},
-		{c.PeerTLS, "--listen-peer-urls", c.ListenPeerURLs, "--peer-cert-file", "--peer-key-file", "--peer-auto-tls"},
+		{c.ClientTLS, []struct {
+			flag string
+			urls []url.URL
+		}{{"--listen-client-urls", c.ListenClientURLs}, {"--listen-client-http-urls", c.ListenClientHTTPURLs}}, ""},
+		{c.PeerTLS, []struct {
+			flag string
+			urls []url.URL
+		}{{"--listen-peer-urls", c.ListenPeerURLs}}, "peer-"},
 	} {
+		f := func(name string) string { return "--" + p.prefix + name }
+		auto := f("auto-tls")
+		if p.prefix == "" {
+			auto = "--auto-tls"
+		}
 		if (p.tls.CertFile == "") != (p.tls.KeyFile == "") {
-			return fmt.Errorf("%s and %s must be given together", p.cert, p.key)
+			return fmt.Errorf("%s and %s must be given together", f("cert-file"), f("key-file"))
+		}
+		cc, ck := "--client-cert-file", "--client-key-file"
+		if p.prefix != "" {
+			cc, ck = "--peer-client-cert-file", "--peer-client-key-file"
+		}
+		if (p.tls.ClientCertFile == "") != (p.tls.ClientKeyFile == "") {
+			return fmt.Errorf("%s and %s must be given together", cc, ck)
+		}
+		allowedCN := "client-transport-security.allowed-cn"
+		allowedHost := "--client-cert-allowed-hostname"
+		if p.prefix != "" {
+			allowedCN, allowedHost = "--peer-cert-allowed-cn", "--peer-cert-allowed-hostname"
+		}
+		if len(p.tls.AllowedCNs) > 0 && len(p.tls.AllowedHostnames) > 0 {
+			return fmt.Errorf("%s and %s exclude each other; give one of them", allowedCN, allowedHost)
+		}
+		// A self-signed certificate of a generated CA cannot vouch for a
+		// client; etcd drops client certificate checks in that case
+		// without a word. Kvorum keeps them when there is a CA to check
+		// against and otherwise refuses to start.
+		if p.tls.AutoTLS && p.tls.CertFile == "" && p.tls.ClientCertAuth && p.tls.TrustedCAFile == "" {
+			clientAuth := f("client-cert-auth")
+			if p.prefix == "" {
+				clientAuth = "--client-cert-auth"
+			}
+			return fmt.Errorf("%s with %s needs %s: self-signed certificates cannot be verified; give %s, or certificate files instead of %s",
+				clientAuth, auto, f("trusted-ca-file"), f("trusted-ca-file"), auto)
 		}
 		if p.tls.CertFile != "" || p.tls.AutoTLS {
 			continue
 		}
-		for _, u := range p.urls {
-			if u.Scheme == "https" || u.Scheme == "unixs" {
-				return fmt.Errorf("%s has %s, which needs TLS; give %s and %s, or %s", p.listen, u.String(), p.cert, p.key, p.auto)
+		for _, l := range p.urls {
+			for _, u := range l.urls {
+				if u.Scheme == "https" || u.Scheme == "unixs" {
+					return fmt.Errorf("%s has %s, which needs TLS; give %s and %s, or %s", l.flag, u.String(), f("cert-file"), f("key-file"), auto)
+				}
+			}
+		}
+	}
+	minV, err := tlsutil.GetTLSVersion(c.TLSMinVersion)
+	if err != nil {
+		return fmt.Errorf("--tls-min-version %q: want TLS1.2 or TLS1.3", c.TLSMinVersion)
+	}
+	maxV, err := tlsutil.GetTLSVersion(c.TLSMaxVersion)
+	if err != nil {
+		return fmt.Errorf("--tls-max-version %q: want TLS1.2, TLS1.3 or nothing (Go's highest)", c.TLSMaxVersion)
+	}
+	if maxV != 0 && minV > maxV {
+		return fmt.Errorf("--tls-min-version %s is above --tls-max-version %s", c.TLSMinVersion, c.TLSMaxVersion)
+	}
+	if len(c.CipherSuites) > 0 {
+		if minV == tls.VersionTLS13 {
+			return errors.New("--cipher-suites cannot be set with --tls-min-version TLS1.3: Go does not make TLS 1.3 suites configurable; drop one of them")
+		}
+		for _, name := range c.CipherSuites {
+			if _, ok := tlsutil.GetCipherSuite(name); !ok {
+				return fmt.Errorf("--cipher-suites: unknown cipher suite %q; use Go's names such as TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", name)
 			}
 		}
 	}

@@ -7,6 +7,7 @@ package member
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/soheilhy/cmux"
+	etcdtransport "go.etcd.io/etcd/client/pkg/v3/transport"
 	"google.golang.org/grpc"
 
 	"github.com/kvorum/kvorum/internal/api"
@@ -81,7 +83,21 @@ func urlStrings(us []url.URL) []string {
 // Start opens the data dir and the listeners and starts the member. On
 // error everything it opened is closed again.
 func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
-	s, err := server.New(ServerConfig(cfg, lg))
+	clientTLS, err := tlsInfo(cfg, clientPlane, lg)
+	if err != nil {
+		return nil, err
+	}
+	peerTLS, err := tlsInfo(cfg, peerPlane, lg)
+	if err != nil {
+		return nil, err
+	}
+	sc := ServerConfig(cfg, lg)
+	if peerTLS != nil {
+		if sc.PeerTLS, err = peerTLS.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("TLS of the peer plane: %v", err)
+		}
+	}
+	s, err := server.New(sc)
 	if err != nil {
 		return nil, err
 	}
@@ -92,28 +108,41 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 			s.Stop()
 		}
 	}()
-	var peerLns, clientLns []net.Listener
+	open := func(u url.URL, info *etcdtransport.TLSInfo, p plane) (net.Listener, error) {
+		ln, err := listen(u, info, p)
+		if err == nil {
+			m.listeners = append(m.listeners, ln)
+		}
+		return ln, err
+	}
+	var peerLns []net.Listener
+	var clientLns, httpLns []clientListener
 	for _, u := range cfg.ListenPeerURLs {
-		ln, err := server.Listen(u.String())
+		ln, err := open(u, peerTLS, peerPlane)
 		if err != nil {
 			return nil, err
 		}
-		m.listeners = append(m.listeners, ln)
 		peerLns = append(peerLns, ln)
 	}
 	for _, u := range cfg.ListenClientURLs {
-		ln, err := server.Listen(u.String())
+		ln, err := open(u, clientTLS, clientPlane)
 		if err != nil {
 			return nil, err
 		}
-		m.listeners = append(m.listeners, ln)
-		clientLns = append(clientLns, ln)
+		clientLns = append(clientLns, clientListener{ln, isSecure(u), len(cfg.ListenClientHTTPURLs) == 0})
+	}
+	for _, u := range cfg.ListenClientHTTPURLs {
+		ln, err := open(u, clientTLS, clientPlane)
+		if err != nil {
+			return nil, err
+		}
+		httpLns = append(httpLns, clientListener{ln, isSecure(u), true})
 	}
 	for _, ln := range peerLns {
-		hs := &http.Server{Handler: s.PeerHandler(), ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: s.PeerHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpErrorLog(lg, peerPlane)}
 		m.serveHTTP(hs, ln)
 	}
-	m.grpc = api.NewGRPCServer(s)
+	m.grpc = api.NewGRPCServer(s, grpc.Creds(handshakenTLS{}))
 	// The client listeners are open already (a port conflict fails the
 	// start), but, as with etcd, they are served only once the member has
 	// joined a quorum and published itself.
@@ -125,8 +154,11 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		case <-s.Done():
 			return
 		}
-		for _, ln := range clientLns {
-			m.serveClients(ln)
+		for _, cl := range clientLns {
+			m.serveClients(cl)
+		}
+		for _, cl := range httpLns {
+			m.serveHTTP(m.clientHTTPServer(cl.secure), cl.ln)
 		}
 		lg.Info("ready to serve client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
 	}()
@@ -134,17 +166,44 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 	return m, nil
 }
 
-// serveClients serves gRPC and etcd's HTTP endpoints on one client
-// listener, told apart by cmux.
-func (m *Member) serveClients(ln net.Listener) {
-	mux := cmux.New(ln)
-	grpcL := mux.Match(cmux.HTTP2())
-	httpL := mux.Match(cmux.Any())
+// clientListener is an open client URL and what it serves.
+type clientListener struct {
+	ln     net.Listener
+	secure bool // TLS (https, unixs): ln hands out connections after the handshake
+	http   bool // serves etcd's HTTP endpoints besides gRPC (no --listen-client-http-urls)
+}
+
+func isSecure(u url.URL) bool { return u.Scheme == "https" || u.Scheme == "unixs" }
+
+// serveClients serves one client listener: gRPC alone when the HTTP
+// endpoints have URLs of their own; otherwise gRPC and the HTTP endpoints
+// on the same port, told apart by cmux on plain connections and by the
+// request inside one HTTP server on TLS connections (as etcd does).
+func (m *Member) serveClients(cl clientListener) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopping {
 		return
 	}
+	if !cl.http {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := m.grpc.Serve(cl.ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !isClosed(err) {
+				m.lg.Debug("grpc serve ended", "err", err)
+			}
+		}()
+		return
+	}
+	if cl.secure {
+		hs := m.clientHTTPServer(true)
+		hs.Handler = grpcOrHTTP(m.grpc, hs.Handler)
+		m.serveHTTPLocked(hs, cl.ln)
+		return
+	}
+	mux := cmux.New(cl.ln)
+	grpcL := mux.Match(cmux.HTTP2())
+	httpL := mux.Match(cmux.Any())
 	m.muxes = append(m.muxes, mux)
 	m.wg.Add(2)
 	go func() {
@@ -159,7 +218,17 @@ func (m *Member) serveClients(ln net.Listener) {
 			m.lg.Debug("client listener ended", "err", err)
 		}
 	}()
-	m.serveHTTPLocked(&http.Server{Handler: m.clientHTTP(m.pprof), ReadHeaderTimeout: 10 * time.Second}, httpL)
+	m.serveHTTPLocked(m.clientHTTPServer(false), httpL)
+}
+
+// clientHTTPServer is the server of etcd's HTTP endpoints. On TLS
+// listeners it speaks HTTP/2 as well (ALPN), which gRPC needs.
+func (m *Member) clientHTTPServer(secure bool) *http.Server {
+	hs := &http.Server{Handler: m.clientHTTP(m.pprof), ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpErrorLog(m.lg, clientPlane)}
+	if secure {
+		hs.TLSConfig = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
+	}
+	return hs
 }
 
 func (m *Member) serveHTTP(hs *http.Server, ln net.Listener) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,10 @@ type Config struct {
 	// LeaseCheckpointInterval is how often the leader replicates the
 	// remaining TTL of long leases; 0 means 5 minutes (etcd's default).
 	LeaseCheckpointInterval time.Duration
+
+	// PeerTLS, when set, is the client side of TLS to the other members
+	// (their https peer URLs); the peer listener's TLS is the caller's.
+	PeerTLS *tls.Config
 
 	Logger *slog.Logger
 }
@@ -188,6 +193,7 @@ func (s *Server) open() error {
 	s.transport = transport.New(transport.Config{
 		LocalID:   s.memberID,
 		ClusterID: s.clusterID,
+		TLS:       cfg.PeerTLS,
 		Raft:      node,
 		Snapshots: node.Snapshots(),
 		Logger:    s.lg,
