@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,4 +256,95 @@ func freeTCPPorts(t *testing.T, n int) []int {
 		ln.Close()
 	}
 	return ports
+}
+
+// TestTLSListenerRefusesCertificatesByName checks the name rules of both
+// planes on the listener: allowed common names and host names, and on the
+// peer plane etcd's check that a member certificate names the IP it
+// connects from. Each refusal is logged with its reason.
+func TestTLSListenerRefusesCertificatesByName(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, dir, "ca")
+	server := ca.Issue(t, testcerts.Spec{Name: "server", Hosts: []string{"127.0.0.1"}, Server: true, Client: true})
+	m1 := ca.Issue(t, testcerts.Spec{Name: "m1", Hosts: []string{"127.0.0.1", "m1.example"}, Client: true})
+	m2 := ca.Issue(t, testcerts.Spec{Name: "m2", Hosts: []string{"127.0.0.1"}, Client: true})
+	elsewhere := ca.Issue(t, testcerts.Spec{Name: "elsewhere", CN: "m1", Hosts: []string{"10.9.9.9"}, Client: true})
+	for _, tc := range []struct {
+		name   string
+		p      plane
+		set    func(*config.TLSInfo)
+		client testcerts.Pair
+		reason string // "" if accepted
+	}{
+		{"allowed CN", peerPlane, func(i *config.TLSInfo) { i.AllowedCNs = []string{"m1"} }, m1, ""},
+		{"CN not allowed", peerPlane, func(i *config.TLSInfo) { i.AllowedCNs = []string{"m1"} }, m2, "client certificate authentication failed"},
+		{"allowed host name", clientPlane, func(i *config.TLSInfo) { i.AllowedHostnames = []string{"m1.example"} }, m1, ""},
+		{"host name not allowed", clientPlane, func(i *config.TLSInfo) { i.AllowedHostnames = []string{"m1.example"} }, m2, "client certificate authentication failed"},
+		{"peer SAN names another IP", peerPlane, func(*config.TLSInfo) {}, elsewhere, "certificate is valid for 10.9.9.9, not 127.0.0.1"},
+		{"peer SAN check skipped", peerPlane, func(i *config.TLSInfo) { i.SkipClientSANVerify = true }, elsewhere, ""},
+		{"client plane has no SAN check", clientPlane, func(*config.TLSInfo) {}, elsewhere, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			ti := config.TLSInfo{CertFile: server.CertFile, KeyFile: server.KeyFile, TrustedCAFile: ca.File, ClientCertAuth: true}
+			tc.set(&ti)
+			cfg.ClientTLS, cfg.PeerTLS = ti, ti
+			logs := &lockedWriter{}
+			info, err := tlsInfo(cfg, tc.p, slog.New(slog.NewTextHandler(logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := listen(mustURL(t, "https://127.0.0.1:0"), info, tc.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })}
+			go hs.Serve(ln)
+			defer hs.Close()
+			cs := certSet{ca: ca, admin: tc.client}
+			hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cs.clientTLS(t, true)}}
+			resp, err := hc.Get("https://" + ln.Addr().String() + "/")
+			if err == nil {
+				resp.Body.Close()
+			}
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("refused: %v (log: %s)", err, logs.String())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted a certificate that should be refused")
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(logs.String(), tc.reason) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no log line with %q; log: %s", tc.reason, logs.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !strings.Contains(logs.String(), "rejected connection") || !strings.Contains(logs.String(), "remote-addr=127.0.0.1:") {
+				t.Fatalf("refusal log does not name the remote address: %s", logs.String())
+			}
+		})
+	}
+}
+
+// lockedWriter serializes writes from the listener's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  strings.Builder
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
