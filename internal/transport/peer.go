@@ -313,15 +313,10 @@ func (p *peer) dial(base string) (*stream, error) {
 		return nil, fmt.Errorf("stream to %s: %w", base, err)
 	}
 	switch {
-	case !inTime && r.err != nil:
-		// With TLS 1.3 a peer refusing our certificate says so only
-		// after our handshake ended; the request then fails with its
-		// alert once the timeout closed the body.
-		return fail(fmt.Errorf("no answer within %v (%w)", tm.dial, r.err))
 	case !inTime:
-		return fail(fmt.Errorf("no answer within %v", tm.dial))
+		return fail(p.t.explainFailure(base, fmt.Errorf("no answer within %v", tm.dial)))
 	case r.err != nil:
-		return fail(r.err)
+		return fail(p.t.explainFailure(base, r.err))
 	case r.resp.StatusCode != http.StatusOK:
 		msg, _ := io.ReadAll(io.LimitReader(r.resp.Body, 512))
 		return fail(fmt.Errorf("refused: %s: %s", r.resp.Status, strings.TrimSpace(string(msg))))

@@ -303,7 +303,7 @@ func TestMutualTLSOnBothPlanes(t *testing.T) {
 				t.Fatalf("get with ETCDCTL_* variables: %s", r)
 			}
 			// Without a client certificate the server refuses.
-			if r := runCtl(t, bin, c.endpoints()[:1], "", "--cacert="+ca.File, "get", "ctl"); r.code == 0 {
+			if r := runCtl(t, bin, c.endpoints()[:1], "", "--command-timeout=1s", "--cacert="+ca.File, "get", "ctl"); r.code == 0 {
 				t.Fatalf("get without a client certificate succeeded: %s", r)
 			}
 		})
@@ -411,9 +411,16 @@ func TestAutoTLSCluster(t *testing.T) {
 	if _, err := cli.Put(ctx, "auto", "tls"); err != nil {
 		t.Fatal(err)
 	}
-	r := runCtl(t, officialEtcd(t).Ctl, c.endpoints(), "", "--insecure-skip-tls-verify", "--insecure-transport=false", "endpoint", "health", "--cluster")
-	if r.code != 0 || strings.Count(r.stdout, "is healthy") != 3 {
-		t.Fatalf("etcdctl endpoint health --cluster: %s", r)
+	for _, bin := range []string{officialEtcd(t).Ctl, kvorumctlBin} {
+		r := runCtl(t, bin, c.endpoints(), "", "--insecure-skip-tls-verify", "endpoint", "health", "--cluster")
+		if r.code != 0 || strings.Count(r.stdout, "is healthy") != 3 {
+			t.Fatalf("%s endpoint health --cluster: %s", filepath.Base(bin), r)
+		}
+		// Without --insecure-skip-tls-verify the self-signed certificates
+		// are not trusted.
+		if r := runCtl(t, bin, c.endpoints()[:1], "", "--command-timeout=1s", "get", "auto"); r.code == 0 {
+			t.Fatalf("%s trusted a self-signed certificate: %s", filepath.Base(bin), r)
+		}
 	}
 	for _, m := range c.members {
 		if _, err := os.Stat(filepath.Join(m.dataDir, "fixtures", "peer", "cert.pem")); err != nil {
