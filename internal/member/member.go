@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -140,7 +141,9 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 	}
 	for _, ln := range peerLns {
 		hs := &http.Server{Handler: s.PeerHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpErrorLog(lg, peerPlane)}
-		m.serveHTTP(hs, ln)
+		m.mu.Lock()
+		m.serveHTTPLocked(hs, m.plainOnly(ln, peerPlane))
+		m.mu.Unlock()
 	}
 	m.grpc = api.NewGRPCServer(s, grpc.Creds(handshakenTLS{}))
 	// The client listeners are open already (a port conflict fails the
@@ -158,7 +161,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 			m.serveClients(cl)
 		}
 		for _, cl := range httpLns {
-			m.serveHTTP(m.clientHTTPServer(cl.secure), cl.ln)
+			m.serveHTTPOnly(cl)
 		}
 		lg.Info("ready to serve client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
 	}()
@@ -185,40 +188,95 @@ func (m *Member) serveClients(cl clientListener) {
 	if m.stopping {
 		return
 	}
-	if !cl.http {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			if err := m.grpc.Serve(cl.ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !isClosed(err) {
-				m.lg.Debug("grpc serve ended", "err", err)
-			}
-		}()
-		return
-	}
-	if cl.secure {
+	ln := cl.ln
+	switch {
+	case cl.secure && cl.http:
 		hs := m.clientHTTPServer(true)
 		hs.Handler = grpcOrHTTP(m.grpc, hs.Handler)
-		m.serveHTTPLocked(hs, cl.ln)
+		m.serveHTTPLocked(hs, ln)
 		return
+	case !cl.secure && cl.http:
+		mux := m.plainMux(ln, clientPlane)
+		ln = mux.Match(cmux.HTTP2())
+		m.serveHTTPLocked(m.clientHTTPServer(false), mux.Match(cmux.Any()))
+		m.serveMux(mux)
+	case !cl.secure:
+		ln = m.plainOnly(ln, clientPlane)
 	}
-	mux := cmux.New(cl.ln)
-	grpcL := mux.Match(cmux.HTTP2())
-	httpL := mux.Match(cmux.Any())
-	m.muxes = append(m.muxes, mux)
-	m.wg.Add(2)
+	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.grpc.Serve(grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !isClosed(err) {
+		if err := m.grpc.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !isClosed(err) {
 			m.lg.Debug("grpc serve ended", "err", err)
 		}
 	}()
+}
+
+// serveHTTPOnly serves etcd's HTTP endpoints alone on a
+// --listen-client-http-urls listener.
+func (m *Member) serveHTTPOnly(cl clientListener) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopping {
+		return
+	}
+	ln := cl.ln
+	if !cl.secure {
+		ln = m.plainOnly(ln, clientPlane)
+	}
+	m.serveHTTPLocked(m.clientHTTPServer(cl.secure), ln)
+}
+
+// plainMux splits a plain-text listener with cmux. Connections that open
+// with a TLS handshake (a client or member configured for https talking to
+// an http URL) are logged as refused and closed; the caller adds matchers
+// for the rest and then calls serveMux. m.mu must be held.
+func (m *Member) plainMux(ln net.Listener, p plane) cmux.CMux {
+	mux := cmux.New(ln)
+	tlsL := mux.Match(isTLSHandshake)
+	m.muxes = append(m.muxes, mux)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			c, err := tlsL.Accept()
+			if err != nil {
+				return
+			}
+			m.lg.Warn("rejected connection", "plane", string(p), "remote-addr", c.RemoteAddr().String(),
+				"error", "TLS handshake on a plain-text URL; use an http:// endpoint or give this member https:// URLs and certificates")
+			c.Close()
+		}
+	}()
+	return mux
+}
+
+// plainOnly is plainMux with everything that is not TLS going to the
+// returned listener. m.mu must be held.
+func (m *Member) plainOnly(ln net.Listener, p plane) net.Listener {
+	mux := m.plainMux(ln, p)
+	rest := mux.Match(cmux.Any())
+	m.serveMux(mux)
+	return rest
+}
+
+// serveMux runs mux once its matchers are in place. m.mu must be held.
+func (m *Member) serveMux(mux cmux.CMux) {
+	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		if err := mux.Serve(); err != nil && !isClosed(err) {
-			m.lg.Debug("client listener ended", "err", err)
+			m.lg.Debug("listener ended", "err", err)
 		}
 	}()
-	m.serveHTTPLocked(m.clientHTTPServer(false), httpL)
+}
+
+// isTLSHandshake matches a connection whose first bytes are a TLS
+// handshake record (content type 22, major version 3).
+func isTLSHandshake(r io.Reader) bool {
+	var b [2]byte
+	n, _ := io.ReadFull(r, b[:])
+	return n == 2 && b[0] == 0x16 && b[1] == 0x03
 }
 
 // clientHTTPServer is the server of etcd's HTTP endpoints. On TLS
@@ -229,12 +287,6 @@ func (m *Member) clientHTTPServer(secure bool) *http.Server {
 		hs.TLSConfig = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
 	}
 	return hs
-}
-
-func (m *Member) serveHTTP(hs *http.Server, ln net.Listener) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.serveHTTPLocked(hs, ln)
 }
 
 func (m *Member) serveHTTPLocked(hs *http.Server, ln net.Listener) {

@@ -348,3 +348,66 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestPlainURLRefusesTLSClients checks the reverse of a plain-text client
+// on a TLS port: a TLS client on a plain member's client and peer URLs is
+// refused and logged, and plain clients are served as before.
+func TestPlainURLRefusesTLSClients(t *testing.T) {
+	dir := t.TempDir()
+	ports := freeTCPPorts(t, 2)
+	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	cfg, err := config.Parse([]string{
+		"--name=m", "--data-dir=" + filepath.Join(dir, "data"),
+		"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=m=" + peerURL,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedWriter{}
+	m, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	select {
+	case <-m.Server.ReadyNotify():
+	case <-time.After(20 * time.Second):
+		t.Fatal("member not ready within 20s")
+	}
+	for _, tc := range []struct {
+		url string
+		p   plane
+	}{{client, clientPlane}, {peerURL, peerPlane}} {
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(tc.url, "http://"), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			conn.Close()
+			t.Fatalf("TLS handshake with plain %s succeeded", tc.url)
+		}
+		want := fmt.Sprintf("plane=%s remote-addr=127.0.0.1:", tc.p)
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(logs.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no refusal logged with %q; log:\n%s", want, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	resp, err := http.Get(client + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+}
