@@ -240,68 +240,15 @@ func (c *Config) validateTLS() error {
 			return err
 		}
 	}
-	for _, p := range []struct {
-		tls  TLSInfo
-		urls []struct {
-			flag string
-			urls []url.URL
-		}
-		prefix string // "" or "peer-"
-	}{
-		{c.ClientTLS, []struct {
-			flag string
-			urls []url.URL
-		}{{"--listen-client-urls", c.ListenClientURLs}, {"--listen-client-http-urls", c.ListenClientHTTPURLs}}, ""},
-		{c.PeerTLS, []struct {
-			flag string
-			urls []url.URL
-		}{{"--listen-peer-urls", c.ListenPeerURLs}}, "peer-"},
-	} {
-		f := func(name string) string { return "--" + p.prefix + name }
-		auto := f("auto-tls")
-		if p.prefix == "" {
-			auto = "--auto-tls"
-		}
-		if (p.tls.CertFile == "") != (p.tls.KeyFile == "") {
-			return fmt.Errorf("%s and %s must be given together", f("cert-file"), f("key-file"))
-		}
-		cc, ck := "--client-cert-file", "--client-key-file"
-		if p.prefix != "" {
-			cc, ck = "--peer-client-cert-file", "--peer-client-key-file"
-		}
-		if (p.tls.ClientCertFile == "") != (p.tls.ClientKeyFile == "") {
-			return fmt.Errorf("%s and %s must be given together", cc, ck)
-		}
-		allowedCN := "client-transport-security.allowed-cn"
-		allowedHost := "--client-cert-allowed-hostname"
-		if p.prefix != "" {
-			allowedCN, allowedHost = "--peer-cert-allowed-cn", "--peer-cert-allowed-hostname"
-		}
-		if len(p.tls.AllowedCNs) > 0 && len(p.tls.AllowedHostnames) > 0 {
-			return fmt.Errorf("%s and %s exclude each other; give one of them", allowedCN, allowedHost)
-		}
-		// A self-signed certificate of a generated CA cannot vouch for a
-		// client; etcd drops client certificate checks in that case
-		// without a word. Kvorum keeps them when there is a CA to check
-		// against and otherwise refuses to start.
-		if p.tls.AutoTLS && p.tls.CertFile == "" && p.tls.ClientCertAuth && p.tls.TrustedCAFile == "" {
-			clientAuth := f("client-cert-auth")
-			if p.prefix == "" {
-				clientAuth = "--client-cert-auth"
-			}
-			return fmt.Errorf("%s with %s needs %s: self-signed certificates cannot be verified; give %s, or certificate files instead of %s",
-				clientAuth, auto, f("trusted-ca-file"), f("trusted-ca-file"), auto)
-		}
-		if p.tls.CertFile != "" || p.tls.AutoTLS {
-			continue
-		}
-		for _, l := range p.urls {
-			for _, u := range l.urls {
-				if u.Scheme == "https" || u.Scheme == "unixs" {
-					return fmt.Errorf("%s has %s, which needs TLS; give %s and %s, or %s", l.flag, u.String(), f("cert-file"), f("key-file"), auto)
-				}
-			}
-		}
+	client := tlsFlags{"--cert-file", "--key-file", "--client-cert-file", "--client-key-file", "--trusted-ca-file",
+		"--client-cert-auth", "--auto-tls", "client-transport-security.allowed-cn", "--client-cert-allowed-hostname"}
+	if err := c.ClientTLS.validate(client, map[string][]url.URL{"--listen-client-urls": c.ListenClientURLs, "--listen-client-http-urls": c.ListenClientHTTPURLs}); err != nil {
+		return err
+	}
+	peer := tlsFlags{"--peer-cert-file", "--peer-key-file", "--peer-client-cert-file", "--peer-client-key-file", "--peer-trusted-ca-file",
+		"--peer-client-cert-auth", "--peer-auto-tls", "--peer-cert-allowed-cn", "--peer-cert-allowed-hostname"}
+	if err := c.PeerTLS.validate(peer, map[string][]url.URL{"--listen-peer-urls": c.ListenPeerURLs}); err != nil {
+		return err
 	}
 	minV, err := tlsutil.GetTLSVersion(c.TLSMinVersion)
 	if err != nil {
@@ -321,6 +268,49 @@ func (c *Config) validateTLS() error {
 		for _, name := range c.CipherSuites {
 			if _, ok := tlsutil.GetCipherSuite(name); !ok {
 				return fmt.Errorf("--cipher-suites: unknown cipher suite %q; use Go's names such as TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", name)
+			}
+		}
+	}
+	return nil
+}
+
+// tlsFlags names the flags of one plane's TLSInfo, for errors.
+type tlsFlags struct {
+	cert, key, clientCert, clientKey, ca, clientAuth, auto, allowedCN, allowedHost string
+}
+
+// validate checks one plane's TLS settings; listen maps each listen flag
+// of the plane to its URLs.
+func (t TLSInfo) validate(f tlsFlags, listen map[string][]url.URL) error {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return fmt.Errorf("%s and %s must be given together", f.cert, f.key)
+	}
+	if (t.ClientCertFile == "") != (t.ClientKeyFile == "") {
+		return fmt.Errorf("%s and %s must be given together", f.clientCert, f.clientKey)
+	}
+	if len(t.AllowedCNs) > 0 && len(t.AllowedHostnames) > 0 {
+		return fmt.Errorf("%s and %s exclude each other; give one of them", f.allowedCN, f.allowedHost)
+	}
+	// A generated self-signed certificate cannot vouch for a client; etcd
+	// drops client certificate checks in that case without a word. Kvorum
+	// keeps them when there is a CA to check against and otherwise refuses
+	// to start.
+	if t.AutoTLS && t.CertFile == "" && t.ClientCertAuth && t.TrustedCAFile == "" {
+		return fmt.Errorf("%s with %s needs %s: self-signed certificates cannot be verified; give %s, or certificate files instead of %s",
+			f.clientAuth, f.auto, f.ca, f.ca, f.auto)
+	}
+	if t.CertFile != "" || t.AutoTLS {
+		return nil
+	}
+	flags := make([]string, 0, len(listen))
+	for flag := range listen {
+		flags = append(flags, flag)
+	}
+	slices.Sort(flags)
+	for _, flag := range flags {
+		for _, u := range listen[flag] {
+			if u.Scheme == "https" || u.Scheme == "unixs" {
+				return fmt.Errorf("%s has %s, which needs TLS; give %s and %s, or %s", flag, u.String(), f.cert, f.key, f.auto)
 			}
 		}
 	}
