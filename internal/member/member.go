@@ -125,19 +125,34 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		}
 		peerLns = append(peerLns, ln)
 	}
+	shared := len(cfg.ListenClientHTTPURLs) == 0
 	for _, u := range cfg.ListenClientURLs {
+		if isSecure(u) && shared {
+			raw, err := listenRaw(u)
+			if err != nil {
+				return nil, err
+			}
+			split, err := newTLSSplit(raw, clientTLS, lg)
+			if err != nil {
+				raw.Close()
+				return nil, fmt.Errorf("listen on %s: %w", u.String(), err)
+			}
+			m.listeners = append(m.listeners, split)
+			clientLns = append(clientLns, clientListener{ln: split, secure: true, http: true, split: split})
+			continue
+		}
 		ln, err := open(u, clientTLS, clientPlane)
 		if err != nil {
 			return nil, err
 		}
-		clientLns = append(clientLns, clientListener{ln, isSecure(u), len(cfg.ListenClientHTTPURLs) == 0})
+		clientLns = append(clientLns, clientListener{ln: ln, secure: isSecure(u), http: shared})
 	}
 	for _, u := range cfg.ListenClientHTTPURLs {
 		ln, err := open(u, clientTLS, clientPlane)
 		if err != nil {
 			return nil, err
 		}
-		httpLns = append(httpLns, clientListener{ln, isSecure(u), true})
+		httpLns = append(httpLns, clientListener{ln: ln, secure: isSecure(u), http: true})
 	}
 	for _, ln := range peerLns {
 		hs := &http.Server{Handler: s.PeerHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpErrorLog(lg, peerPlane)}
@@ -172,8 +187,9 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 // clientListener is an open client URL and what it serves.
 type clientListener struct {
 	ln     net.Listener
-	secure bool // TLS (https, unixs): ln hands out connections after the handshake
-	http   bool // serves etcd's HTTP endpoints besides gRPC (no --listen-client-http-urls)
+	secure bool      // TLS (https, unixs): ln hands out connections after the handshake
+	http   bool      // serves etcd's HTTP endpoints besides gRPC (no --listen-client-http-urls)
+	split  *tlsSplit // for secure and http: ln split by protocol
 }
 
 func isSecure(u url.URL) bool { return u.Scheme == "https" || u.Scheme == "unixs" }
@@ -181,7 +197,8 @@ func isSecure(u url.URL) bool { return u.Scheme == "https" || u.Scheme == "unixs
 // serveClients serves one client listener: gRPC alone when the HTTP
 // endpoints have URLs of their own; otherwise gRPC and the HTTP endpoints
 // on the same port, told apart by cmux on plain connections and by the
-// request inside one HTTP server on TLS connections (as etcd does).
+// protocol negotiated in the handshake on TLS ones (see tlsSplit). gRPC is
+// always served by grpc-go's own transport.
 func (m *Member) serveClients(cl clientListener) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -191,10 +208,8 @@ func (m *Member) serveClients(cl clientListener) {
 	ln := cl.ln
 	switch {
 	case cl.secure && cl.http:
-		hs := m.clientHTTPServer(true)
-		hs.Handler = grpcOrHTTP(m.grpc, hs.Handler)
-		m.serveHTTPLocked(hs, ln)
-		return
+		m.serveHTTPLocked(m.clientHTTPServer(true), cl.split.HTTP)
+		ln = cl.split.GRPC
 	case !cl.secure && cl.http:
 		mux := m.plainMux(ln, clientPlane)
 		ln = mux.Match(cmux.HTTP2())

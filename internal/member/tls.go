@@ -8,15 +8,12 @@ import (
 	"log"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"path/filepath"
-	"strings"
 
 	"go.etcd.io/etcd/client/pkg/v3/tlsutil"
 	etcdtransport "go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/kvorum/kvorum/internal/config"
@@ -118,25 +115,17 @@ func listen(u url.URL, info *etcdtransport.TLSInfo, p plane) (net.Listener, erro
 	if secure && info == nil {
 		return nil, fmt.Errorf("listen on %s: the URL needs TLS but the %s plane has no certificate", u.String(), p)
 	}
-	network, addr := "tcp", u.Host
-	switch u.Scheme {
-	case "http", "https":
-	case "unix", "unixs":
-		network, addr = "unix", u.Host+u.Path
-	default:
-		return nil, fmt.Errorf("listen on %s: scheme %q; want http, https, unix or unixs", u.String(), u.Scheme)
-	}
-	if secure && network == "tcp" && p == peerPlane {
+	if secure && p == peerPlane && (u.Scheme == "https") {
 		// etcd's listener adds the SAN check unless it is turned off.
-		ln, err := etcdtransport.NewListenerWithOpts(addr, u.Scheme, etcdtransport.WithTLSInfo(info))
+		ln, err := etcdtransport.NewListenerWithOpts(u.Host, u.Scheme, etcdtransport.WithTLSInfo(info))
 		if err != nil {
 			return nil, fmt.Errorf("listen on %s: %w", u.String(), err)
 		}
 		return ln, nil
 	}
-	ln, err := net.Listen(network, addr)
+	ln, err := listenRaw(u)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", u.String(), err)
+		return nil, err
 	}
 	if !secure {
 		return ln, nil
@@ -149,18 +138,22 @@ func listen(u url.URL, info *etcdtransport.TLSInfo, p plane) (net.Listener, erro
 	return tl, nil
 }
 
-// grpcOrHTTP serves gRPC requests (HTTP/2 with a gRPC content type) with
-// g and everything else with h, so that one TLS port carries both, as in
-// etcd. gRPC served this way still sees the client's verified certificate:
-// grpc-go puts r.TLS into the peer's AuthInfo.
-func grpcOrHTTP(g *grpc.Server, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-			g.ServeHTTP(w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+// listenRaw opens the plain socket of a URL: TCP for http(s), a Unix
+// socket named by host and path (as etcd names it) for unix(s).
+func listenRaw(u url.URL) (net.Listener, error) {
+	network, addr := "tcp", u.Host
+	switch u.Scheme {
+	case "http", "https":
+	case "unix", "unixs":
+		network, addr = "unix", u.Host+u.Path
+	default:
+		return nil, fmt.Errorf("listen on %s: scheme %q; want http, https, unix or unixs", u.String(), u.Scheme)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", u.String(), err)
+	}
+	return ln, nil
 }
 
 // handshakenTLS is the gRPC transport credentials of connections whose TLS
