@@ -248,6 +248,9 @@ func (m *Member) serveHTTPOnly(cl clientListener) {
 // for the rest and then calls serveMux. m.mu must be held.
 func (m *Member) plainMux(ln net.Listener, p plane) cmux.CMux {
 	mux := cmux.New(ln)
+	// A connection that sends nothing is dropped instead of waiting for
+	// its first bytes forever.
+	mux.SetReadTimeout(10 * time.Second)
 	tlsL := mux.Match(isTLSHandshake)
 	m.muxes = append(m.muxes, mux)
 	m.wg.Add(1)
