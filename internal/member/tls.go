@@ -115,7 +115,7 @@ func listen(u url.URL, info *etcdtransport.TLSInfo, p plane) (net.Listener, erro
 	if secure && info == nil {
 		return nil, fmt.Errorf("listen on %s: the URL needs TLS but the %s plane has no certificate", u.String(), p)
 	}
-	if secure && p == peerPlane && (u.Scheme == "https") {
+	if p == peerPlane && u.Scheme == "https" {
 		// etcd's listener adds the SAN check unless it is turned off.
 		ln, err := etcdtransport.NewListenerWithOpts(u.Host, u.Scheme, etcdtransport.WithTLSInfo(info))
 		if err != nil {
