@@ -118,6 +118,20 @@ type Config struct {
 
 	ClientTLS TLSInfo
 	PeerTLS   TLSInfo
+	// ListenClientHTTPURLs, when given, serve etcd's HTTP endpoints
+	// (/health, /version, ...) alone, and the client URLs then serve
+	// only gRPC.
+	ListenClientHTTPURLs []url.URL
+	// CipherSuites are Go's names of the TLS 1.2 cipher suites allowed on
+	// both planes; empty means Go's defaults.
+	CipherSuites []string
+	// TLSMinVersion and TLSMaxVersion are "TLS1.2" or "TLS1.3"; an empty
+	// maximum leaves it to Go.
+	TLSMinVersion string
+	TLSMaxVersion string
+	// SelfSignedCertValidity is the lifetime of --auto-tls and
+	// --peer-auto-tls certificates, in years.
+	SelfSignedCertValidity uint
 
 	ConfigFile   string // the YAML file the settings came from, if any
 	PrintVersion bool   // --version: print the version and exit; nothing else is checked
@@ -137,14 +151,32 @@ type Member struct {
 	PeerURLs []url.URL
 }
 
-// TLSInfo is the TLS setup of the client or the peer URLs.
+// TLSInfo is the TLS setup of the client or the peer URLs, with the
+// meaning of etcd's flags of the same names.
 type TLSInfo struct {
 	CertFile       string
 	KeyFile        string
 	TrustedCAFile  string
-	ClientCertAuth bool // require a client certificate signed by TrustedCAFile
-	AutoTLS        bool // use a generated self-signed certificate
+	ClientCertAuth bool   // require a client certificate signed by TrustedCAFile
+	AutoTLS        bool   // use a generated self-signed certificate
+	CRLFile        string // refuse certificates this revocation list names
+	// ClientCertFile and ClientKeyFile are the certificate the member
+	// presents when it dials (peers); empty means CertFile and KeyFile.
+	ClientCertFile string
+	ClientKeyFile  string
+	// AllowedCNs and AllowedHostnames restrict which verified client
+	// certificates are accepted: by common name, or by a SAN matching
+	// one of the host names. At most one of the two is set.
+	AllowedCNs       []string
+	AllowedHostnames []string
+	// SkipClientSANVerify turns off the peer plane's check that a
+	// member's client certificate names the address it connects from.
+	SkipClientSANVerify bool
 }
+
+// DefaultSelfSignedCertValidity is how long --auto-tls certificates are
+// valid, in years, as in etcd.
+const DefaultSelfSignedCertValidity = 1
 
 // Default returns the configuration of `etcd` started without flags: a
 // single member named "default" on localhost.
@@ -176,6 +208,8 @@ func Default() *Config {
 		LogLevel:                 "info",
 		Logger:                   "zap",
 		LogOutputs:               []string{"default"},
+		TLSMinVersion:            "TLS1.2",
+		SelfSignedCertValidity:   DefaultSelfSignedCertValidity,
 	}
 	c.InitialCluster = []Member{{Name: c.Name, PeerURLs: slices.Clone(c.InitialAdvertisePeerURLs)}}
 	return c
@@ -298,6 +332,12 @@ func (c *Config) apply(given []setting) error {
 			continue
 		}
 		set[s.name] = s
+		if set := fileOnly[s.name]; set != nil {
+			if err := set(c, s.value); err != nil {
+				return fmt.Errorf("invalid value %q for %s: %v", s.value, s.origin, err)
+			}
+			continue
+		}
 		if o := lookupOption(s.name); o != nil {
 			if o.set == nil {
 				continue
@@ -390,12 +430,18 @@ func (c *Config) lint() []string {
 		{"--listen-client-urls", c.ListenClientURLs, c.ClientTLS, "--cert-file/--key-file"},
 		{"--listen-peer-urls", c.ListenPeerURLs, c.PeerTLS, "--peer-cert-file/--peer-key-file"},
 	} {
-		if p.tls.CertFile == "" {
+		if p.tls.CertFile != "" && p.tls.AutoTLS {
+			w = append(w, fmt.Sprintf("%s are given, so no self-signed certificate is generated for %s (auto TLS is ignored, as in etcd)", p.certs, p.flag))
+		}
+		if p.tls.CertFile == "" && !p.tls.AutoTLS {
+			if p.tls.ClientCertAuth || p.tls.TrustedCAFile != "" {
+				w = append(w, fmt.Sprintf("%s serves no TLS, so client certificates are not checked there; use https URLs with %s", p.flag, p.certs))
+			}
 			continue
 		}
 		for _, u := range p.urls {
-			if u.Scheme == "http" {
-				w = append(w, fmt.Sprintf("%s has %s, which is plain http; %s are not used for it (use https)", p.flag, u.String(), p.certs))
+			if u.Scheme == "http" || u.Scheme == "unix" {
+				w = append(w, fmt.Sprintf("%s has %s, which is plain text; TLS and client certificates do not apply to it (use https)", p.flag, u.String()))
 			}
 		}
 	}

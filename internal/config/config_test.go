@@ -68,6 +68,8 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		LogLevel:                 "info",
 		Logger:                   "zap",
 		LogOutputs:               []string{"default"},
+		TLSMinVersion:            "TLS1.2",
+		SelfSignedCertValidity:   1,
 	}
 	c.Warnings = nil
 	if !reflect.DeepEqual(c, want) {
@@ -152,7 +154,14 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		"--log-level=debug", "--logger=zap", "--log-outputs=stderr,/var/log/k.log",
 		"--listen-metrics-urls=http://127.0.0.1:2381", "--enable-pprof",
 		"--cert-file=c.pem", "--key-file=k.pem", "--trusted-ca-file=ca.pem", "--client-cert-auth",
+		"--client-crl-file=crl.pem", "--client-cert-allowed-hostname=a.example,b.example",
+		"--client-cert-file=cc.pem", "--client-key-file=ck.pem",
 		"--peer-auto-tls", "--peer-client-cert-auth=true", "--peer-trusted-ca-file=pca.pem",
+		"--peer-crl-file=pcrl.pem", "--peer-cert-allowed-cn=m1,m2", "--peer-skip-client-san-verification",
+		"--peer-client-cert-file=pcc.pem", "--peer-client-key-file=pck.pem",
+		"--listen-client-http-urls=http://127.0.0.1:2382", "--self-signed-cert-validity=3",
+		"--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+		"--tls-min-version=TLS1.2", "--tls-max-version=TLS1.3",
 	}, nil)
 	want := &Config{
 		Name: "m1", DataDir: "/var/lib/kvorum",
@@ -174,8 +183,15 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		AutoCompactionMode: "revision", AutoCompactionRevisions: 1000,
 		LogLevel: "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"},
 		EnablePprof: true,
-		ClientTLS:   TLSInfo{CertFile: "c.pem", KeyFile: "k.pem", TrustedCAFile: "ca.pem", ClientCertAuth: true},
-		PeerTLS:     TLSInfo{TrustedCAFile: "pca.pem", ClientCertAuth: true, AutoTLS: true},
+		ClientTLS: TLSInfo{CertFile: "c.pem", KeyFile: "k.pem", TrustedCAFile: "ca.pem", ClientCertAuth: true,
+			CRLFile: "crl.pem", AllowedHostnames: []string{"a.example", "b.example"}, ClientCertFile: "cc.pem", ClientKeyFile: "ck.pem"},
+		PeerTLS: TLSInfo{TrustedCAFile: "pca.pem", ClientCertAuth: true, AutoTLS: true, CRLFile: "pcrl.pem",
+			AllowedCNs: []string{"m1", "m2"}, SkipClientSANVerify: true, ClientCertFile: "pcc.pem", ClientKeyFile: "pck.pem"},
+		ListenClientHTTPURLs:   urls(t, "http://127.0.0.1:2382"),
+		SelfSignedCertValidity: 3,
+		CipherSuites:           []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+		TLSMinVersion:          "TLS1.2", TLSMaxVersion: "TLS1.3",
+		Warnings: []string{"--listen-client-urls has unix://localhost:0, which is plain text; TLS and client certificates do not apply to it (use https)"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -254,6 +270,16 @@ func TestEachInvalidInputIsRefusedInOneLineNamingIt(t *testing.T) {
 		{"name with comma", []string{"--name=a,b"}, "must not contain ','"},
 		{"cert without key", []string{"--cert-file=c.pem"}, "--cert-file and --key-file must be given together"},
 		{"peer key without cert", []string{"--peer-key-file=k.pem"}, "--peer-cert-file and --peer-key-file must be given together"},
+		{"client cert without key", []string{"--peer-client-cert-file=c.pem"}, "--peer-client-cert-file and --peer-client-key-file must be given together"},
+		{"allowed CN and hostname", []string{"--peer-cert-allowed-cn=a", "--peer-cert-allowed-hostname=b"}, "--peer-cert-allowed-cn and --peer-cert-allowed-hostname exclude each other"},
+		{"peer auto TLS with client auth and no CA", []string{"--peer-auto-tls", "--peer-client-cert-auth"}, "--peer-client-cert-auth with --peer-auto-tls needs --peer-trusted-ca-file"},
+		{"auto TLS with client auth and no CA", []string{"--auto-tls", "--client-cert-auth"}, "--client-cert-auth with --auto-tls needs --trusted-ca-file"},
+		{"bad TLS version", []string{"--tls-min-version=TLS1.1"}, `--tls-min-version "TLS1.1": want TLS1.2 or TLS1.3`},
+		{"TLS min above max", []string{"--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"}, "--tls-min-version TLS1.3 is above --tls-max-version TLS1.2"},
+		{"cipher suites with TLS 1.3 only", []string{"--tls-min-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, "--cipher-suites cannot be set with --tls-min-version TLS1.3"},
+		{"unknown cipher suite", []string{"--cipher-suites=TLS_RSA_WITH_RC4"}, `unknown cipher suite "TLS_RSA_WITH_RC4"`},
+		{"zero certificate validity", []string{"--self-signed-cert-validity=0"}, "want a number of years, 1 or more"},
+		{"https HTTP URL without certificate", []string{"--listen-client-http-urls=https://127.0.0.1:2382"}, "--listen-client-http-urls has https://127.0.0.1:2382, which needs TLS"},
 		{"https without certificate", []string{"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379"}, "--listen-client-urls has https://127.0.0.1:2379, which needs TLS"},
 		{"peer https without certificate", []string{"--listen-peer-urls=https://127.0.0.1:2380"}, "--listen-peer-urls has https://127.0.0.1:2380, which needs TLS"},
 		{"discovery by DNS", []string{"--discovery-srv=example.com"}, "bootstrap by discovery is not supported"},
@@ -452,6 +478,7 @@ client-transport-security:
   client-cert-auth: true
   trusted-ca-file: /ca.pem
   auto-tls: false
+  allowed-cn: [admin, kube-apiserver]
 peer-transport-security:
   cert-file: /pc.pem
   key-file: /pk.pem
@@ -480,9 +507,12 @@ peer-transport-security:
 		AutoCompactionMode: "periodic", AutoCompactionRetention: 8 * time.Hour,
 		LogLevel: "warn", Logger: "zap", LogOutputs: []string{"stderr"},
 		EnablePprof: true,
-		ClientTLS:   TLSInfo{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true},
-		PeerTLS:     TLSInfo{CertFile: "/pc.pem", KeyFile: "/pk.pem", TrustedCAFile: "/pca.pem", ClientCertAuth: true},
-		Ignored:     []string{"enable-v2", "peer-cert-allowed-cn"},
+		ClientTLS: TLSInfo{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true,
+			AllowedCNs: []string{"admin", "kube-apiserver"}},
+		PeerTLS:                TLSInfo{CertFile: "/pc.pem", KeyFile: "/pk.pem", TrustedCAFile: "/pca.pem", ClientCertAuth: true, AllowedCNs: []string{"etcd"}},
+		Ignored:                []string{"enable-v2"},
+		TLSMinVersion:          "TLS1.2",
+		SelfSignedCertValidity: 1,
 	}
 	want.ConfigFile = c.ConfigFile
 	if !reflect.DeepEqual(c, want) {
@@ -754,6 +784,16 @@ func sampleArgs(name, etcdType string) (value string, extra []string) {
 		return "x.pem", []string{"--cert-file=c.pem", "--key-file=k.pem"}
 	case "peer-cert-file", "peer-key-file":
 		return "x.pem", []string{"--peer-cert-file=c.pem", "--peer-key-file=k.pem"}
+	case "client-cert-file", "client-key-file":
+		return "x.pem", []string{"--client-cert-file=c.pem", "--client-key-file=k.pem"}
+	case "peer-client-cert-file", "peer-client-key-file":
+		return "x.pem", []string{"--peer-client-cert-file=c.pem", "--peer-client-key-file=k.pem"}
+	case "cipher-suites":
+		return "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", nil
+	case "tls-min-version", "tls-max-version":
+		return "TLS1.2", nil
+	case "listen-client-http-urls":
+		return "http://127.0.0.1:2381", nil
 	}
 	switch etcdType {
 	case "BoolVar", "ignored":

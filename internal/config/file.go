@@ -78,6 +78,17 @@ var securityKeys = map[string][2]string{ // key: {client flag, peer flag}
 	"skip-client-san-verification": {"", "peer-skip-client-san-verification"},
 }
 
+// fileOnly sets the keys of the TLS sections that have no flag of their
+// own (etcd's client plane has no flags for them); readSecurity names them
+// section.key.
+var fileOnly = map[string]func(c *Config, v string) error{
+	"client-transport-security.allowed-cn": func(c *Config, v string) error {
+		c.ClientTLS.AllowedCNs = splitList(v)
+		return nil
+	},
+	"client-transport-security.skip-client-san-verification": setBool(func(c *Config) *bool { return &c.ClientTLS.SkipClientSANVerify }),
+}
+
 // readFile reads the settings of an etcd-style YAML config file. Unlike
 // etcd, which skips keys it does not know, an unknown key is an error: it is
 // almost always a typo, and a skipped TLS key leaves a member unprotected.

@@ -7,9 +7,11 @@ package member
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/soheilhy/cmux"
+	etcdtransport "go.etcd.io/etcd/client/pkg/v3/transport"
 	"google.golang.org/grpc"
 
 	"github.com/kvorum/kvorum/internal/api"
@@ -96,7 +99,21 @@ func urlStrings(us []url.URL) []string {
 // Start opens the data dir and the listeners and starts the member. On
 // error everything it opened is closed again.
 func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
-	s, err := server.New(ServerConfig(cfg, lg))
+	clientTLS, err := tlsInfo(cfg, clientPlane, lg)
+	if err != nil {
+		return nil, err
+	}
+	peerTLS, err := tlsInfo(cfg, peerPlane, lg)
+	if err != nil {
+		return nil, err
+	}
+	sc := ServerConfig(cfg, lg)
+	if peerTLS != nil {
+		if sc.PeerTLS, err = peerTLS.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("TLS of the peer plane: %v", err)
+		}
+	}
+	s, err := server.New(sc)
 	if err != nil {
 		return nil, err
 	}
@@ -107,28 +124,58 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 			s.Stop()
 		}
 	}()
-	var peerLns, clientLns []net.Listener
+	open := func(u url.URL, info *etcdtransport.TLSInfo, p plane) (net.Listener, error) {
+		ln, err := listen(u, info, p)
+		if err == nil {
+			m.listeners = append(m.listeners, ln)
+		}
+		return ln, err
+	}
+	var peerLns []net.Listener
+	var clientLns, httpLns []clientListener
 	for _, u := range cfg.ListenPeerURLs {
-		ln, err := server.Listen(u.String())
+		ln, err := open(u, peerTLS, peerPlane)
 		if err != nil {
 			return nil, err
 		}
-		m.listeners = append(m.listeners, ln)
 		peerLns = append(peerLns, ln)
 	}
+	shared := len(cfg.ListenClientHTTPURLs) == 0
 	for _, u := range cfg.ListenClientURLs {
-		ln, err := server.Listen(u.String())
+		if isSecure(u) && shared {
+			raw, err := listenRaw(u)
+			if err != nil {
+				return nil, err
+			}
+			split, err := newTLSSplit(raw, clientTLS, lg)
+			if err != nil {
+				raw.Close()
+				return nil, fmt.Errorf("listen on %s: %w", u.String(), err)
+			}
+			m.listeners = append(m.listeners, split)
+			clientLns = append(clientLns, clientListener{ln: split, secure: true, http: true, split: split})
+			continue
+		}
+		ln, err := open(u, clientTLS, clientPlane)
 		if err != nil {
 			return nil, err
 		}
-		m.listeners = append(m.listeners, ln)
-		clientLns = append(clientLns, ln)
+		clientLns = append(clientLns, clientListener{ln: ln, secure: isSecure(u), http: shared})
+	}
+	for _, u := range cfg.ListenClientHTTPURLs {
+		ln, err := open(u, clientTLS, clientPlane)
+		if err != nil {
+			return nil, err
+		}
+		httpLns = append(httpLns, clientListener{ln: ln, secure: isSecure(u), http: true})
 	}
 	for _, ln := range peerLns {
-		hs := &http.Server{Handler: s.PeerHandler(), ReadHeaderTimeout: 10 * time.Second}
-		m.serveHTTP(hs, ln)
+		hs := &http.Server{Handler: s.PeerHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpErrorLog(lg, peerPlane)}
+		m.mu.Lock()
+		m.serveHTTPLocked(hs, m.plainOnly(ln, peerPlane))
+		m.mu.Unlock()
 	}
-	m.grpc = api.NewGRPCServer(s)
+	m.grpc = api.NewGRPCServer(s, grpc.Creds(handshakenTLS{}))
 	// The client listeners are open already (a port conflict fails the
 	// start), but, as with etcd, they are served only once the member has
 	// joined a quorum and published itself.
@@ -140,8 +187,11 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		case <-s.Done():
 			return
 		}
-		for _, ln := range clientLns {
-			m.serveClients(ln)
+		for _, cl := range clientLns {
+			m.serveClients(cl)
+		}
+		for _, cl := range httpLns {
+			m.serveHTTPOnly(cl)
 		}
 		lg.Info("ready to serve client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
 	}()
@@ -149,38 +199,127 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 	return m, nil
 }
 
-// serveClients serves gRPC and etcd's HTTP endpoints on one client
-// listener, told apart by cmux.
-func (m *Member) serveClients(ln net.Listener) {
-	mux := cmux.New(ln)
-	grpcL := mux.Match(cmux.HTTP2())
-	httpL := mux.Match(cmux.Any())
+// clientListener is an open client URL and what it serves.
+type clientListener struct {
+	ln     net.Listener
+	secure bool      // TLS (https, unixs): ln hands out connections after the handshake
+	http   bool      // serves etcd's HTTP endpoints besides gRPC (no --listen-client-http-urls)
+	split  *tlsSplit // for secure and http: ln split by protocol
+}
+
+func isSecure(u url.URL) bool { return u.Scheme == "https" || u.Scheme == "unixs" }
+
+// serveClients serves one client listener: gRPC alone when the HTTP
+// endpoints have URLs of their own; otherwise gRPC and the HTTP endpoints
+// on the same port, told apart by cmux on plain connections and by the
+// protocol negotiated in the handshake on TLS ones (see tlsSplit). gRPC is
+// always served by grpc-go's own transport.
+func (m *Member) serveClients(cl clientListener) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopping {
 		return
 	}
-	m.muxes = append(m.muxes, mux)
-	m.wg.Add(2)
+	ln := cl.ln
+	switch {
+	case cl.secure && cl.http:
+		m.serveHTTPLocked(m.clientHTTPServer(true), cl.split.HTTP)
+		ln = cl.split.GRPC
+	case !cl.secure && cl.http:
+		mux := m.plainMux(ln, clientPlane)
+		ln = mux.Match(cmux.HTTP2())
+		m.serveHTTPLocked(m.clientHTTPServer(false), mux.Match(cmux.Any()))
+		m.serveMux(mux)
+	case !cl.secure:
+		ln = m.plainOnly(ln, clientPlane)
+	}
+	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.grpc.Serve(grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !isClosed(err) {
+		if err := m.grpc.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !isClosed(err) {
 			m.lg.Debug("grpc serve ended", "err", err)
 		}
 	}()
+}
+
+// serveHTTPOnly serves etcd's HTTP endpoints alone on a
+// --listen-client-http-urls listener.
+func (m *Member) serveHTTPOnly(cl clientListener) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopping {
+		return
+	}
+	ln := cl.ln
+	if !cl.secure {
+		ln = m.plainOnly(ln, clientPlane)
+	}
+	m.serveHTTPLocked(m.clientHTTPServer(cl.secure), ln)
+}
+
+// plainMux splits a plain-text listener with cmux. Connections that open
+// with a TLS handshake (a client or member configured for https talking to
+// an http URL) are logged as refused and closed; the caller adds matchers
+// for the rest and then calls serveMux. m.mu must be held.
+func (m *Member) plainMux(ln net.Listener, p plane) cmux.CMux {
+	mux := cmux.New(ln)
+	// A connection that sends nothing is dropped instead of waiting for
+	// its first bytes forever.
+	mux.SetReadTimeout(10 * time.Second)
+	tlsL := mux.Match(isTLSHandshake)
+	m.muxes = append(m.muxes, mux)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			c, err := tlsL.Accept()
+			if err != nil {
+				return
+			}
+			m.lg.Warn("rejected connection", "plane", string(p), "remote-addr", c.RemoteAddr().String(),
+				"error", "TLS handshake on a plain-text URL; use an http:// endpoint or give this member https:// URLs and certificates")
+			c.Close()
+		}
+	}()
+	return mux
+}
+
+// plainOnly is plainMux with everything that is not TLS going to the
+// returned listener. m.mu must be held.
+func (m *Member) plainOnly(ln net.Listener, p plane) net.Listener {
+	mux := m.plainMux(ln, p)
+	rest := mux.Match(cmux.Any())
+	m.serveMux(mux)
+	return rest
+}
+
+// serveMux runs mux once its matchers are in place. m.mu must be held.
+func (m *Member) serveMux(mux cmux.CMux) {
+	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		if err := mux.Serve(); err != nil && !isClosed(err) {
-			m.lg.Debug("client listener ended", "err", err)
+			m.lg.Debug("listener ended", "err", err)
 		}
 	}()
-	m.serveHTTPLocked(&http.Server{Handler: m.clientHTTP(m.pprof), ReadHeaderTimeout: 10 * time.Second}, httpL)
 }
 
-func (m *Member) serveHTTP(hs *http.Server, ln net.Listener) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.serveHTTPLocked(hs, ln)
+// isTLSHandshake matches a connection whose first bytes are a TLS
+// handshake record (content type 22, major version 3).
+func isTLSHandshake(r io.Reader) bool {
+	var b [2]byte
+	n, _ := io.ReadFull(r, b[:])
+	return n == 2 && b[0] == 0x16 && b[1] == 0x03
+}
+
+// clientHTTPServer is the server of etcd's HTTP endpoints. On TLS
+// listeners it speaks HTTP/2 as well (ALPN), which gRPC needs.
+func (m *Member) clientHTTPServer(secure bool) *http.Server {
+	hs := &http.Server{Handler: m.clientHTTP(m.pprof), ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpErrorLog(m.lg, clientPlane)}
+	if secure {
+		hs.TLSConfig = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
+	}
+	return hs
 }
 
 func (m *Member) serveHTTPLocked(hs *http.Server, ln net.Listener) {

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -75,6 +73,10 @@ type Config struct {
 	// LeaseCheckpointInterval is how often the leader replicates the
 	// remaining TTL of long leases; 0 means 5 minutes (etcd's default).
 	LeaseCheckpointInterval time.Duration
+
+	// PeerTLS, when set, is the client side of TLS to the other members
+	// (their https peer URLs); the peer listener's TLS is the caller's.
+	PeerTLS *tls.Config
 
 	Logger *slog.Logger
 }
@@ -220,6 +222,7 @@ func (s *Server) open() error {
 	s.transport = transport.New(transport.Config{
 		LocalID:   s.memberID,
 		ClusterID: s.clusterID,
+		TLS:       cfg.PeerTLS,
 		Raft:      node,
 		Snapshots: node.Snapshots(),
 		Logger:    s.lg,
@@ -398,29 +401,6 @@ func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }
 
 // Logger is the member's logger.
 func (s *Server) Logger() *slog.Logger { return s.lg }
-
-// Listen opens a listener for a URL of --listen-*-urls: TCP for http
-// URLs, a Unix socket for unix URLs (named, as etcd names it, by the URL's
-// host and path).
-func Listen(rawURL string) (net.Listener, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	network, addr := "tcp", u.Host
-	switch u.Scheme {
-	case "http":
-	case "unix":
-		network, addr = "unix", u.Host+u.Path
-	default:
-		return nil, fmt.Errorf("listen on %s: scheme %q is not served yet (TLS is not implemented in this version; use http:// or unix://)", rawURL, u.Scheme)
-	}
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", rawURL, err)
-	}
-	return ln, nil
-}
 
 // propose replicates req and waits until it was applied here.
 func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {

@@ -314,9 +314,9 @@ func (p *peer) dial(base string) (*stream, error) {
 	}
 	switch {
 	case !inTime:
-		return fail(fmt.Errorf("no answer within %v", tm.dial))
+		return fail(p.t.explainFailure(base, fmt.Errorf("no answer within %v", tm.dial)))
 	case r.err != nil:
-		return fail(r.err)
+		return fail(p.t.explainFailure(base, r.err))
 	case r.resp.StatusCode == http.StatusGone && p.t.cfg.OnRemoved != nil:
 		p.t.removedOnce.Do(func() { go p.t.cfg.OnRemoved() })
 		return fail(fmt.Errorf("refused: this member was removed from the cluster"))

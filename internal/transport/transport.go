@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -397,6 +398,31 @@ func (t *Transport) Probe(ctx context.Context, peerURL string) (ProbeResult, err
 		return ProbeResult{}, fmt.Errorf("probe %s: answer carries invalid IDs %q, %q", peerURL, body.ClusterID, body.MemberID)
 	}
 	return ProbeResult{ClusterID: cid, MemberID: mid}, nil
+}
+
+// explainFailure adds to err, a stream request that failed, the reason
+// when it is a TLS refusal. With TLS 1.3 a peer that refuses our
+// certificate says so only after our side of the handshake has ended, and
+// the stream request, whose body stays open, may end with a timeout or a
+// broken pipe instead of the alert; a probe, which has no body, sees it.
+func (t *Transport) explainFailure(base string, err error) error {
+	if t.cfg.TLS == nil || isTLSRefusal(err) {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, t.timing.dial)
+	defer cancel()
+	if _, perr := t.Probe(ctx, base); isTLSRefusal(perr) {
+		return fmt.Errorf("%w; %v", err, perr)
+	}
+	return err
+}
+
+// isTLSRefusal reports a certificate this side does not accept, or a TLS
+// alert from the other side.
+func isTLSRefusal(err error) bool {
+	var remote *net.OpError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &verify) || errors.As(err, &remote) && remote.Op == "remote error"
 }
 
 type probeBody struct {

@@ -59,6 +59,18 @@ func TestBadInputRefusesToStart(t *testing.T) {
 			want: []string{"--no-such-flag"},
 		},
 		{
+			name: "certificate file missing",
+			args: func(t *testing.T) []string {
+				return base(t.TempDir(), "--cert-file=/nonexistent/server.pem", "--key-file=/nonexistent/server-key.pem")
+			},
+			want: []string{"--cert-file", "/nonexistent/server.pem"},
+		},
+		{
+			name: "peer client certificate auth with auto TLS and no CA",
+			args: func(t *testing.T) []string { return base(t.TempDir(), "--peer-auto-tls", "--peer-client-cert-auth") },
+			want: []string{"--peer-client-cert-auth", "--peer-trusted-ca-file"},
+		},
+		{
 			name: "name missing from initial cluster",
 			args: func(t *testing.T) []string { return base(t.TempDir(), "--name=m9") },
 			want: []string{"m9", "--initial-cluster"},

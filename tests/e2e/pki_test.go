@@ -12,12 +12,10 @@ import (
 	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
 )
 
-// tlsCluster is a cluster started with mutual TLS on the client and the
+// pkiCluster is a cluster started with mutual TLS on the client and the
 // peer port, from a `kvorumctl pki init` directory. The server binary takes
-// etcd's flags; today only the official etcd is started this way (Kvorum's
-// TLS flags are being built), and a Kvorum run is one more call with
-// kvorumBin.
-type tlsCluster struct {
+// etcd's flags: the official etcd or Kvorum.
+type pkiCluster struct {
 	dir       string // the pki directory
 	endpoints []string
 }
@@ -37,16 +35,16 @@ func pkiInit(t *testing.T, n int) string {
 	return dir
 }
 
-// startTLSCluster starts n members of bin with the certificates in dir and
+// startPKICluster starts n members of bin with the certificates in dir and
 // waits until the cluster answers an authenticated health check.
-func startTLSCluster(t *testing.T, bin, ctl, dir string, n int) *tlsCluster {
+func startPKICluster(t *testing.T, bin, ctl, dir string, n int) *pkiCluster {
 	t.Helper()
 	ports := freePorts(t, 2*n)
 	var initial []string
 	for i := range n {
 		initial = append(initial, fmt.Sprintf("m%d=https://127.0.0.1:%d", i+1, ports[2*i+1]))
 	}
-	tc := &tlsCluster{dir: dir}
+	tc := &pkiCluster{dir: dir}
 	for i := range n {
 		name := fmt.Sprintf("m%d", i+1)
 		client := fmt.Sprintf("https://127.0.0.1:%d", ports[2*i])
@@ -99,7 +97,7 @@ func startTLSCluster(t *testing.T, bin, ctl, dir string, n int) *tlsCluster {
 
 // ctl runs a CLI with the CA and the given client's certificate ("" for
 // none) from dir.
-func (tc *tlsCluster) ctl(t *testing.T, bin, client string, args ...string) ctlResult {
+func (tc *pkiCluster) ctl(t *testing.T, bin, client string, args ...string) ctlResult {
 	t.Helper()
 	return ctlWithCerts(t, bin, tc.endpoints, tc.dir, client, args...)
 }
@@ -114,16 +112,22 @@ func ctlWithCerts(t *testing.T, bin string, endpoints []string, dir, client stri
 }
 
 // TestPKICertificatesRunAMutualTLSCluster checks that what `pki init` makes
-// is what a real etcd cluster with mutual TLS on both planes needs: the
+// is what a cluster with mutual TLS on both planes needs, real etcd's and
+// Kvorum's alike: the
 // members find each other over TLS with their peer certificates, the admin
 // and kube-apiserver client certificates are let in through both CLIs,
 // and a client without a certificate or with one from another CA is not.
 func TestPKICertificatesRunAMutualTLSCluster(t *testing.T) {
 	etcd := officialEtcd(t)
-	dir := pkiInit(t, 3)
-	tc := startTLSCluster(t, etcd.Server, etcd.Ctl, dir, 3)
+	for _, srv := range []struct{ name, bin, ctl string }{{"etcd", etcd.Server, etcd.Ctl}, {"kvorum", kvorumBin, kvorumctlBin}} {
+		t.Run(srv.name, func(t *testing.T) { pkiClusterServes(t, etcd.Ctl, srv.bin, srv.ctl) })
+	}
+}
 
-	for _, cli := range []struct{ name, bin string }{{"etcdctl", etcd.Ctl}, {"kvorumctl", kvorumctlBin}} {
+func pkiClusterServes(t *testing.T, etcdctl, server, ctl string) {
+	dir := pkiInit(t, 3)
+	tc := startPKICluster(t, server, ctl, dir, 3)
+	for _, cli := range []struct{ name, bin string }{{"etcdctl", etcdctl}, {"kvorumctl", kvorumctlBin}} {
 		t.Run(cli.name, func(t *testing.T) {
 			for _, client := range []string{"admin", "kube-apiserver-etcd-client"} {
 				if r := tc.ctl(t, cli.bin, client, "put", "k-"+client, "v"); r.code != 0 || r.stdout != "OK\n" {
