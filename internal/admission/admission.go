@@ -231,7 +231,8 @@ func init() {
 		}
 		return admin(a, user, r)
 	})
-	for _, m := range []proto.Message{&pb.AuthEnableRequest{}, &pb.AuthDisableRequest{}, &pb.AuthStatusRequest{},
+	add[*pb.AuthStatusRequest](&pb.AuthStatusRequest{}, nil) // anyone may ask whether auth is on
+	for _, m := range []proto.Message{&pb.AuthEnableRequest{}, &pb.AuthDisableRequest{},
 		&pb.AuthUserAddRequest{}, &pb.AuthUserListRequest{}, &pb.AuthUserDeleteRequest{},
 		&pb.AuthUserChangePasswordRequest{}, &pb.AuthUserGrantRoleRequest{}, &pb.AuthUserRevokeRoleRequest{},
 		&pb.AuthRoleAddRequest{}, &pb.AuthRoleListRequest{}, &pb.AuthRoleDeleteRequest{},

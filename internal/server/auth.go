@@ -31,6 +31,15 @@ func (s *Server) Identify(ctx context.Context) (string, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if ts := md.Get(rpctypes.TokenFieldNameGRPC); len(ts) > 0 {
 			user, ok := s.tokens.User(ts[0])
+			if !ok {
+				// The token may come from an Authenticate entry this
+				// member has not applied yet (another member answered
+				// it): catch up with what is committed and look again.
+				if err := s.linearizableBarrier(ctx); err != nil {
+					return "", err
+				}
+				user, ok = s.tokens.User(ts[0])
+			}
 			if !ok || !s.auth.HasUser(user) {
 				return "", auth.ErrInvalidAuthToken
 			}

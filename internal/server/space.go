@@ -40,14 +40,14 @@ func newSpace(quotaFlag int64) *space {
 }
 
 // measure reads the engine's size: everything it holds on disk (state,
-// raft log and write-ahead log, which is what the quota counts) and the
-// part the state machine's tables take.
+// raft log and write-ahead log, which is what the quota counts), and the
+// part of it in use, which excludes table files that compactions made
+// obsolete and that are waiting to be deleted.
 func (s *Server) measure() {
-	s.space.size.Store(int64(s.db.Metrics().DiskSpaceUsage()))
-	inUse, err := s.db.EstimateDiskUsage(storage.StateMachineStart, storage.StateMachineEnd)
-	if err == nil {
-		s.space.inUse.Store(int64(inUse))
-	}
+	m := s.db.Metrics()
+	size := int64(m.DiskSpaceUsage())
+	s.space.size.Store(size)
+	s.space.inUse.Store(max(0, size-int64(m.Table.ObsoleteSize+m.Table.ZombieSize)))
 }
 
 // runSpaceMonitor measures the engine's size until the server stops.

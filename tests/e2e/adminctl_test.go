@@ -271,7 +271,7 @@ func TestAdminCommandsMatchEtcdctl(t *testing.T) {
 		name   string
 		steps  []adminStep
 		kvorum bool
-	}{{"member", memberSession, true}, {"maintenance", maintenanceSession, true}, {"auth", authSession, false}}
+	}{{"member", memberSession, true}, {"maintenance", maintenanceSession, true}, {"auth", authSession, true}}
 	for _, srv := range []struct{ name, bin string }{{"etcd", etcd.Server}, {"kvorum", kvorumBin}} {
 		for _, s := range sessions {
 			if srv.name == "kvorum" && !s.kvorum {
