@@ -35,11 +35,15 @@ func NewSimpleTokens(ttl time.Duration, now func() time.Time) *SimpleTokens {
 }
 
 // New makes a token to propose with an Authenticate request.
-func (t *SimpleTokens) New() string {
+func (t *SimpleTokens) New(string) (string, error) {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b) // never fails (crypto/rand documents it)
-	return base64.RawURLEncoding.EncodeToString(b)
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
+
+// Replicated is true: a simple token is valid once its Authenticate entry
+// applied.
+func (t *SimpleTokens) Replicated() bool { return true }
 
 // Register records a token for user, as its Authenticate entry applies.
 func (t *SimpleTokens) Register(token, user string) {

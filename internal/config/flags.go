@@ -121,12 +121,10 @@ var options = []option{
 		setCompactHashTime},
 	{"experimental-compact-hash-check-time", kindDuration, "1m0s", "Old name of --compact-hash-check-time.",
 		setCompactHashTime},
-	{"auth-token", kindText, "simple", "How clients prove who they are after authenticating: 'simple' (tokens kept by the members).",
+	{"auth-token", kindText, "simple", "Tokens issued to authenticated clients: 'simple', or 'jwt,pub-key=FILE,priv-key=FILE,sign-method=ALG,ttl=DURATION'.",
 		func(c *Config, v string) error {
-			if v != "simple" {
-				// A token type given but not served must not quietly become
-				// another: refuse, naming the flag.
-				return fmt.Errorf("only 'simple' tokens are supported in this version (JWT tokens are not yet); remove --auth-token or set it to simple")
+			if v != "simple" && v != "jwt" && !strings.HasPrefix(v, "jwt,") {
+				return fmt.Errorf("want simple or jwt,pub-key=...,priv-key=...,sign-method=...")
 			}
 			c.AuthToken = v
 			return nil

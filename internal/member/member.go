@@ -65,6 +65,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		MaxLearners:           cfg.MaxLearners,
 		QuotaBackendBytes:     cfg.QuotaBackendBytes,
 		BcryptCost:            cfg.BcryptCost,
+		AuthToken:             cfg.AuthToken,
 		AuthTokenTTL:          cfg.AuthTokenTTL,
 		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
 		Logger:                lg,

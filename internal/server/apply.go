@@ -78,7 +78,7 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 		sm.s.syncPeers(out.Members)
 	}
 	for _, r := range out.Results {
-		if r.Session != nil {
+		if r.Session != nil && r.Session.Token != "" {
 			sm.s.tokens.Register(r.Session.Token, r.Session.User)
 		}
 		sm.s.waiters.trigger(r.ID, applyResult{r.Resp, r.Err})

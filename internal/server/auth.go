@@ -88,14 +88,21 @@ func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*
 	if err := s.auth.CheckPassword(r.GetName(), r.GetPassword()); err != nil {
 		return nil, err
 	}
-	token := s.tokens.New()
-	resp, err := s.proposeAuth(ctx, &pb.InternalRaftRequest{Authenticate: &pb.InternalAuthenticateRequest{Name: r.GetName(), SimpleToken: token}})
+	token, err := s.tokens.New(r.GetName())
 	if err != nil {
 		return nil, err
 	}
-	out := resp.(*pb.AuthenticateResponse)
-	out.Header = s.header(nil)
-	return out, nil
+	// The entry orders the authentication with auth changes around it; a
+	// simple token travels in it and is valid on every member once it
+	// applies, a JWT is valid by its signature and stays out of the log.
+	req := &pb.InternalAuthenticateRequest{Name: r.GetName()}
+	if s.tokens.Replicated() {
+		req.SimpleToken = token
+	}
+	if _, err := s.proposeAuth(ctx, &pb.InternalRaftRequest{Authenticate: req}); err != nil {
+		return nil, err
+	}
+	return &pb.AuthenticateResponse{Header: s.header(nil), Token: token}, nil
 }
 
 // hashPassword hashes a password as the request leaves the API, so that

@@ -54,6 +54,8 @@ type Config struct {
 	QuotaBackendBytes int64
 	// BcryptCost is --bcrypt-cost; 0 means bcrypt's default (10).
 	BcryptCost int
+	// AuthToken is --auth-token: "simple" (also for "") or "jwt,...".
+	AuthToken string
 	// AuthTokenTTL is --auth-token-ttl for simple tokens; 0 means 300 s.
 	AuthTokenTTL time.Duration
 	// MaxLearners bounds the learners in the cluster; 0 means 1 (etcd's
@@ -93,7 +95,7 @@ type Server struct {
 	members   *membership.Store
 	alarms    *alarm.Store
 	auth      *auth.Store
-	tokens    *auth.SimpleTokens
+	tokens    auth.Tokens
 	space     *space
 	raising   sync.Map // alarms being proposed, by type and member
 	node      *raftnode.Node
@@ -152,7 +154,10 @@ func New(cfg Config) (*Server, error) {
 	s.members = &membership.Store{}
 	s.alarms = &alarm.Store{}
 	s.auth = &auth.Store{}
-	s.tokens = auth.NewSimpleTokens(cfg.AuthTokenTTL, nil)
+	if s.tokens, err = auth.NewTokens(cfg.AuthToken, cfg.AuthTokenTTL); err != nil {
+		engine.Close()
+		return nil, err
+	}
 	if s.cfg.BcryptCost == 0 {
 		s.cfg.BcryptCost = bcrypt.DefaultCost
 	}

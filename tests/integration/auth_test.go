@@ -2,7 +2,14 @@ package integration
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -79,8 +86,39 @@ func enableAuth(t *testing.T, cli *clientv3.Client) {
 	must(t, "auth enable", err)
 }
 
+// jwtKeys writes an ECDSA key pair for --auth-token jwt and returns the
+// flag's value.
+func jwtKeys(t *testing.T) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	privFile, pubFile := filepath.Join(dir, "jwt.key"), filepath.Join(dir, "jwt.pub")
+	must(t, "write key", os.WriteFile(privFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: priv}), 0o600))
+	must(t, "write key", os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600))
+	return "jwt,pub-key=" + pubFile + ",priv-key=" + privFile + ",sign-method=ES256,ttl=10m"
+}
+
+// The access matrix runs with both token schemes: simple tokens (valid on
+// every member once their Authenticate entry applied) and JWTs (valid by
+// their signature).
 func TestAccessControlMatrix(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{})
+	t.Run("simple", func(t *testing.T) { accessControlMatrix(t, "simple") })
+	t.Run("jwt", func(t *testing.T) { accessControlMatrix(t, jwtKeys(t)) })
+}
+
+func accessControlMatrix(t *testing.T, tokens string) {
+	c := testcluster.Start(t, testcluster.Options{Args: []string{"--auth-token", tokens}})
 	lead, _ := c.WaitLeader(waitTimeout)
 	anon := lead.Client()
 	_, err := anon.Put(ctxFor(t, 5*time.Second), "app/x", "before")
