@@ -18,6 +18,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/soheilhy/cmux"
@@ -40,6 +41,8 @@ type Member struct {
 	listeners []net.Listener
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
+
+	certExpiry atomic.Int64 // Unix seconds of the earliest certificate expiry; 0 for none
 
 	mu       sync.Mutex // guards what serving goroutines add while Stop runs
 	stopping bool
@@ -125,6 +128,17 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 			s.Stop()
 		}
 	}()
+	var certFiles []string
+	for _, info := range []*etcdtransport.TLSInfo{clientTLS, peerTLS} {
+		if info != nil {
+			for _, f := range []string{info.CertFile, info.TrustedCAFile, info.ClientCertFile} {
+				if f != "" {
+					certFiles = append(certFiles, f)
+				}
+			}
+		}
+	}
+	m.watchCertificates(certFiles)
 	open := func(u url.URL, info *etcdtransport.TLSInfo, p plane) (net.Listener, error) {
 		ln, err := listen(u, info, p)
 		if err == nil {
