@@ -7,3 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 go vet ./...
 go test -count=1 -timeout 45m "$@" ./...
+# Each fuzz target runs for a few seconds beyond its committed corpus
+# (testdata/fuzz): config parsing, request admission, the peer message
+# decoder. A crash fails the run and writes the input to testdata/fuzz.
+for target in ./internal/config:FuzzParse ./internal/admission:FuzzAdmit ./internal/transport:FuzzReadFrame; do
+	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${KVORUM_FUZZTIME:-5s}" "${target%%:*}"
+done
