@@ -152,6 +152,14 @@ var options = []option{
 		func(c *Config, v string) error { c.LogOutputs = splitList(v); return nil }},
 	{"enable-pprof", kindBool, "false", "Serve runtime profiles at /debug/pprof/ on the client URLs.",
 		setBool(func(c *Config) *bool { return &c.EnablePprof })},
+	{"metrics", kindText, "basic", "Metrics to export: 'basic', or 'extensive' to add gRPC latency histograms.",
+		func(c *Config, v string) error {
+			if v != "basic" && v != "extensive" {
+				return fmt.Errorf("use basic or extensive")
+			}
+			c.Metrics = v
+			return nil
+		}},
 	{"cert-file", kindText, "", "Path to the TLS certificate of the client URLs.",
 		func(c *Config, v string) error { c.ClientTLS.CertFile = v; return nil }},
 	{"key-file", kindText, "", "Path to the TLS key of the client URLs.",
@@ -231,7 +239,7 @@ func init() {
 			"distributed-tracing-instance-id", "distributed-tracing-service-name",
 			"experimental-distributed-tracing-address", "experimental-distributed-tracing-instance-id",
 			"experimental-distributed-tracing-service-name", "experimental-enable-v2v3",
-			"feature-gates", "log-format", "log-rotation-config-json", "metrics", "peer-client-cert-file",
+			"feature-gates", "log-format", "log-rotation-config-json", "peer-client-cert-file",
 			"peer-client-key-file", "peer-crl-file", "tls-max-version", "tls-min-version", "wal-dir",
 			"cipher-suites", "client-cert-allowed-hostname", "peer-cert-allowed-cn",
 			"peer-cert-allowed-hostname", "discovery-endpoints", "host-whitelist", "cors",

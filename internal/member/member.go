@@ -23,6 +23,7 @@ import (
 
 	"github.com/kvorum/kvorum/internal/api"
 	"github.com/kvorum/kvorum/internal/config"
+	"github.com/kvorum/kvorum/internal/metrics"
 	"github.com/kvorum/kvorum/internal/server"
 	"github.com/kvorum/kvorum/internal/version"
 )
@@ -94,7 +95,13 @@ func urlStrings(us []url.URL) []string {
 // Start opens the data dir and the listeners and starts the member. On
 // error everything it opened is closed again.
 func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
-	s, err := server.New(ServerConfig(cfg, lg))
+	level, err := metrics.ParseLevel(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	sc := ServerConfig(cfg, lg)
+	sc.Metrics = metrics.New(level)
+	s, err := server.New(sc)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +133,12 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		hs := &http.Server{Handler: s.PeerHandler(), ReadHeaderTimeout: 10 * time.Second}
 		m.serveHTTP(hs, ln)
 	}
-	m.grpc = api.NewGRPCServer(s)
+	m.grpc = api.NewGRPCServer(s, s.Metrics().GRPCServerOptions()...)
+	s.Metrics().InitGRPC(m.grpc)
+	metricsLns, err := m.listenMetrics(cfg)
+	if err != nil {
+		return nil, err
+	}
 	// The client listeners are open already (a port conflict fails the
 	// start), but, as with etcd, they are served only once the member has
 	// joined a quorum and published itself.
@@ -144,6 +156,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		lg.Info("ready to serve client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
 	}()
 	s.Start()
+	m.serveMetrics(metricsLns)
 	return m, nil
 }
 
@@ -211,18 +224,7 @@ func (m *Member) clientHTTP(pprofOn bool) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{"etcdserver": version.APIVersion, "etcdcluster": version.APIVersion, "storage": version.StorageVersion, "kvorum": version.Version})
 	})
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		err := m.Server.Healthy(ctx, r.URL.Query().Get("serializable") == "true")
-		w.Header().Set("Content-Type", "application/json")
-		body := map[string]string{"health": "true", "reason": ""}
-		if err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			body = map[string]string{"health": "false", "reason": err.Error()}
-		}
-		json.NewEncoder(w).Encode(body)
-	})
+	m.registerObservability(mux)
 	return mux
 }
 
