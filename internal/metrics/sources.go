@@ -7,8 +7,8 @@ import (
 // Sources are the member's numbers that are read when scraped. Every
 // function must be safe to call at any time from any goroutine.
 type Sources struct {
-	MemberID      uint64
-	ServerVersion string // the etcd API version the member reports
+	MemberID       uint64
+	ServerVersion  string // the etcd API version the member reports
 	ClusterVersion func() string
 
 	Leader        func() uint64 // 0 when none is known

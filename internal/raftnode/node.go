@@ -82,8 +82,8 @@ type Node struct {
 	lead          atomic.Uint64
 	leaderChanges atomic.Uint64 // changes to a new known leader
 	term          atomic.Uint64
-	commit  atomic.Uint64
-	applied atomic.Uint64
+	commit        atomic.Uint64
+	applied       atomic.Uint64
 
 	appliedMu     sync.Mutex
 	appliedNotify chan struct{} // closed and replaced whenever applied advances
