@@ -26,6 +26,15 @@ type Sources struct {
 
 	// Cluster describes the voting members as this member sees them.
 	Cluster func() Cluster
+	// Peers describes this member's raft streams to the other members.
+	Peers func() []Peer
+}
+
+// Peer is the state of the raft stream to one other member.
+type Peer struct {
+	ID        uint64
+	Connected bool
+	Dropped   uint64 // messages that could not be sent
 }
 
 // Cluster is the quorum arithmetic of the voting members.
@@ -82,6 +91,14 @@ func (m *Metrics) Watch(src Sources) {
 		gauge("kvorum_cluster_reachable_voters", "Voting members this member knows to be up, itself included.", func() float64 { return float64(src.Cluster().Reachable) }),
 		gauge("kvorum_cluster_failures_tolerated", "How many more voting members may fail before writes stop (0: the next failure stops them, or they stopped).", func() float64 { return float64(src.Cluster().Tolerated) }),
 	)
+	if src.Peers != nil {
+		m.reg.MustRegister(peerCollector{f: src.Peers, local: hexID(src.MemberID),
+			failures: prometheus.NewDesc("etcd_network_peer_sent_failures_total",
+				"Raft messages to each peer that could not be sent.", []string{"To"}, nil),
+			active: prometheus.NewDesc("etcd_network_active_peers",
+				"1 for each peer whose raft stream is up.", []string{"Local", "Remote"}, nil),
+		})
+	}
 	if src.ClusterVersion != nil {
 		m.reg.MustRegister(clusterVersion{f: src.ClusterVersion, desc: prometheus.NewDesc("etcd_cluster_version",
 			"The cluster's version, as label cluster_version.", []string{"cluster_version"}, nil)})
@@ -98,5 +115,22 @@ func (c clusterVersion) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c clusterVersion) Collect(ch chan<- prometheus.Metric) {
 	if v := c.f(); v != "" {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, v)
+	}
+}
+
+// peerCollector reports the per-peer stream state read from the transport.
+type peerCollector struct {
+	f                func() []Peer
+	local            string
+	failures, active *prometheus.Desc
+}
+
+func (c peerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.failures; ch <- c.active }
+func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.f() {
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(p.Dropped), hexID(p.ID))
+		if p.Connected {
+			ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, 1, c.local, hexID(p.ID))
+		}
 	}
 }

@@ -54,6 +54,13 @@ func (s *Server) watchMetrics() {
 		Ranges:         st.Ranges.Load,
 		Txns:           st.Txns.Load,
 		Cluster:        s.Quorum,
+		Peers: func() []metrics.Peer {
+			var out []metrics.Peer
+			for _, p := range s.transport.Peers() {
+				out = append(out, metrics.Peer{ID: p.ID, Connected: p.Connected, Dropped: p.Dropped})
+			}
+			return out
+		},
 	})
 }
 
