@@ -11,6 +11,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/kvorum/kvorum/internal/metrics"
 	"github.com/kvorum/kvorum/internal/server"
 )
 
@@ -61,8 +62,9 @@ func readCheck(ctx context.Context, s *server.Server, serializable bool) error {
 // arithmetic of the voting members as this member sees them. It is a
 // report, not a check: it never fails the endpoint (a follower may be cut
 // from other followers and still serve correctly through the leader).
-func quorumLine(s *server.Server) string {
-	q := s.Quorum()
+func quorumLine(s *server.Server) string { return formatQuorum(s.Quorum()) }
+
+func formatQuorum(q metrics.Cluster) string {
 	line := fmt.Sprintf("[+]quorum ok: %d voting members, quorum %d, %d reachable, %d more failures tolerated",
 		q.Voters, q.Quorum, q.Reachable, q.Tolerated)
 	if q.Voters > 0 && q.Voters%2 == 0 {

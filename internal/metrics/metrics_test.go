@@ -276,17 +276,43 @@ func TestMetricsMove(t *testing.T) {
 		}
 	}
 
+	for _, m := range c.Members {
+		waitValue(t, m.ClientURL, "kvorum_cluster_failures_tolerated", 1)
+	}
+
 	followers := c.Followers(leader)
 	leader.Stop()
 	newLeader, _ := c.WaitLeader(10 * time.Second)
 	if newLeader == leader {
 		t.Fatal("the stopped member still leads")
 	}
+	// Two of three voters left: the cluster still commits, and the next
+	// failure stops it.
+	waitValue(t, newLeader.ClientURL, "kvorum_cluster_reachable_voters", 2)
+	waitValue(t, newLeader.ClientURL, "kvorum_cluster_failures_tolerated", 0)
 	for _, f := range followers {
 		got := value(t, scrape(t, f.ClientURL), "etcd_server_leader_changes_seen_total")
 		if was := value(t, before[f.Name], "etcd_server_leader_changes_seen_total"); got <= was {
 			t.Errorf("%s: etcd_server_leader_changes_seen_total = %v after the leader was killed, was %v", f.Name, got, was)
 		}
+	}
+}
+
+// waitValue waits until the member at baseURL reports want for the
+// single-sample family name: stream state changes reach the transport
+// within a few keepalive intervals.
+func waitValue(t *testing.T, baseURL, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := value(t, scrape(t, baseURL), name)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s = %v, want %v", baseURL, name, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -23,6 +23,7 @@ type Sources struct {
 	QuotaBytes int64        // 0: none
 
 	Puts, Deletes, Ranges, Txns func() uint64
+	Rev, CompactRev             func() int64 // key space revisions
 
 	// Cluster describes the voting members as this member sees them.
 	Cluster func() Cluster
@@ -86,6 +87,8 @@ func (m *Metrics) Watch(src Sources) {
 		counter("etcd_mvcc_delete_total", "Deletes applied by this member, txn ops included.", src.Deletes),
 		counter("etcd_mvcc_range_total", "Ranges served or applied by this member, txn ops included.", src.Ranges),
 		counter("etcd_mvcc_txn_total", "Txns of more than one op applied or served by this member.", src.Txns),
+		gauge("etcd_debugging_mvcc_current_revision", "The key space's current revision.", func() float64 { return float64(src.Rev()) }),
+		gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction (-1: none).", func() float64 { return float64(src.CompactRev()) }),
 		gauge("kvorum_cluster_voting_members", "Voting members of the cluster.", func() float64 { return float64(src.Cluster().Voters) }),
 		gauge("kvorum_cluster_quorum_size", "Voting members needed to commit a write.", func() float64 { return float64(src.Cluster().Quorum) }),
 		gauge("kvorum_cluster_reachable_voters", "Voting members this member knows to be up, itself included.", func() float64 { return float64(src.Cluster().Reachable) }),

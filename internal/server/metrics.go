@@ -53,6 +53,8 @@ func (s *Server) watchMetrics() {
 		Deletes:        st.Deletes.Load,
 		Ranges:         st.Ranges.Load,
 		Txns:           st.Txns.Load,
+		Rev:            func() int64 { return s.kvStore().Rev() },
+		CompactRev:     func() int64 { return s.kvStore().CompactRev() },
 		Cluster:        s.Quorum,
 		Peers: func() []metrics.Peer {
 			var out []metrics.Peer
