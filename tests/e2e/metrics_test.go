@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +89,75 @@ func TestMetricsMoveLikeEtcds(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// probe GETs path on m's client URL and returns the status code and a
+// comparable form of the body: for kube-style answers the sorted check
+// lines with the reasons of failed checks cut (etcd lists its checks in
+// map order and words its errors its own way), without Kvorum's quorum
+// report.
+func (m *member) probe(path string) string {
+	t := m.c.t
+	t.Helper()
+	hc := &http.Client{Timeout: 20 * time.Second}
+	resp, err := hc.Get(m.ClientURL + path)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", m.Name, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+		switch {
+		case strings.HasPrefix(l, "[+]quorum "):
+			continue
+		case strings.HasPrefix(l, "[-]"):
+			l, _, _ = strings.Cut(l, " failed: ")
+			l += " failed"
+		}
+		lines = append(lines, l)
+	}
+	slices.Sort(lines)
+	return fmt.Sprintf("%d %s", resp.StatusCode, strings.Join(lines, "|"))
+}
+
+// TestHealthEndpointsAnswerLikeEtcds compares /health, /livez and /readyz
+// (with ?verbose, ?exclude and single checks) of the official etcd and
+// Kvorum, in a healthy cluster and on a member whose peers are all gone.
+func TestHealthEndpointsAnswerLikeEtcds(t *testing.T) {
+	paths := []string{"/health", "/health?serializable=true", "/livez", "/livez?verbose", "/readyz", "/readyz?verbose",
+		"/readyz?verbose&exclude=linearizable_read", "/readyz/linearizable_read", "/livez/serializable_read", "/readyz/nothing"}
+	bins := map[string]string{"etcd": officialEtcd(t).Server, "kvorum": kvorumBin}
+	answers := make(map[string][]string)
+	for _, impl := range []string{"etcd", "kvorum"} {
+		t.Run(impl, func(t *testing.T) {
+			c := newCluster(t, bins[impl], 3)
+			leader, _ := c.leader()
+			var out []string
+			for _, p := range paths {
+				out = append(out, "healthy "+p+": "+leader.probe(p))
+			}
+			for _, m := range c.members {
+				if m != leader {
+					m.kill()
+				}
+			}
+			// Wait until the survivor has lost its leader (check-quorum).
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.HasPrefix(leader.probe("/health"), "503") {
+				if time.Now().After(deadline) {
+					t.Fatal("/health still healthy on a member whose peers were killed")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			for _, p := range paths {
+				out = append(out, "alone "+p+": "+leader.probe(p))
+			}
+			answers[impl] = out
+		})
+	}
+	if len(answers) == 2 && !slices.Equal(answers["etcd"], answers["kvorum"]) {
+		t.Errorf("answers differ:\netcd:\n%s\nkvorum:\n%s", strings.Join(answers["etcd"], "\n"), strings.Join(answers["kvorum"], "\n"))
 	}
 }
