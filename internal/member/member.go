@@ -133,7 +133,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		hs := &http.Server{Handler: s.PeerHandler(), ReadHeaderTimeout: 10 * time.Second}
 		m.serveHTTP(hs, ln)
 	}
-	m.grpc = api.NewGRPCServer(s, s.Metrics().GRPCServerOptions()...)
+	m.grpc = api.NewGRPCServer(s)
 	s.Metrics().InitGRPC(m.grpc)
 	metricsLns, err := m.listenMetrics(cfg)
 	if err != nil {

@@ -173,16 +173,23 @@ func (m *Metrics) RemovePeer(id uint64) {
 
 func hexID(id uint64) string { return strconv.FormatUint(id, 16) }
 
-// GRPCServerOptions instrument a client-facing gRPC server: etcd's
-// grpc_server_* series (grpc-ecosystem's interceptors, as etcd uses) and the
-// client byte counters.
-func (m *Metrics) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
-		grpc.StatsHandler(byteCounter{m}),
-	}
+// UnaryInterceptor and StreamInterceptor produce etcd's grpc_server_*
+// series (grpc-ecosystem's interceptors, as etcd uses). Like etcd's, they
+// belong after the require-leader check and before everything else, so
+// that admission's refusals (NOSPACE, too many ops, ...) are counted with
+// their codes.
+func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return m.grpc.UnaryServerInterceptor()
 }
+
+// StreamInterceptor: see UnaryInterceptor.
+func (m *Metrics) StreamInterceptor() grpc.StreamServerInterceptor {
+	return m.grpc.StreamServerInterceptor()
+}
+
+// StatsHandler counts the bytes of client messages for
+// etcd_network_client_grpc_{sent,received}_bytes_total.
+func (m *Metrics) StatsHandler() stats.Handler { return byteCounter{m} }
 
 // InitGRPC creates the grpc_server_* series of every method g serves at
 // zero, as etcd does, so that rates and alerts have data from the start.

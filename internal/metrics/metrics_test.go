@@ -56,6 +56,25 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string) float64
 	return m.GetGauge().GetValue()
 }
 
+// labeled is the value of the counter sample of family name that carries
+// the given labels.
+func labeled(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	t.Helper()
+	for _, m := range fams[name].GetMetric() {
+		match := 0
+		for _, l := range m.GetLabel() {
+			if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
+				match++
+			}
+		}
+		if match == len(labels) {
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s: no sample with labels %v", name, labels)
+	return 0
+}
+
 // etcdTypes reads testdata/etcd-types.txt.
 func etcdTypes(t *testing.T) map[string]string {
 	t.Helper()
@@ -262,6 +281,18 @@ func TestMetricsMove(t *testing.T) {
 		if _, err := leader.Client().Put(ctx, "k", fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A request admission refuses is counted with its code, as in etcd
+	// (where the same check runs inside the handler).
+	refused := func() float64 {
+		return labeled(t, scrape(t, leader.ClientURL), "grpc_server_handled_total", map[string]string{"grpc_method": "Put", "grpc_code": "InvalidArgument"})
+	}
+	was := refused()
+	if _, err := leader.Client().Put(ctx, "", "v"); err == nil {
+		t.Fatal("a put with an empty key succeeded")
+	}
+	if got := refused(); got != was+1 {
+		t.Errorf("grpc_server_handled_total{grpc_method=Put,grpc_code=InvalidArgument} went from %v to %v after a refused put", was, got)
 	}
 	c.WaitApplied(10 * time.Second)
 	for _, m := range c.Members {
