@@ -446,3 +446,46 @@ func TestHealthEndpoints(t *testing.T) {
 		t.Errorf("kvorum_cluster_failures_tolerated = %v without a leader", v)
 	}
 }
+
+// TestLearnerIsNotReady checks that a learner says so on /readyz and in
+// etcd_server_is_learner, and does not count as a voter.
+func TestLearnerIsNotReady(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	leader, _ := c.WaitLeader(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l := c.NewMember("m4")
+	if _, err := leader.Client().MemberAddAsLearner(ctx, []string{l.PeerURL}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The learner serves its client URL once it has caught up and
+	// published itself.
+	var code int
+	var body string
+	for {
+		resp, err := http.Get(l.ClientURL + "/readyz?verbose")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			code, body = resp.StatusCode, string(b)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the learner never served its client URL: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]non_learner failed: ") {
+		t.Errorf("/readyz?verbose on a learner = %d\n%s", code, body)
+	}
+	if v := value(t, scrape(t, l.ClientURL), "etcd_server_is_learner"); v != 1 {
+		t.Errorf("etcd_server_is_learner = %v on a learner", v)
+	}
+	if v := value(t, scrape(t, leader.ClientURL), "kvorum_cluster_voting_members"); v != 3 {
+		t.Errorf("kvorum_cluster_voting_members = %v with three voters and a learner", v)
+	}
+}
