@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/kvorum/kvorum/internal/config"
+	"github.com/kvorum/kvorum/internal/member"
 	"github.com/kvorum/kvorum/internal/testcluster"
 )
 
@@ -487,5 +489,43 @@ func TestLearnerIsNotReady(t *testing.T) {
 	}
 	if v := value(t, scrape(t, leader.ClientURL), "kvorum_cluster_voting_members"); v != 3 {
 		t.Errorf("kvorum_cluster_voting_members = %v with three voters and a learner", v)
+	}
+}
+
+// TestMetricsURLServesBeforeQuorum checks that --listen-metrics-urls
+// answers while the member waits for the rest of its cluster: /metrics
+// says there is no leader, /readyz fails, /livez passes.
+func TestMetricsURLServesBeforeQuorum(t *testing.T) {
+	metricsURL, client, peer := freeURL(t), freeURL(t), freeURL(t)
+	others := []url.URL{freeURL(t), freeURL(t)}
+	cfg, err := config.Parse([]string{
+		"--name", "m1", "--data-dir", t.TempDir(),
+		"--listen-client-urls", client.String(), "--advertise-client-urls", client.String(),
+		"--listen-peer-urls", peer.String(), "--initial-advertise-peer-urls", peer.String(),
+		"--initial-cluster", fmt.Sprintf("m1=%s,m2=%s,m3=%s", peer.String(), others[0].String(), others[1].String()),
+		"--listen-metrics-urls", metricsURL.String(),
+		"--heartbeat-interval", "50", "--election-timeout", "500",
+	}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := member.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	base := metricsURL.String()
+	fams := scrape(t, base)
+	if v := value(t, fams, "etcd_server_has_leader"); v != 0 {
+		t.Errorf("etcd_server_has_leader = %v on a member alone in a cluster of three", v)
+	}
+	if v := value(t, fams, "kvorum_cluster_voting_members"); v != 3 {
+		t.Errorf("kvorum_cluster_voting_members = %v before the cluster formed, want 3 from --initial-cluster", v)
+	}
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]linearizable_read failed: ") {
+		t.Errorf("/readyz before quorum = %d\n%s", code, body)
+	}
+	if code, body := get(t, base+"/livez"); code != http.StatusOK {
+		t.Errorf("/livez before quorum = %d\n%s", code, body)
 	}
 }
