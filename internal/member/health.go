@@ -65,7 +65,7 @@ func readCheck(ctx context.Context, s *server.Server, serializable bool) error {
 func quorumLine(s *server.Server) string { return formatQuorum(s.Quorum()) }
 
 func formatQuorum(q metrics.Cluster) string {
-	line := fmt.Sprintf("[+]quorum ok: %d voting members, quorum %d, %d reachable, %d more failures tolerated",
+	line := fmt.Sprintf("[+]quorum ok: voting members %d, quorum %d, reachable %d, failures tolerated %d",
 		q.Voters, q.Quorum, q.Reachable, q.Tolerated)
 	if q.Voters > 0 && q.Voters%2 == 0 {
 		line += fmt.Sprintf("; warning: an even member count tolerates no more failures than %d members", q.Voters-1)

@@ -388,7 +388,7 @@ func TestHealthEndpoints(t *testing.T) {
 			t.Errorf("%s/readyz = %d %q, want 200 ok", base, code, body)
 		}
 		code, body := get(t, base+"/readyz?verbose")
-		want := "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\n[+]quorum ok: 3 voting members, quorum 2, 3 reachable, 1 more failures tolerated\nok\n"
+		want := "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\n[+]quorum ok: voting members 3, quorum 2, reachable 3, failures tolerated 1\nok\n"
 		if code != 200 || body != want {
 			t.Errorf("%s/readyz?verbose = %d\n%s\nwant 200\n%s", base, code, body, want)
 		}
@@ -434,7 +434,7 @@ func TestHealthEndpoints(t *testing.T) {
 	if code, body := get(t, base+"/readyz/linearizable_read"); code != 503 || !strings.HasPrefix(body, "[-]linearizable_read failed: ") {
 		t.Errorf("/readyz/linearizable_read without a leader = %d %q", code, body)
 	}
-	if code, body := get(t, base+"/readyz?exclude=linearizable_read&verbose"); code != 200 || !strings.Contains(body, "0 more failures tolerated") || strings.Contains(body, "linearizable_read") {
+	if code, body := get(t, base+"/readyz?exclude=linearizable_read&verbose"); code != 200 || !strings.Contains(body, "failures tolerated 0") || strings.Contains(body, "linearizable_read") {
 		t.Errorf("/readyz?exclude=linearizable_read without a leader = %d\n%s", code, body)
 	}
 	if code, _ := get(t, base+"/livez"); code != 200 {
