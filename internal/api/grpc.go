@@ -28,8 +28,9 @@ func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(unaryRequireLeader(s), unaryLog(s.Logger()), unaryAdmit(ac)),
-		grpc.ChainStreamInterceptor(streamRequireLeader(s), streamAdmit(ac)),
+		grpc.ChainUnaryInterceptor(unaryRequireLeader(s), s.Metrics().UnaryInterceptor(), unaryLog(s.Logger()), unaryAdmit(ac)),
+		grpc.ChainStreamInterceptor(streamRequireLeader(s), s.Metrics().StreamInterceptor(), streamAdmit(ac)),
+		grpc.StatsHandler(s.Metrics().StatsHandler()),
 		grpc.ForceServerCodecV2(newCodec()),
 	}
 	g := grpc.NewServer(append(base, opts...)...)

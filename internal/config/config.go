@@ -102,6 +102,9 @@ type Config struct {
 	LogOutputs []string // "default", "stderr", "stdout" or paths; empty means "default"
 
 	EnablePprof bool
+	// Metrics is --metrics: "basic" or "extensive" (adds gRPC latency
+	// histograms); "" means basic.
+	Metrics string
 
 	// WatchProgressNotifyInterval is the period of watch progress
 	// notifications; 0 (not given, or not positive, as in etcd) means 10

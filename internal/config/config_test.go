@@ -768,6 +768,8 @@ func sampleArgs(name, etcdType string) (value string, extra []string) {
 		return "zap", nil
 	case "log-outputs":
 		return "stderr", nil
+	case "metrics":
+		return "extensive", nil
 	case "discovery-fallback":
 		return "exit", nil
 	case "auth-token":

@@ -178,6 +178,14 @@ var options = []option{
 		func(c *Config, v string) error { c.LogOutputs = splitList(v); return nil }},
 	{"enable-pprof", kindBool, "false", "Serve runtime profiles at /debug/pprof/ on the client URLs.",
 		setBool(func(c *Config) *bool { return &c.EnablePprof })},
+	{"metrics", kindText, "basic", "Metrics to export: 'basic', or 'extensive' to add gRPC latency histograms.",
+		func(c *Config, v string) error {
+			if v != "basic" && v != "extensive" {
+				return fmt.Errorf("use basic or extensive")
+			}
+			c.Metrics = v
+			return nil
+		}},
 	{"listen-client-http-urls", kindText, "", "Comma-separated URLs to serve the HTTP endpoints (/health, /version) on; the client URLs then serve only gRPC.",
 		setURLs(func(c *Config) *[]url.URL { return &c.ListenClientHTTPURLs })},
 	{"cert-file", kindText, "", "Path to the TLS certificate of the client URLs (re-read on every new connection).",
@@ -295,7 +303,7 @@ func init() {
 			"distributed-tracing-instance-id", "distributed-tracing-service-name",
 			"experimental-distributed-tracing-address", "experimental-distributed-tracing-instance-id",
 			"experimental-distributed-tracing-service-name", "experimental-enable-v2v3",
-			"feature-gates", "log-format", "log-rotation-config-json", "metrics", "wal-dir",
+			"feature-gates", "log-format", "log-rotation-config-json", "wal-dir",
 			"discovery-endpoints", "host-whitelist", "cors",
 			"discovery-fallback", "proxy", "v2-deprecation",
 		},

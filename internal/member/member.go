@@ -27,6 +27,7 @@ import (
 
 	"github.com/kvorum/kvorum/internal/api"
 	"github.com/kvorum/kvorum/internal/config"
+	"github.com/kvorum/kvorum/internal/metrics"
 	"github.com/kvorum/kvorum/internal/server"
 	"github.com/kvorum/kvorum/internal/version"
 )
@@ -103,6 +104,10 @@ func urlStrings(us []url.URL) []string {
 // Start opens the data dir and the listeners and starts the member. On
 // error everything it opened is closed again.
 func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
+	level, err := metrics.ParseLevel(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	clientTLS, err := tlsInfo(cfg, clientPlane, lg)
 	if err != nil {
 		return nil, err
@@ -117,6 +122,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 			return nil, fmt.Errorf("TLS of the peer plane: %v", err)
 		}
 	}
+	sc.Metrics = metrics.New(level)
 	s, err := server.New(sc)
 	if err != nil {
 		return nil, err
@@ -191,6 +197,11 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		m.mu.Unlock()
 	}
 	m.grpc = api.NewGRPCServer(s, grpc.Creds(handshakenTLS{}))
+	s.Metrics().InitGRPC(m.grpc)
+	metricsLns, err := m.listenMetrics(cfg, clientTLS)
+	if err != nil {
+		return nil, err
+	}
 	// The client listeners are open already (a port conflict fails the
 	// start), but, as with etcd, they are served only once the member has
 	// joined a quorum and published itself.
@@ -211,6 +222,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		lg.Info("ready to serve client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
 	}()
 	s.Start()
+	m.serveMetrics(metricsLns)
 	return m, nil
 }
 
@@ -367,18 +379,7 @@ func (m *Member) clientHTTP(pprofOn bool) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{"etcdserver": version.APIVersion, "etcdcluster": version.APIVersion, "storage": version.StorageVersion, "kvorum": version.Version})
 	})
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		err := m.Server.Healthy(ctx, r.URL.Query().Get("serializable") == "true")
-		w.Header().Set("Content-Type", "application/json")
-		body := map[string]string{"health": "true", "reason": ""}
-		if err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			body = map[string]string{"health": "false", "reason": err.Error()}
-		}
-		json.NewEncoder(w).Encode(body)
-	})
+	m.registerObservability(mux)
 	return mux
 }
 

@@ -40,6 +40,7 @@ func (s *Store) ReadTxn(req *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse
 	if err := execReadPlan(v, p, resp); err != nil {
 		return nil, err
 	}
+	s.countTxn(p)
 	return resp, nil
 }
 

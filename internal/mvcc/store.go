@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -34,6 +35,7 @@ type Store struct {
 	leaseCheck func(leaseID int64) error
 	cache      *latestCache // the Writer's; see latestCache
 	keys       *keyFilter   // the Writer's; nil when there is none
+	stats      atomic.Pointer[Stats]
 }
 
 // Open loads the current and compact revisions from db.
@@ -71,6 +73,7 @@ func (s *Store) CompactRev() int64 { return s.compactRev.Load() }
 func (s *Store) Range(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeResponse, error) {
 	v, release := s.committedView()
 	defer release()
+	s.countRange()
 	return v.execRange(req)
 }
 
@@ -109,9 +112,11 @@ func (s *Store) Commit(w *Writer, opts *pebble.WriteOptions) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	start := time.Now()
 	if err := w.b.Commit(opts); err != nil {
 		return err
 	}
+	s.observeCommit(time.Since(start))
 	s.rev.Store(w.rev)
 	s.compactRev.Store(w.compactRev)
 	if s.keys != nil && s.keys.stale {

@@ -41,6 +41,7 @@ func (w *Writer) Txn(req *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse, e
 	if err := w.finish(); err != nil {
 		return nil, err
 	}
+	w.s.countTxn(p)
 	resp.Header = &etcdserverpb.ResponseHeader{Revision: w.rev}
 	return resp, nil
 }

@@ -80,6 +80,7 @@ func (w *Writer) Range(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeRespo
 	if err := w.begin(); err != nil {
 		return nil, err
 	}
+	w.s.countRange()
 	return w.view().execRange(req)
 }
 
@@ -99,6 +100,7 @@ func (w *Writer) Put(req *etcdserverpb.PutRequest) (*etcdserverpb.PutResponse, e
 	if err := w.finish(); err != nil {
 		return nil, err
 	}
+	w.s.countPut()
 	return resp, nil
 }
 
@@ -115,6 +117,7 @@ func (w *Writer) DeleteRange(req *etcdserverpb.DeleteRangeRequest) (*etcdserverp
 	if err := w.finish(); err != nil {
 		return nil, err
 	}
+	w.s.countDelete()
 	return resp, nil
 }
 

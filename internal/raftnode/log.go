@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -17,6 +18,8 @@ type raftLog struct {
 	db   *pebble.DB
 	mem  *raft.MemoryStorage
 	last uint64 // index of the last entry written to the engine
+	// observer, if set, hears how long each synced write took.
+	observer Observer
 }
 
 // loadRaftLog rebuilds the in-memory log from the engine. fresh reports
@@ -130,8 +133,12 @@ func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 	if sync {
 		opts = pebble.Sync
 	}
+	start := time.Now()
 	if err := b.Commit(opts); err != nil {
 		return fmt.Errorf("persist raft log: %w", err)
+	}
+	if sync && l.observer != nil {
+		l.observer.Synced(time.Since(start))
 	}
 	if len(ents) > 0 {
 		l.last = newLast

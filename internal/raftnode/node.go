@@ -51,6 +51,10 @@ type Config struct {
 	DB           *pebble.DB
 	StateMachine StateMachine
 	Logger       *slog.Logger
+
+	// Observer, if set, is told how long raft's storage syncs and the
+	// applies take (for metrics).
+	Observer Observer
 }
 
 // Errors returned to callers.
@@ -75,10 +79,11 @@ type Node struct {
 	// last compaction point (see maybeCompact).
 	confChanged bool
 
-	lead    atomic.Uint64
-	term    atomic.Uint64
-	commit  atomic.Uint64
-	applied atomic.Uint64
+	lead          atomic.Uint64
+	leaderChanges atomic.Uint64 // changes to a new known leader
+	term          atomic.Uint64
+	commit        atomic.Uint64
+	applied       atomic.Uint64
 
 	appliedMu     sync.Mutex
 	appliedNotify chan struct{} // closed and replaced whenever applied advances
@@ -146,6 +151,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.observer = cfg.Observer
 	n.log = l
 	snap, _ := l.mem.Snapshot()
 	n.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*pb.ConfState)
@@ -359,6 +365,9 @@ func (n *Node) observeLeader(lead uint64, hs *pb.HardState) {
 	if old == lead {
 		return
 	}
+	if lead != raft.None {
+		n.leaderChanges.Add(1)
+	}
 	switch {
 	case lead == raft.None:
 		n.lg.Warn("leader lost", "previous", fmt.Sprintf("%x", old), "term", n.term.Load())
@@ -414,8 +423,12 @@ func (n *Node) apply(ents []*pb.Entry) error {
 		n.confState = n.raft.ApplyConfChange(cc)
 		n.confChanged = true
 	}
+	start := time.Now()
 	if err := n.cfg.StateMachine.Apply(ents); err != nil {
 		return err
+	}
+	if o := n.cfg.Observer; o != nil {
+		o.Applied(time.Since(start))
 	}
 	n.setApplied(n.cfg.StateMachine.AppliedIndex())
 	return n.maybeCompact()
@@ -553,6 +566,9 @@ func (n *Node) Leader() uint64 { return n.lead.Load() }
 
 // Term is the current raft term.
 func (n *Node) Term() uint64 { return n.term.Load() }
+
+// LeaderChanges counts the changes to a new known leader this node saw.
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
 
 // CommittedIndex is the highest log index known to be committed.
 func (n *Node) CommittedIndex() uint64 { return n.commit.Load() }

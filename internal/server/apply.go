@@ -57,6 +57,7 @@ func (sm *stateMachine) Restore() error {
 	if err := sm.s.applier.Restore(); err != nil {
 		return err
 	}
+	sm.s.attachKVStats()
 	sm.s.watch.Restored(sm.s.kvStore().Rev())
 	sm.s.syncPeers(nil)
 	return nil

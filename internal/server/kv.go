@@ -193,21 +193,6 @@ func attrSet(id uint64, name string, clientURLs []string) *membershippb.ClusterM
 	}
 }
 
-// Healthy reports whether this member can serve requests now: a leader is
-// known and (unless serializable) a linearizable read barrier succeeds.
-func (s *Server) Healthy(ctx context.Context, serializable bool) error {
-	if s.node.Leader() == 0 {
-		return ErrNoLeader
-	}
-	if as := s.alarms.List(); len(as) > 0 {
-		return fmt.Errorf("ALARM %s", as[0].GetAlarm())
-	}
-	if serializable {
-		return nil
-	}
-	return s.linearizableBarrier(ctx)
-}
-
 // HashKV hashes the key space history up to rev (see mvcc.Store.HashKV).
 func (s *Server) HashKV(r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
 	h, rev, compactRev, err := s.kvStore().HashKV(r.GetRevision())

@@ -21,6 +21,7 @@ import (
 	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
+	"github.com/kvorum/kvorum/internal/metrics"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/raftnode"
 	"github.com/kvorum/kvorum/internal/storage"
@@ -81,6 +82,8 @@ type Config struct {
 	PeerTLS *tls.Config
 
 	Logger *slog.Logger
+	// Metrics is the member's registry; nil means a basic one of its own.
+	Metrics *metrics.Metrics
 }
 
 // Server is one member.
@@ -104,6 +107,8 @@ type Server struct {
 	ids       *idGenerator
 	watch     *watch.Hub
 	stopWatch func()
+	metrics   *metrics.Metrics
+	kvStats   mvcc.Stats // counts of the key space, across restores
 
 	memberID  uint64
 	clusterID uint64
@@ -150,6 +155,10 @@ func New(cfg Config) (*Server, error) {
 		stopped:    make(chan struct{}),
 		ready:      make(chan struct{}),
 		lessor:     lease.New(nil),
+	}
+	s.metrics = cfg.Metrics
+	if s.metrics == nil {
+		s.metrics = metrics.New(metrics.Basic)
 	}
 	s.members = &membership.Store{}
 	s.alarms = &alarm.Store{}
@@ -205,6 +214,7 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
+	s.attachKVStats()
 	s.watch = s.newWatchHub()
 
 	electionTicks := int(cfg.ElectionTimeout / cfg.HeartbeatInterval)
@@ -219,6 +229,7 @@ func (s *Server) open() error {
 		DB:             s.db,
 		StateMachine:   &stateMachine{s: s},
 		Logger:         s.lg,
+		Observer:       observer{s.metrics},
 	})
 	if err != nil {
 		return err
@@ -232,6 +243,7 @@ func (s *Server) open() error {
 		Snapshots: node.Snapshots(),
 		Logger:    s.lg,
 		Calls:     s.peerCalls(),
+		Bytes:     observer{s.metrics},
 		IsRemoved: s.members.IsRemoved,
 		OnRemoved: func() {
 			s.lg.Warn("a peer refused this member as removed from the cluster; stopping", "member-id", fmt.Sprintf("%x", s.memberID))
@@ -261,6 +273,7 @@ func (s *Server) open() error {
 		// IDs that --initial-cluster cannot tell.
 		s.syncPeers(nil)
 	}
+	s.watchMetrics()
 	return nil
 }
 
@@ -313,6 +326,7 @@ func (s *Server) Start() {
 	go s.runSpaceMonitor()
 	go s.runAutoCompaction()
 	go s.runCompactHashCheck()
+	go s.runPeerProbes()
 	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
 		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,
 		"advertise-client-urls", s.cfg.AdvertiseClientURLs, "advertise-peer-urls", s.cfg.AdvertisePeerURLs)
@@ -428,6 +442,7 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 		err := s.node.WaitLeader(wctx)
 		wcancel()
 		if err != nil {
+			s.metrics.ProposalFailed()
 			if ctx.Err() != nil {
 				return nil, s.ctxError(ctx, 0)
 			}
@@ -438,6 +453,7 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	ch := s.waiters.register(req.ID)
 	if err := s.node.Propose(ctx, data); err != nil {
 		s.waiters.cancel(req.ID)
+		s.metrics.ProposalFailed()
 		if errors.Is(err, raftnode.ErrNoLeader) {
 			return nil, ErrNoLeader
 		}
@@ -448,6 +464,7 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 		return r.resp, r.err
 	case <-ctx.Done():
 		s.waiters.cancel(req.ID)
+		s.metrics.ProposalFailed()
 		return nil, s.ctxError(ctx, lead)
 	case <-s.stopped:
 		s.waiters.cancel(req.ID)

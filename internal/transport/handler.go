@@ -239,6 +239,7 @@ func (t *Transport) receive(ctx context.Context, from uint64, br *bufio.Reader, 
 		if len(payload) == 0 {
 			continue // keepalive
 		}
+		t.countReceived(from, len(payload))
 		m, err := decodeMessage(payload)
 		if err != nil {
 			return fmt.Errorf("%w: %w", errMalformed, err)

@@ -448,7 +448,8 @@ func (p *peer) writeMsg(s *stream, m *raftpb.Message) error {
 	} else {
 		s.buf = nil
 	}
-	_, err = s.w.Write(buf)
+	n, err := s.w.Write(buf)
+	p.t.countSent(p.id, n)
 	return err
 }
 

@@ -71,6 +71,9 @@ type Config struct {
 	MaxMessageSize int
 	// Calls are the unary calls this member answers, by name (see Call).
 	Calls map[string]CallHandler
+	// Bytes, if set, counts the raft message bytes sent to and received
+	// from each peer (for metrics).
+	Bytes ByteCounter
 }
 
 // Raft is the local raft node as the transport sees it. All methods may be

@@ -1,0 +1,139 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Sources are the member's numbers that are read when scraped. Every
+// function must be safe to call at any time from any goroutine.
+type Sources struct {
+	MemberID       uint64
+	ServerVersion  string // the etcd API version the member reports
+	ClusterVersion func() string
+
+	Leader        func() uint64 // 0 when none is known
+	IsLearner     func() bool
+	LeaderChanges func() uint64 // changes to a new known leader
+	Committed     func() uint64 // raft commit index
+	Applied       func() uint64 // applied index
+	Pending       func() int    // proposals waiting to be applied
+
+	DBSize     func() int64 // bytes on disk
+	DBInUse    func() int64 // bytes the key space takes
+	QuotaBytes int64        // 0: none
+
+	Puts, Deletes, Ranges, Txns func() uint64
+	Rev, CompactRev             func() int64 // key space revisions
+
+	// Cluster describes the voting members as this member sees them.
+	Cluster func() Cluster
+	// Peers describes this member's raft streams to the other members.
+	Peers func() []Peer
+}
+
+// Peer is the state of the raft stream to one other member.
+type Peer struct {
+	ID        uint64
+	Connected bool
+	Dropped   uint64 // messages that could not be sent
+}
+
+// Cluster is the quorum arithmetic of the voting members.
+type Cluster struct {
+	Voters    int // voting members
+	Quorum    int // voters needed to commit
+	Reachable int // voters this member knows to be up, itself included
+	// Tolerated is how many more voters may fail before writes stop:
+	// Reachable - Quorum, and 0 without a leader.
+	Tolerated int
+}
+
+// Watch registers the series read from src.
+func (m *Metrics) Watch(src Sources) {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	boolean := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	info := func(name, help, label, value string) prometheus.Collector {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{label})
+		g.WithLabelValues(value).Set(1)
+		return g
+	}
+	m.reg.MustRegister(
+		info("etcd_server_version", "The etcd API version this member serves, as label server_version.", "server_version", src.ServerVersion),
+		info("etcd_server_go_version", "The Go version this member was built with, as label server_go_version.", "server_go_version", goVersion),
+		info("etcd_server_id", "This member's ID in hexadecimal, as label server_id.", "server_id", hexID(src.MemberID)),
+		gauge("etcd_server_has_leader", "1 if this member knows a leader, 0 if not.", func() float64 { return boolean(src.Leader() != 0) }),
+		gauge("etcd_server_is_leader", "1 if this member is the leader, 0 if not.", func() float64 { return boolean(src.Leader() == src.MemberID) }),
+		gauge("etcd_server_is_learner", "1 if this member is a learner, 0 if not.", func() float64 { return boolean(src.IsLearner()) }),
+		counter("etcd_server_leader_changes_seen_total", "Leader changes this member has seen.", src.LeaderChanges),
+		// etcd exports these two as gauges despite their _total names:
+		// they are the raft indexes, not counts since the start.
+		gauge("etcd_server_proposals_committed_total", "The raft commit index of this member.", func() float64 { return float64(src.Committed()) }),
+		gauge("etcd_server_proposals_applied_total", "The applied index of this member.", func() float64 { return float64(src.Applied()) }),
+		gauge("etcd_server_proposals_pending", "Proposals made on this member that are not applied yet.", func() float64 { return float64(src.Pending()) }),
+		gauge("etcd_server_quota_backend_bytes", "The space quota in bytes (--quota-backend-bytes); 0 means none.", func() float64 { return float64(src.QuotaBytes) }),
+		gauge("etcd_mvcc_db_total_size_in_bytes", "Bytes the storage engine takes on disk (what the quota counts).", func() float64 { return float64(src.DBSize()) }),
+		gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Bytes the key space takes in the storage engine.", func() float64 { return float64(src.DBInUse()) }),
+		counter("etcd_mvcc_put_total", "Puts applied or served by this member, txn ops included.", src.Puts),
+		counter("etcd_mvcc_delete_total", "Deletes applied by this member, txn ops included.", src.Deletes),
+		counter("etcd_mvcc_range_total", "Ranges served or applied by this member, txn ops included.", src.Ranges),
+		counter("etcd_mvcc_txn_total", "Txns of more than one op applied or served by this member.", src.Txns),
+		gauge("etcd_debugging_mvcc_current_revision", "The key space's current revision.", func() float64 { return float64(src.Rev()) }),
+		gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction (-1: none).", func() float64 { return float64(src.CompactRev()) }),
+		gauge("kvorum_cluster_voting_members", "Voting members of the cluster.", func() float64 { return float64(src.Cluster().Voters) }),
+		gauge("kvorum_cluster_quorum_size", "Voting members needed to commit a write.", func() float64 { return float64(src.Cluster().Quorum) }),
+		gauge("kvorum_cluster_reachable_voters", "Voting members this member knows to be up, itself included.", func() float64 { return float64(src.Cluster().Reachable) }),
+		gauge("kvorum_cluster_failures_tolerated", "How many more voting members may fail before writes stop (0: the next failure stops them, or they stopped).", func() float64 { return float64(src.Cluster().Tolerated) }),
+	)
+	if src.Peers != nil {
+		m.reg.MustRegister(peerCollector{f: src.Peers, local: hexID(src.MemberID),
+			failures: prometheus.NewDesc("etcd_network_peer_sent_failures_total",
+				"Raft messages to each peer that could not be sent.", []string{"To"}, nil),
+			active: prometheus.NewDesc("etcd_network_active_peers",
+				"1 for each peer whose raft stream is up.", []string{"Local", "Remote"}, nil),
+		})
+	}
+	if src.ClusterVersion != nil {
+		m.reg.MustRegister(clusterVersion{f: src.ClusterVersion, desc: prometheus.NewDesc("etcd_cluster_version",
+			"The cluster's version, as label cluster_version.", []string{"cluster_version"}, nil)})
+	}
+}
+
+// clusterVersion reports a version label that may change at run time.
+type clusterVersion struct {
+	f    func() string
+	desc *prometheus.Desc
+}
+
+func (c clusterVersion) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c clusterVersion) Collect(ch chan<- prometheus.Metric) {
+	if v := c.f(); v != "" {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, v)
+	}
+}
+
+// peerCollector reports the per-peer stream state read from the transport.
+type peerCollector struct {
+	f                func() []Peer
+	local            string
+	failures, active *prometheus.Desc
+}
+
+func (c peerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.failures; ch <- c.active }
+func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.f() {
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(p.Dropped), hexID(p.ID))
+		if p.Connected {
+			ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, 1, c.local, hexID(p.ID))
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
+
+	"github.com/kvorum/kvorum/internal/metrics"
+	"github.com/kvorum/kvorum/internal/version"
+)
+
+// peerProbeInterval is how often each peer's round trip time is measured
+// (etcd probes its peers every few seconds too).
+const peerProbeInterval = 5 * time.Second
+
+// Metrics is the member's metrics registry.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// observer feeds raft's and the transport's hooks into the metrics.
+type observer struct{ m *metrics.Metrics }
+
+func (o observer) Synced(d time.Duration)      { o.m.WALSync(d) }
+func (o observer) Applied(d time.Duration)     { o.m.Applied(d) }
+func (o observer) Sent(to uint64, n int)       { o.m.PeerSent(to, n) }
+func (o observer) Received(from uint64, n int) { o.m.PeerReceived(from, n) }
+
+// attachKVStats points the current key space at the member's counters;
+// called whenever the applier opened the key space anew.
+func (s *Server) attachKVStats() {
+	s.kvStats.CommitDuration = s.metrics.BackendCommit
+	s.kvStore().SetStats(&s.kvStats)
+}
+
+// watchMetrics registers the series read from the member's state.
+func (s *Server) watchMetrics() {
+	st := &s.kvStats
+	s.metrics.Watch(metrics.Sources{
+		MemberID:       s.memberID,
+		ServerVersion:  version.APIVersion,
+		ClusterVersion: func() string { return clusterVersion(version.APIVersion) },
+		Leader:         s.node.Leader,
+		IsLearner:      s.isLearner,
+		LeaderChanges:  s.node.LeaderChanges,
+		Committed:      s.node.CommittedIndex,
+		Applied:        s.node.AppliedIndex,
+		Pending:        s.waiters.len,
+		DBSize:         s.space.size.Load,
+		DBInUse:        s.space.inUse.Load,
+		QuotaBytes:     s.space.quota,
+		Puts:           st.Puts.Load,
+		Deletes:        st.Deletes.Load,
+		Ranges:         st.Ranges.Load,
+		Txns:           st.Txns.Load,
+		Rev:            func() int64 { return s.kvStore().Rev() },
+		CompactRev:     func() int64 { return s.kvStore().CompactRev() },
+		Cluster:        s.Quorum,
+		Peers: func() []metrics.Peer {
+			var out []metrics.Peer
+			for _, p := range s.transport.Peers() {
+				out = append(out, metrics.Peer{ID: p.ID, Connected: p.Connected, Dropped: p.Dropped})
+			}
+			return out
+		},
+	})
+}
+
+// clusterVersion is the major.minor of an API version, as etcd labels it.
+func clusterVersion(v string) string {
+	dots := 0
+	for i := range len(v) {
+		if v[i] == '.' {
+			if dots++; dots == 2 {
+				return v[:i]
+			}
+		}
+	}
+	return v
+}
+
+func (w *waiters) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m)
+}
+
+// runPeerProbes measures the round trip time to every peer until the
+// server stops.
+func (s *Server) runPeerProbes() {
+	t := time.NewTicker(peerProbeInterval)
+	defer t.Stop()
+	for {
+		for _, p := range s.transport.Peers() {
+			url := p.URL
+			if url == "" && len(p.URLs) > 0 {
+				url = p.URLs[0]
+			}
+			if url == "" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), peerProbeInterval)
+			start := time.Now()
+			_, err := s.transport.Probe(ctx, url)
+			cancel()
+			if err == nil {
+				s.metrics.PeerRoundTrip(p.ID, time.Since(start))
+			}
+		}
+		select {
+		case <-s.stopped:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Quorum is the quorum arithmetic of the voting members as this member
+// sees them: a voter counts as reachable when this member's raft stream to
+// it is up (or it is this member).
+func (s *Server) Quorum() metrics.Cluster {
+	up := make(map[uint64]bool)
+	for _, p := range s.transport.Peers() {
+		up[p.ID] = p.Connected
+	}
+	var c metrics.Cluster
+	members := s.members.List()
+	for _, m := range members {
+		if m.GetIsLearner() {
+			continue
+		}
+		c.Voters++
+		if m.GetID() == s.memberID || up[m.GetID()] {
+			c.Reachable++
+		}
+	}
+	if len(members) == 0 {
+		// Bootstrapping: the member list is not applied yet.
+		c.Voters = len(s.cfg.InitialCluster)
+		c.Reachable = 1
+		for _, ok := range up {
+			if ok {
+				c.Reachable++
+			}
+		}
+	}
+	c.Quorum = c.Voters/2 + 1
+	if s.node.Leader() != raft.None && c.Reachable > c.Quorum {
+		c.Tolerated = c.Reachable - c.Quorum
+	}
+	return c
+}
+
+// Alarms lists the active alarms as this member knows them.
+func (s *Server) Alarms() []*pb.AlarmMember { return s.alarms.List() }
+
+// IsLearner reports whether this member is a learner.
+func (s *Server) IsLearner() bool { return s.isLearner() }
