@@ -93,7 +93,8 @@ type Config struct {
 
 	LogLevel   string   // debug, info, warn, error, panic or fatal
 	Logger     string   // always "zap"
-	LogOutputs []string // "default", "stderr", "stdout" or paths; empty means "default"
+	LogOutputs []string // "default", "stderr", "stdout", "systemd/journal" or paths; empty means "default"
+	LogFormat  string   // json or console
 
 	EnablePprof bool
 
@@ -167,6 +168,7 @@ func Default() *Config {
 		LogLevel:                 "info",
 		Logger:                   "zap",
 		LogOutputs:               []string{"default"},
+		LogFormat:                "json",
 	}
 	c.InitialCluster = []Member{{Name: c.Name, PeerURLs: slices.Clone(c.InitialAdvertisePeerURLs)}}
 	return c

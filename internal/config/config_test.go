@@ -65,6 +65,7 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		LogLevel:                 "info",
 		Logger:                   "zap",
 		LogOutputs:               []string{"default"},
+		LogFormat:                "json",
 	}
 	c.Warnings = nil
 	if !reflect.DeepEqual(c, want) {
@@ -146,7 +147,7 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		"--quota-backend-bytes=-1", "--max-request-bytes=1024", "--max-txn-ops=9",
 		"--strict-reconfig-check=false", "--max-learners=3",
 		"--auto-compaction-mode=revision", "--auto-compaction-retention=1000",
-		"--log-level=debug", "--logger=zap", "--log-outputs=stderr,/var/log/k.log",
+		"--log-level=debug", "--logger=zap", "--log-outputs=stderr,/var/log/k.log", "--log-format=console",
 		"--listen-metrics-urls=http://127.0.0.1:2381", "--enable-pprof",
 		"--cert-file=c.pem", "--key-file=k.pem", "--trusted-ca-file=ca.pem", "--client-cert-auth",
 		"--peer-auto-tls", "--peer-client-cert-auth=true", "--peer-trusted-ca-file=pca.pem",
@@ -168,7 +169,7 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		MaxLearners:         3,
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AutoCompactionMode: "revision", AutoCompactionRevisions: 1000,
-		LogLevel: "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"},
+		LogLevel: "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"}, LogFormat: "console",
 		EnablePprof: true,
 		ClientTLS:   TLSInfo{CertFile: "c.pem", KeyFile: "k.pem", TrustedCAFile: "ca.pem", ClientCertAuth: true},
 		PeerTLS:     TLSInfo{TrustedCAFile: "pca.pem", ClientCertAuth: true, AutoTLS: true},
@@ -473,7 +474,7 @@ peer-transport-security:
 		StrictReconfigCheck: true, MaxLearners: 1,
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AutoCompactionMode: "periodic", AutoCompactionRetention: 8 * time.Hour,
-		LogLevel: "warn", Logger: "zap", LogOutputs: []string{"stderr"},
+		LogLevel: "warn", Logger: "zap", LogOutputs: []string{"stderr"}, LogFormat: "json",
 		EnablePprof: true,
 		ClientTLS:   TLSInfo{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true},
 		PeerTLS:     TLSInfo{CertFile: "/pc.pem", KeyFile: "/pk.pem", TrustedCAFile: "/pca.pem", ClientCertAuth: true},
@@ -733,6 +734,8 @@ func sampleArgs(name, etcdType string) (value string, extra []string) {
 		return "zap", nil
 	case "log-outputs":
 		return "stderr", nil
+	case "log-format":
+		return "console", nil
 	case "discovery-fallback":
 		return "exit", nil
 	case "proxy":

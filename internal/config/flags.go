@@ -148,8 +148,16 @@ var options = []option{
 			c.Logger = v
 			return nil
 		}},
-	{"log-outputs", kindText, "default", "Comma-separated log targets: 'default' (stderr, or journald under systemd), stderr, stdout or file paths.",
+	{"log-outputs", kindText, "default", "Comma-separated log targets: 'default' (stderr), stderr, stdout, systemd/journal or file paths.",
 		func(c *Config, v string) error { c.LogOutputs = splitList(v); return nil }},
+	{"log-format", kindText, "json", "Log line format: 'json' (etcd's JSON lines) or 'console' (tab-separated text).",
+		func(c *Config, v string) error {
+			if v != "json" && v != "console" {
+				return fmt.Errorf("want json or console")
+			}
+			c.LogFormat = v
+			return nil
+		}},
 	{"enable-pprof", kindBool, "false", "Serve runtime profiles at /debug/pprof/ on the client URLs.",
 		setBool(func(c *Config) *bool { return &c.EnablePprof })},
 	{"cert-file", kindText, "", "Path to the TLS certificate of the client URLs.",
@@ -231,7 +239,7 @@ func init() {
 			"distributed-tracing-instance-id", "distributed-tracing-service-name",
 			"experimental-distributed-tracing-address", "experimental-distributed-tracing-instance-id",
 			"experimental-distributed-tracing-service-name", "experimental-enable-v2v3",
-			"feature-gates", "log-format", "log-rotation-config-json", "metrics", "peer-client-cert-file",
+			"feature-gates", "log-rotation-config-json", "metrics", "peer-client-cert-file",
 			"peer-client-key-file", "peer-crl-file", "tls-max-version", "tls-min-version", "wal-dir",
 			"cipher-suites", "client-cert-allowed-hostname", "peer-cert-allowed-cn",
 			"peer-cert-allowed-hostname", "discovery-endpoints", "host-whitelist", "cors",
