@@ -31,6 +31,7 @@ func run(args []string) int {
 	cfg, err := config.ParseEnviron(args, os.Environ())
 	if errors.Is(err, config.ErrHelp) {
 		fmt.Fprint(os.Stdout, config.Usage())
+		fmt.Fprint(os.Stdout, "\nSubcommand:\n  kvorum local-cluster [--members N]   run a local cluster of N members (see kvorum local-cluster --help)\n")
 		return 0
 	}
 	if err != nil {
