@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"syscall"
 
+	"google.golang.org/grpc/grpclog"
+
 	"github.com/kvorum/kvorum/internal/config"
 	"github.com/kvorum/kvorum/internal/logging"
 	"github.com/kvorum/kvorum/internal/member"
@@ -49,6 +51,9 @@ func run(args []string) int {
 	}
 	defer closeLog()
 	slog.SetDefault(lg)
+	if gl, ok := logging.GRPCLogger(lg); ok {
+		grpclog.SetLoggerV2(gl)
+	}
 	lg.Info("starting kvorum", "version", version.Version, "etcd-api-version", version.APIVersion)
 	for _, f := range cfg.Ignored {
 		lg.Warn("flag accepted for etcd compatibility but has no effect in Kvorum", "flag", f)

@@ -21,6 +21,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/logutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zapgrpc"
+	"google.golang.org/grpc/grpclog"
 )
 
 // Output names etcd gives --log-outputs besides file paths.
@@ -84,6 +86,18 @@ func New(cfg Config) (*slog.Logger, func(), error) {
 	ws := zapcore.NewMultiWriteSyncer(syncers...)
 	core := zapcore.NewCore(enc, ws, logutil.ConvertToZapLevel(cfg.Level))
 	return slog.New(NewHandler(core)), func() { ws.Sync(); closeAll() }, nil
+}
+
+// GRPCLogger returns a logger for gRPC's own messages (grpclog) that writes
+// its warnings and errors as lines of lg, as etcd does (caller
+// zapgrpc/zapgrpc.go); gRPC's informational chatter is dropped. ok is false
+// if lg was not made by New.
+func GRPCLogger(lg *slog.Logger) (_ grpclog.LoggerV2, ok bool) {
+	h, ok := lg.Handler().(*Handler)
+	if !ok {
+		return nil, false
+	}
+	return zapgrpc.NewLogger(zap.New(h.core, zap.AddCaller(), zap.IncreaseLevel(zapcore.WarnLevel))), true
 }
 
 func dedup(paths []string) []string {

@@ -92,3 +92,20 @@ func TestNewRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestGRPCLoggerKeepsWarnings(t *testing.T) {
+	lg, buf := bufferLogger(zapcore.DebugLevel)
+	gl, ok := GRPCLogger(lg)
+	if !ok {
+		t.Fatal("GRPCLogger refused a logger made by this package")
+	}
+	gl.Info("chatter")
+	gl.Warning("transport trouble")
+	out := buf.String()
+	if strings.Contains(out, "chatter") || !strings.Contains(out, `"level":"warn"`) || !strings.Contains(out, `"msg":"transport trouble"`) {
+		t.Errorf("gRPC log lines: %s; want the warning only, as a JSON line", out)
+	}
+	if _, ok := GRPCLogger(slog.Default()); ok {
+		t.Error("GRPCLogger accepted a logger it cannot write through")
+	}
+}

@@ -341,4 +341,13 @@ func TestComposeCluster(t *testing.T) {
 	if got, want := strings.Join(keys, ","), "before,leader-stopped,majority"; got != want {
 		t.Errorf("keys after healing: %s, want %s (the minority's write must not appear)", got, want)
 	}
+
+	// Stopping a member and cutting one off are what members warn about;
+	// none of it is an error.
+	logs := c.compose("logs", "--no-color")
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `"level":"error"`) {
+			t.Errorf("error-level line: %s", l)
+		}
+	}
 }

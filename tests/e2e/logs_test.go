@@ -93,6 +93,11 @@ func TestLogsHaveEtcdShapeAndNoErrors(t *testing.T) {
 	}
 	c.checkLogs()
 	for _, m := range c.members {
+		for _, l := range strings.Split(m.LogText(), "\n") {
+			if l != "" && !strings.HasPrefix(l, "=====") && !strings.HasPrefix(l, "{") {
+				t.Errorf("%s wrote a line that is not a JSON log line: %q", m.Name, l)
+			}
+		}
 		lines := logLines(m.LogText())
 		if len(lines) < 5 {
 			t.Fatalf("%s logged %d JSON lines, want a start's worth:\n%s", m.Name, len(lines), m.LogText())
