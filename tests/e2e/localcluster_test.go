@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,8 +23,29 @@ type localCluster struct {
 	cmd       *exec.Cmd
 	endpoints []string
 	pids      []int
-	out       *strings.Builder
+	out       *syncBuffer
 	exited    chan error
+}
+
+// syncBuffer collects local-cluster's stdout and stderr, which are written
+// from two goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) WriteString(s string) { b.Write([]byte(s)) }
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 var (
@@ -42,47 +63,44 @@ func startLocalCluster(t *testing.T, args ...string) *localCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &strings.Builder{}
+	out := &syncBuffer{}
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	lc := &localCluster{cmd: cmd, out: out, exited: make(chan error, 1)}
+	// Killing local-cluster also ends its members (their parent-death
+	// signal); after a clean stop this does nothing.
+	t.Cleanup(func() { cmd.Process.Kill() })
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		var ctl string
+		var endpoints []string
+		var pids []int
 		for sc.Scan() {
 			l := sc.Text()
 			out.WriteString(l + "\n")
 			if m := localPID.FindStringSubmatch(l); m != nil {
 				pid, _ := strconv.Atoi(m[1])
-				lc.pids = append(lc.pids, pid)
+				pids = append(pids, pid)
 			}
 			if m := localEndpoints.FindStringSubmatch(l); m != nil {
-				lc.endpoints = strings.Split(m[1], ",")
+				endpoints = strings.Split(m[1], ",")
 			}
 			if m := localCtl.FindStringSubmatch(l); m != nil {
 				ctl = m[1]
 			}
 			if strings.HasPrefix(l, "Press Ctrl-C") {
-				if ctl != strings.Join(lc.endpoints, ",") {
-					lc.endpoints = nil // fails the check below
+				if ctl != strings.Join(endpoints, ",") {
+					endpoints = nil // fails the check below
 				}
+				lc.endpoints, lc.pids = endpoints, pids
 				close(ready)
 			}
 		}
-		io.Copy(io.Discard, stdout)
 		lc.exited <- cmd.Wait()
 	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-		for _, pid := range lc.pids {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
 	select {
 	case <-ready:
 	case err := <-lc.exited:
