@@ -165,10 +165,10 @@ func Default() *Config {
 		CompactHashCheck:         true,
 		CompactHashCheckTime:     time.Minute,
 		AutoCompactionMode:       CompactionPeriodic,
+		LogFormat:                "json",
 		LogLevel:                 "info",
 		Logger:                   "zap",
 		LogOutputs:               []string{"default"},
-		LogFormat:                "json",
 	}
 	c.InitialCluster = []Member{{Name: c.Name, PeerURLs: slices.Clone(c.InitialAdvertisePeerURLs)}}
 	return c

@@ -62,10 +62,10 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		CompactHashCheck:         true,
 		CompactHashCheckTime:     time.Minute,
 		AutoCompactionMode:       "periodic",
+		LogFormat:                "json",
 		LogLevel:                 "info",
 		Logger:                   "zap",
 		LogOutputs:               []string{"default"},
-		LogFormat:                "json",
 	}
 	c.Warnings = nil
 	if !reflect.DeepEqual(c, want) {
