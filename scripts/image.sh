@@ -10,6 +10,6 @@ trap 'rm -rf "$ctx"' EXIT
 for cmd in kvorum kvorumctl; do
 	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$ctx/$cmd" "./cmd/$cmd"
 done
-mkdir "$ctx/var-lib-kvorum"
+mkdir "$ctx/var-lib-kvorum"   # empty: becomes the data and certificate dirs, owned by the member's user
 cp contrib/docker/Dockerfile "$ctx/"
 docker build --quiet --tag "$tag" "$ctx"

@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
@@ -26,7 +28,13 @@ type compose struct {
 	ids     map[string]string // service name to container id
 	ports   map[string]int    // service name to the client port published on 127.0.0.1
 	network string
+	tls     bool   // docker-compose.tls.yml is on top
+	scheme  string // of the members' URLs
+	pki     string // on the host: the certificates, copied out of the pki volume
 }
+
+// pkiIn is where the members and kvorumctl find the certificates.
+const pkiIn = "/etc/kvorum/pki"
 
 // composeCommand returns the compose command this machine has, or skips
 // the test.
@@ -94,8 +102,9 @@ func buildImage(t *testing.T, root string) string {
 
 // up brings up the compose cluster with image, under a project name of
 // its own; everything it creates (containers, network, volumes) is removed
-// when the test ends.
-func up(t *testing.T, root, image string, composeCmd []string) *compose {
+// when the test ends. With tls, docker-compose.tls.yml goes on top and its
+// pki service makes the certificates first.
+func up(t *testing.T, root, image string, composeCmd []string, tls bool) *compose {
 	t.Helper()
 	project := fmt.Sprintf("kvorumtest%08x", rand.Uint32())
 	ports, err := rcluster.FreePorts(3)
@@ -103,14 +112,20 @@ func up(t *testing.T, root, image string, composeCmd []string) *compose {
 		t.Fatal(err)
 	}
 	c := &compose{
-		t:     t,
-		argv:  append(composeCmd, "-p", project, "-f", filepath.Join(root, "contrib/docker/docker-compose.yml")),
-		ids:   map[string]string{},
-		ports: map[string]int{},
+		t:      t,
+		argv:   append(slices.Clone(composeCmd), "-p", project, "-f", filepath.Join(root, "contrib/docker/docker-compose.yml")),
+		tls:    tls,
+		scheme: "http",
+		ids:    map[string]string{},
+		ports:  map[string]int{},
 		env: []string{
 			"KVORUM_IMAGE=" + image,
 			"KVORUM_CLUSTER_TOKEN=" + project,
 		},
+	}
+	if tls {
+		c.argv = append(c.argv, "-f", filepath.Join(root, "contrib/docker/docker-compose.tls.yml"))
+		c.scheme = "https"
 	}
 	for i, p := range ports {
 		name := fmt.Sprintf("kvorum%d", i+1)
@@ -126,6 +141,9 @@ func up(t *testing.T, root, image string, composeCmd []string) *compose {
 			t.Errorf("compose down: %v\n%s", err, out)
 		}
 	})
+	if tls {
+		c.compose("run", "--rm", "pki")
+	}
 	c.compose("up", "-d")
 	for name := range c.ports {
 		c.ids[name] = strings.TrimSpace(c.compose("ps", "-q", name))
@@ -134,6 +152,10 @@ func up(t *testing.T, root, image string, composeCmd []string) *compose {
 		}
 	}
 	c.network = strings.TrimSpace(run(t, nil, "docker", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", c.ids["kvorum1"]))
+	if tls {
+		c.pki = filepath.Join(t.TempDir(), "pki")
+		run(t, nil, "docker", "cp", c.ids["kvorum1"]+":"+pkiIn, c.pki)
+	}
 	return c
 }
 
@@ -145,7 +167,11 @@ func (c *compose) compose(args ...string) string {
 // ctl runs kvorumctl inside service's container, where the members'
 // advertised URLs (http://kvorumN:2379) resolve.
 func (c *compose) ctl(service string, args ...string) (string, error) {
-	return runErr(nil, append([]string{"docker", "exec", c.ids[service], "/usr/local/bin/kvorumctl", "--command-timeout=5s"}, args...)...)
+	argv := []string{"docker", "exec", c.ids[service], "/usr/local/bin/kvorumctl", "--command-timeout=5s"}
+	if c.tls {
+		argv = append(argv, "--cacert="+pkiIn+"/ca.crt", "--cert="+pkiIn+"/clients/admin.crt", "--key="+pkiIn+"/clients/admin.key")
+	}
+	return runErr(nil, append(argv, args...)...)
 }
 
 // client returns a client of the given services through their published
@@ -154,9 +180,21 @@ func (c *compose) client(services ...string) *clientv3.Client {
 	c.t.Helper()
 	var eps []string
 	for _, s := range services {
-		eps = append(eps, fmt.Sprintf("http://127.0.0.1:%d", c.ports[s]))
+		eps = append(eps, fmt.Sprintf("%s://127.0.0.1:%d", c.scheme, c.ports[s]))
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+	cfg := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second}
+	if c.tls {
+		tc, err := transport.TLSInfo{
+			TrustedCAFile: filepath.Join(c.pki, "ca.crt"),
+			CertFile:      filepath.Join(c.pki, "clients/admin.crt"),
+			KeyFile:       filepath.Join(c.pki, "clients/admin.key"),
+		}.ClientConfig()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -221,7 +259,7 @@ func (c *compose) leader(from string) string {
 		}
 		for _, s := range st {
 			if s.Status.Leader != "" && s.Status.Leader != "0" && s.Status.Header.MemberID == s.Status.Leader {
-				leader = strings.TrimSuffix(strings.TrimPrefix(s.Endpoint, "http://"), ":2379")
+				leader = strings.TrimSuffix(strings.TrimPrefix(s.Endpoint, c.scheme+"://"), ":2379")
 				return nil
 			}
 		}
@@ -292,16 +330,30 @@ func others(all map[string]string, not string) []string {
 	return out
 }
 
-// TestComposeCluster builds the image, brings up the compose cluster, and
-// checks it survives its leader's container stopping and a member cut off
-// the network: the majority keeps writing, the cut-off member refuses
-// writes, and once back every member holds the same data.
+// TestComposeCluster builds the image, brings up the compose cluster, plain
+// and with mutual TLS, and checks it survives its leader's container
+// stopping and a member cut off the network: the majority keeps writing,
+// the cut-off member refuses writes, and once back every member holds the
+// same data.
 func TestComposeCluster(t *testing.T) {
 	composeCmd := composeCommand(t)
 	root := repoRoot(t)
 	image := buildImage(t, root)
-	c := up(t, root, image, composeCmd)
+	t.Run("http", func(t *testing.T) { testCompose(t, root, image, composeCmd, false) })
+	t.Run("mutual-tls", func(t *testing.T) { testCompose(t, root, image, composeCmd, true) })
+}
+
+func testCompose(t *testing.T, root, image string, composeCmd []string, tls bool) {
+	c := up(t, root, image, composeCmd, tls)
 	c.healthyCluster("kvorum1")
+	if tls {
+		// Mutual: a client without a certificate is turned away.
+		out, err := runErr(nil, "docker", "exec", c.ids["kvorum1"], "/usr/local/bin/kvorumctl", "--command-timeout=5s",
+			"--cacert="+pkiIn+"/ca.crt", "--endpoints=https://127.0.0.1:2379", "put", "anonymous", "1")
+		if err == nil {
+			t.Errorf("put without a client certificate succeeded: %s", out)
+		}
+	}
 	c.put(c.client("kvorum1", "kvorum2", "kvorum3"), "before", "1")
 
 	// Stop the leader's container: the other two elect a leader and keep
@@ -320,7 +372,7 @@ func TestComposeCluster(t *testing.T) {
 	rest = others(c.ids, leader)
 	t.Logf("disconnecting the leader's container (%s) from %s", leader, c.network)
 	run(t, nil, "docker", "network", "disconnect", c.network, c.ids[leader])
-	if out, err := c.ctl(leader, "--endpoints=http://127.0.0.1:2379", "put", "minority", "1"); err == nil {
+	if out, err := c.ctl(leader, "--endpoints="+c.scheme+"://127.0.0.1:2379", "put", "minority", "1"); err == nil {
 		t.Errorf("put on %s, cut off from the other members, succeeded: %s", leader, out)
 	}
 	majority := c.client(rest...)
