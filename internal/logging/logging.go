@@ -35,7 +35,7 @@ const (
 
 // Config says where and how a member logs; its fields are etcd's flags.
 type Config struct {
-	Level   string   // --log-level: debug, info, warn, error, panic or fatal; "" means info
+	Level   string   // --log-level: debug, info, warn, error, panic or fatal (both as error); "" means info
 	Format  string   // --log-format: json or console; "" means json
 	Outputs []string // --log-outputs; empty means default
 }
@@ -84,7 +84,11 @@ func New(cfg Config) (*slog.Logger, func(), error) {
 		closeAll = closeFiles
 	}
 	ws := zapcore.NewMultiWriteSyncer(syncers...)
-	core := zapcore.NewCore(enc, ws, logutil.ConvertToZapLevel(cfg.Level))
+	// Kvorum's most severe lines are errors (what etcd logs as panic or
+	// fatal, such as a member that cannot start, it logs as an error and
+	// exits), so panic and fatal keep the errors.
+	level := min(logutil.ConvertToZapLevel(cfg.Level), zapcore.ErrorLevel)
+	core := zapcore.NewCore(enc, ws, level)
 	return slog.New(NewHandler(core)), func() { ws.Sync(); closeAll() }, nil
 }
 

@@ -109,3 +109,18 @@ func TestGRPCLoggerKeepsWarnings(t *testing.T) {
 		t.Error("GRPCLogger accepted a logger it cannot write through")
 	}
 }
+
+func TestFatalLevelKeepsErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.log")
+	lg, closeLog, err := New(Config{Level: "fatal", Outputs: []string{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg.Warn("w")
+	lg.Error("cannot start")
+	closeLog()
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), `"msg":"w"`) || !strings.Contains(string(b), `"msg":"cannot start"`) {
+		t.Errorf("--log-level fatal wrote %q; want the error line only", b)
+	}
+}
