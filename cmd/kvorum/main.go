@@ -12,7 +12,10 @@ import (
 	"runtime"
 	"syscall"
 
+	"google.golang.org/grpc/grpclog"
+
 	"github.com/kvorum/kvorum/internal/config"
+	"github.com/kvorum/kvorum/internal/logging"
 	"github.com/kvorum/kvorum/internal/member"
 	"github.com/kvorum/kvorum/internal/version"
 )
@@ -22,9 +25,15 @@ func main() {
 }
 
 func run(args []string) int {
+	// The server takes etcd's flags, none of which is a bare word, so a
+	// first argument naming a subcommand cannot be a flag of the server.
+	if len(args) > 0 && args[0] == "local-cluster" {
+		return runLocalCluster(args[1:])
+	}
 	cfg, err := config.ParseEnviron(args, os.Environ())
 	if errors.Is(err, config.ErrHelp) {
 		fmt.Fprint(os.Stdout, config.Usage())
+		fmt.Fprint(os.Stdout, "\nSubcommand:\n  kvorum local-cluster [--members N]   run a local cluster of N members (see kvorum local-cluster --help)\n")
 		return 0
 	}
 	if err != nil {
@@ -35,7 +44,16 @@ func run(args []string) int {
 		fmt.Printf("kvorum Version: %s\netcd API Version: %s\nGo Version: %s\n", version.Version, version.APIVersion, runtime.Version())
 		return 0
 	}
-	lg := newLogger(cfg.LogLevel)
+	lg, closeLog, err := logging.New(logging.Config{Level: cfg.LogLevel, Format: cfg.LogFormat, Outputs: cfg.LogOutputs})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kvorum: %v\n", err)
+		return 1
+	}
+	defer closeLog()
+	slog.SetDefault(lg)
+	if gl, ok := logging.GRPCLogger(lg); ok {
+		grpclog.SetLoggerV2(gl)
+	}
 	lg.Info("starting kvorum", "version", version.Version, "etcd-api-version", version.APIVersion)
 	for _, f := range cfg.Ignored {
 		lg.Warn("flag accepted for etcd compatibility but has no effect in Kvorum", "flag", f)
@@ -51,29 +69,17 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	stopSystemd := notifySystemd(lg, m)
 	select {
 	case <-ctx.Done():
 		lg.Info("received signal, stopping", "name", cfg.Name)
+		stopSystemd()
 		m.Stop()
 		return 0
 	case <-m.Done():
 		lg.Error("member stopped on its own (see errors above)")
+		stopSystemd()
 		m.Stop()
 		return 1
 	}
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	switch level {
-	case "debug":
-		l = slog.LevelDebug
-	case "warn":
-		l = slog.LevelWarn
-	case "error", "panic", "fatal":
-		l = slog.LevelError
-	default:
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }

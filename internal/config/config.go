@@ -99,7 +99,8 @@ type Config struct {
 
 	LogLevel   string   // debug, info, warn, error, panic or fatal
 	Logger     string   // always "zap"
-	LogOutputs []string // "default", "stderr", "stdout" or paths; empty means "default"
+	LogOutputs []string // "default", "stderr", "stdout", "systemd/journal" or paths; empty means "default"
+	LogFormat  string   // json or console
 
 	EnablePprof bool
 	// Metrics is --metrics: "basic" or "extensive" (adds gRPC latency
@@ -208,6 +209,7 @@ func Default() *Config {
 		CompactHashCheck:         true,
 		CompactHashCheckTime:     time.Minute,
 		AutoCompactionMode:       CompactionPeriodic,
+		LogFormat:                "json",
 		LogLevel:                 "info",
 		Logger:                   "zap",
 		LogOutputs:               []string{"default"},

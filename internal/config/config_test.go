@@ -65,6 +65,7 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		AuthTokenTTL:             300 * time.Second,
 		BcryptCost:               10,
 		AutoCompactionMode:       "periodic",
+		LogFormat:                "json",
 		LogLevel:                 "info",
 		Logger:                   "zap",
 		LogOutputs:               []string{"default"},
@@ -151,7 +152,7 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		"--quota-backend-bytes=-1", "--max-request-bytes=1024", "--max-txn-ops=9",
 		"--strict-reconfig-check=false", "--max-learners=3",
 		"--auto-compaction-mode=revision", "--auto-compaction-retention=1000",
-		"--log-level=debug", "--logger=zap", "--log-outputs=stderr,/var/log/k.log",
+		"--log-level=debug", "--logger=zap", "--log-outputs=stderr,/var/log/k.log", "--log-format=console",
 		"--listen-metrics-urls=http://127.0.0.1:2381", "--enable-pprof",
 		"--cert-file=c.pem", "--key-file=k.pem", "--trusted-ca-file=ca.pem", "--client-cert-auth",
 		"--client-crl-file=crl.pem", "--client-cert-allowed-hostname=a.example,b.example",
@@ -181,7 +182,7 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
 		AutoCompactionMode: "revision", AutoCompactionRevisions: 1000,
-		LogLevel: "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"},
+		LogLevel: "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"}, LogFormat: "console",
 		EnablePprof: true,
 		ClientTLS: TLSInfo{CertFile: "c.pem", KeyFile: "k.pem", TrustedCAFile: "ca.pem", ClientCertAuth: true,
 			CRLFile: "crl.pem", AllowedHostnames: []string{"a.example", "b.example"}, ClientCertFile: "cc.pem", ClientKeyFile: "ck.pem"},
@@ -505,7 +506,7 @@ peer-transport-security:
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
 		AutoCompactionMode: "periodic", AutoCompactionRetention: 8 * time.Hour,
-		LogLevel: "warn", Logger: "zap", LogOutputs: []string{"stderr"},
+		LogLevel: "warn", Logger: "zap", LogOutputs: []string{"stderr"}, LogFormat: "json",
 		EnablePprof: true,
 		ClientTLS: TLSInfo{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true,
 			AllowedCNs: []string{"admin", "kube-apiserver"}},
@@ -770,6 +771,8 @@ func sampleArgs(name, etcdType string) (value string, extra []string) {
 		return "stderr", nil
 	case "metrics":
 		return "extensive", nil
+	case "log-format":
+		return "console", nil
 	case "discovery-fallback":
 		return "exit", nil
 	case "auth-token":

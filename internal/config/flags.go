@@ -174,8 +174,16 @@ var options = []option{
 			c.Logger = v
 			return nil
 		}},
-	{"log-outputs", kindText, "default", "Comma-separated log targets: 'default' (stderr, or journald under systemd), stderr, stdout or file paths.",
+	{"log-outputs", kindText, "default", "Comma-separated log targets: 'default' (stderr), stderr, stdout, systemd/journal or file paths.",
 		func(c *Config, v string) error { c.LogOutputs = splitList(v); return nil }},
+	{"log-format", kindText, "json", "Log line format: 'json' (etcd's JSON lines) or 'console' (tab-separated text).",
+		func(c *Config, v string) error {
+			if v != "json" && v != "console" {
+				return fmt.Errorf("want json or console")
+			}
+			c.LogFormat = v
+			return nil
+		}},
 	{"enable-pprof", kindBool, "false", "Serve runtime profiles at /debug/pprof/ on the client URLs.",
 		setBool(func(c *Config) *bool { return &c.EnablePprof })},
 	{"metrics", kindText, "basic", "Metrics to export: 'basic', or 'extensive' to add gRPC latency histograms.",
@@ -303,7 +311,7 @@ func init() {
 			"distributed-tracing-instance-id", "distributed-tracing-service-name",
 			"experimental-distributed-tracing-address", "experimental-distributed-tracing-instance-id",
 			"experimental-distributed-tracing-service-name", "experimental-enable-v2v3",
-			"feature-gates", "log-format", "log-rotation-config-json", "wal-dir",
+			"feature-gates", "log-rotation-config-json", "wal-dir",
 			"discovery-endpoints", "host-whitelist", "cors",
 			"discovery-fallback", "proxy", "v2-deprecation",
 		},

@@ -17,6 +17,7 @@ func (s *Server) syncPeers(changes []apply.MemberChange) {
 	for _, c := range changes {
 		if c.Removed && c.ID != s.memberID {
 			s.transport.RemovePeer(c.ID)
+			s.Metrics().RemovePeer(c.ID)
 		}
 	}
 }
