@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/server"
 	"github.com/kvorum/kvorum/internal/watch"
 )
@@ -32,6 +33,7 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	defer st.Close()
 
 	go st.RunProgress(ctx)
+	go ws.revalidate(ctx, st)
 	sendc := make(chan error, 1)
 	go func() { sendc <- ws.sendLoop(ctx, stream, st) }()
 	recvc := make(chan error, 1)
@@ -227,4 +229,28 @@ func sendFragments(m *pb.WatchResponse, limit int, send func(*pb.WatchResponse) 
 		}
 	}
 	return nil
+}
+
+// revalidate cancels the stream's watches its user may no longer read
+// whenever access control changes (a permission or role revoked, auth
+// turned on), with etcd's "permission denied" as the reason: a revoked
+// permission stops the events at once, not only new watches.
+func (ws *watchServer) revalidate(ctx context.Context, st *watch.Stream) {
+	user, _ := ws.s.Identify(ctx) // "" without credentials: nothing is readable once auth is on
+	for {
+		changed := ws.s.AuthChanged()
+		select {
+		case <-ctx.Done():
+			return
+		case <-st.Done():
+			return
+		case <-changed:
+		}
+		if !ws.s.AuthEnabled() {
+			continue
+		}
+		st.CancelUnless(func(key, end []byte) bool {
+			return ws.s.CheckAccess(user, auth.Access{Read: []auth.Range{{Key: key, End: end}}}) == nil
+		}, status.Convert(rpctypes.ErrGRPCPermissionDenied).Message())
+	}
 }

@@ -145,6 +145,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		}
 	}
 	m.watchCertificates(certFiles)
+	s.Metrics().CertificateExpiry(m.CertificatesExpire)
 	open := func(u url.URL, info *etcdtransport.TLSInfo, p plane) (net.Listener, error) {
 		ln, err := listen(u, info, p)
 		if err == nil {

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -136,4 +138,19 @@ func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, 1, c.local, hexID(p.ID))
 		}
 	}
+}
+
+// CertificateExpiry registers the Unix time at which the earliest of the
+// member's TLS certificates expires (0 without certificate files), for
+// alerts well before a cluster loses its TLS.
+func (m *Metrics) CertificateExpiry(f func() time.Time) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kvorum_server_certificate_expiry_timestamp_seconds",
+		Help: "Unix time at which the earliest of this member's certificates (own, CA, client) expires; 0 without certificate files.",
+	}, func() float64 {
+		if t := f(); !t.IsZero() {
+			return float64(t.Unix())
+		}
+		return 0
+	}))
 }

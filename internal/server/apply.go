@@ -59,12 +59,14 @@ func (sm *stateMachine) Restore() error {
 	}
 	sm.s.attachKVStats()
 	sm.s.watch.Restored(sm.s.kvStore().Rev())
+	sm.s.signalAuthChanged()
 	sm.s.syncPeers(nil)
 	return nil
 }
 
 func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 	before := sm.s.applier.Applied()
+	authBefore, authOn := sm.s.auth.Revision(), sm.s.auth.Enabled()
 	out, err := sm.s.applier.Apply(ents)
 	if err != nil {
 		return err
@@ -83,6 +85,9 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 			sm.s.tokens.Register(r.Session.Token, r.Session.User)
 		}
 		sm.s.waiters.trigger(r.ID, applyResult{r.Resp, r.Err})
+	}
+	if sm.s.auth.Revision() != authBefore || sm.s.auth.Enabled() != authOn {
+		sm.s.signalAuthChanged()
 	}
 	for _, c := range out.Members {
 		if c.ProposalID != 0 {

@@ -150,15 +150,25 @@ func (s *Server) atLeader(ctx context.Context, name string, req []byte) ([]byte,
 		} else if err != nil && ctx.Err() == nil {
 			s.lg.Debug("forwarding lease request to the leader failed", "call", name, "leader", fmt.Sprintf("%x", lead), "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, s.ctxError(ctx, lead)
-		case <-s.stopped:
-			return nil, ErrStopped
-		case <-s.node.LeaderChanged():
-		case <-time.After(s.cfg.HeartbeatInterval):
+		if err := s.awaitRetry(ctx, lead); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// awaitRetry waits before a call to the leader is tried again: until
+// leadership changes or a heartbeat interval passes. It fails when ctx
+// ends (explaining why, see ctxError) or the server stops.
+func (s *Server) awaitRetry(ctx context.Context, lead uint64) error {
+	select {
+	case <-ctx.Done():
+		return s.ctxError(ctx, lead)
+	case <-s.stopped:
+		return ErrStopped
+	case <-s.node.LeaderChanged():
+	case <-time.After(s.cfg.HeartbeatInterval):
+	}
+	return nil
 }
 
 // confirmLeader returns nil if a quorum confirms, now, that this member

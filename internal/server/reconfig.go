@@ -146,13 +146,8 @@ func (s *Server) MemberPromote(ctx context.Context, id uint64) ([]*pb.Member, er
 		case !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader):
 			return nil, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, s.ctxError(ctx, lead)
-		case <-s.stopped:
-			return nil, ErrStopped
-		case <-s.node.LeaderChanged():
-		case <-time.After(s.cfg.HeartbeatInterval):
+		if err := s.awaitRetry(ctx, lead); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -99,6 +99,8 @@ type Server struct {
 	alarms    *alarm.Store
 	auth      *auth.Store
 	tokens    auth.Tokens
+	authMu    sync.Mutex
+	authCh    chan struct{} // closed and replaced on every auth change
 	space     *space
 	raising   sync.Map // alarms being proposed, by type and member
 	node      *raftnode.Node
@@ -163,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 	s.members = &membership.Store{}
 	s.alarms = &alarm.Store{}
 	s.auth = &auth.Store{}
+	s.authCh = make(chan struct{})
 	if s.tokens, err = auth.NewTokens(cfg.AuthToken, cfg.AuthTokenTTL); err != nil {
 		engine.Close()
 		return nil, err

@@ -231,6 +231,27 @@ func (st *Stream) Cancel(id int64) {
 	st.pushControl(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.rev}, WatchId: id, Canceled: true})
 }
 
+// CancelUnless cancels, with reason, every watch of the stream whose key
+// range allowed refuses (access control changed after it was created).
+// The range is passed as in the create request: end nil for one key,
+// "\x00" for every key from key on.
+func (st *Stream) CancelUnless(allowed func(key, end []byte) bool, reason string) {
+	h := st.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, w := range st.watchers {
+		end := w.end
+		if end != nil && len(end) == 0 {
+			end = []byte{0}
+		}
+		if allowed(w.key, end) {
+			continue
+		}
+		h.remove(w)
+		st.pushControl(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.rev}, WatchId: id, Canceled: true, CancelReason: reason})
+	}
+}
+
 // RequestProgress answers a WatchProgressRequest the way etcd 3.7 does: if
 // every watcher of the stream is synced (and none waits for a future start
 // revision), it queues a progress notification with watch ID -1 and the

@@ -37,9 +37,15 @@ func TestClientCertificateCommonNameIsTheUser(t *testing.T) {
 		return ctx
 	}
 	for _, step := range []func() error{
-		func() error { _, err := root.UserAddWithOptions(ctx(), "root", "", &clientv3.UserAddOptions{NoPassword: true}); return err },
+		func() error {
+			_, err := root.UserAddWithOptions(ctx(), "root", "", &clientv3.UserAddOptions{NoPassword: true})
+			return err
+		},
 		func() error { _, err := root.UserGrantRole(ctx(), "root", "root"); return err },
-		func() error { _, err := root.UserAddWithOptions(ctx(), "alice", "", &clientv3.UserAddOptions{NoPassword: true}); return err },
+		func() error {
+			_, err := root.UserAddWithOptions(ctx(), "alice", "", &clientv3.UserAddOptions{NoPassword: true})
+			return err
+		},
 		func() error { _, err := root.RoleAdd(ctx(), "reader"); return err },
 		func() error {
 			_, err := root.RoleGrantPermission(ctx(), "reader", "app/", "app0", clientv3.PermissionType(clientv3.PermRead))

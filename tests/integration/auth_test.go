@@ -207,9 +207,20 @@ func accessControlMatrix(t *testing.T, tokens string) {
 		t.Error("watch in range: no event")
 	}
 
-	// Revoking a permission takes effect at once, on every member.
+	// Revoking a permission takes effect at once, on every member, and
+	// for open watches too: the watch above is canceled.
 	_, err = root.RoleRevokePermission(ctx(), "app-reader", "app/", "app0")
 	must(t, "revoke permission", err)
+	select {
+	case resp, ok := <-allowed:
+		// client/v3 closes the channel of a watch the server cancels; a
+		// response that is not that cancel is wrong.
+		if ok && (!resp.Canceled || !errors.Is(resp.Err(), denied)) {
+			t.Errorf("open watch after its permission was revoked: open %v, canceled %v, err %v; want canceled with %v", ok, resp.Canceled, resp.Err(), denied)
+		}
+	case <-time.After(waitTimeout):
+		t.Error("open watch after its permission was revoked: still open")
+	}
 	for _, m := range c.Members {
 		cli := userClient(t, c, "alice", "alicepw")
 		cli.SetEndpoints(m.ClientURL)
