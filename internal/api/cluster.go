@@ -2,9 +2,13 @@ package api
 
 import (
 	"context"
+	"slices"
+
+	"google.golang.org/grpc/metadata"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/server"
 )
 
@@ -20,7 +24,7 @@ func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 }
 
 func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	mem, list, err := c.s.MemberAdd(ctx, r.GetPeerURLs(), r.GetIsLearner())
+	mem, list, err := c.s.MemberAdd(ctx, r.GetPeerURLs(), r.GetIsLearner(), autoPromoteAsked(ctx))
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -49,4 +53,9 @@ func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 		return nil, toGRPC(err)
 	}
 	return &pb.MemberPromoteResponse{Header: c.s.ClusterHeader(), Members: list}, nil
+}
+
+func autoPromoteAsked(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return slices.Contains(md.Get(membership.AutoPromoteMetadata), "true")
 }

@@ -8,13 +8,16 @@ import (
 
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/kvorum/kvorum/internal/membership"
 )
 
 // addMemberChangeCommands adds member add, remove, update and promote to
 // the member command.
 func (a *app) addMemberChangeCommands(mc *cobra.Command) {
 	var peerURLs string
-	var learner bool
+	var learner, autoPromote bool
 	add := &cobra.Command{
 		Use:   "add <memberName> [options]",
 		Short: "Adds a member (or, with --learner, a non-voting learner) to the cluster",
@@ -22,11 +25,12 @@ func (a *app) addMemberChangeCommands(mc *cobra.Command) {
 ETCD_NAME, ETCD_INITIAL_CLUSTER, ETCD_INITIAL_ADVERTISE_PEER_URLS and
 ETCD_INITIAL_CLUSTER_STATE settings to start the new member with.`,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			return a.memberAdd(cmd, args, peerURLs, learner)
+			return a.memberAdd(cmd, args, peerURLs, learner, autoPromote)
 		}),
 	}
 	add.Flags().StringVar(&peerURLs, "peer-urls", "", "comma-separated peer URLs of the new member")
 	add.Flags().BoolVar(&learner, "learner", false, "add the member as a raft learner (non-voting until promoted)")
+	add.Flags().BoolVar(&autoPromote, "auto-promote", false, "with --learner: Kvorum promotes the learner by itself once it has caught up (Kvorum servers only)")
 
 	remove := &cobra.Command{
 		Use:   "remove <memberID>",
@@ -120,7 +124,7 @@ func memberIDArg(args []string) (uint64, error) {
 	return id, nil
 }
 
-func (a *app) memberAdd(cmd *cobra.Command, args []string, peerURLs string, learner bool) error {
+func (a *app) memberAdd(cmd *cobra.Command, args []string, peerURLs string, learner, autoPromote bool) error {
 	if len(args) < 1 {
 		return fail(ExitBadArgs, errors.New("member name not provided"))
 	}
@@ -137,6 +141,9 @@ func (a *app) memberAdd(cmd *cobra.Command, args []string, peerURLs string, lear
 	if peerURLs == "" {
 		return failf(ExitBadArgs, "member peer urls not provided")
 	}
+	if autoPromote && !learner {
+		return failf(ExitBadArgs, "--auto-promote needs --learner (a voting member needs no promotion)")
+	}
 	urls := strings.Split(peerURLs, ",")
 	c, err := a.client(cmd)
 	if err != nil {
@@ -144,6 +151,9 @@ func (a *app) memberAdd(cmd *cobra.Command, args []string, peerURLs string, lear
 	}
 	defer c.Close()
 	ctx, cancel := a.commandCtx()
+	if autoPromote {
+		ctx = metadata.AppendToOutgoingContext(ctx, membership.AutoPromoteMetadata, "true")
+	}
 	var resp *clientv3.MemberAddResponse
 	if learner {
 		resp, err = c.MemberAddAsLearner(ctx, urls)

@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	raftpb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/storage"
@@ -24,9 +25,52 @@ var ErrNotFound = errors.New("membership: member not found")
 // records in the engine, sorted by ID; Apply* write only to a batch, so
 // the list changes when the batch is committed and Load runs again.
 type Store struct {
-	mu      sync.RWMutex
-	list    []*pb.Member // sorted by ID
-	removed map[uint64]bool
+	mu          sync.RWMutex
+	list        []*pb.Member // sorted by ID
+	removed     map[uint64]bool
+	autoPromote map[uint64]bool
+}
+
+// AutoPromoteMetadata is the gRPC metadata key with which a MemberAdd of
+// a learner asks Kvorum to promote it once it has caught up (a Kvorum
+// extension, sent by `kvorumctl member add --learner --auto-promote`;
+// etcd ignores it). Its value is "true".
+const AutoPromoteMetadata = "kvorum-auto-promote"
+
+// autoPromoteField is the field number, unknown to etcd's Member message,
+// under which a conf change adding a learner asks for its automatic
+// promotion. Kvorum writes and reads it in the conf change's context only;
+// it is never stored in a member record or sent to clients.
+const autoPromoteField = 1000
+
+// MarkAutoPromote appends the automatic-promotion request to a marshaled
+// member record meant as a conf change context.
+func MarkAutoPromote(ctx []byte) []byte {
+	ctx = protowire.AppendTag(ctx, autoPromoteField, protowire.VarintType)
+	return protowire.AppendVarint(ctx, 1)
+}
+
+// takeAutoPromote reports whether mem carried the automatic-promotion
+// request, and removes it from mem.
+func takeAutoPromote(mem *pb.Member) bool {
+	unknown := mem.ProtoReflect().GetUnknown()
+	found := false
+	for len(unknown) > 0 {
+		num, typ, n := protowire.ConsumeTag(unknown)
+		if n < 0 {
+			break
+		}
+		m := protowire.ConsumeFieldValue(num, typ, unknown[n:])
+		if m < 0 {
+			break
+		}
+		if num == autoPromoteField {
+			found = true
+		}
+		unknown = unknown[n+m:]
+	}
+	mem.ProtoReflect().SetUnknown(nil)
+	return found
 }
 
 // Load replaces the in-memory list with the records in r.
@@ -48,32 +92,49 @@ func (s *Store) Load(r pebble.Reader) error {
 	if err := iter.Error(); err != nil {
 		return err
 	}
-	removed, err := loadRemoved(r)
+	removed, err := loadIDs(r, storage.RemovedMemberSpan)
+	if err != nil {
+		return err
+	}
+	promote, err := loadIDs(r, storage.AutoPromoteSpan)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.list, s.removed = list, removed
+	s.list, s.removed, s.autoPromote = list, removed, promote
 	s.mu.Unlock()
 	return nil
 }
 
-func loadRemoved(r pebble.Reader) (map[uint64]bool, error) {
-	lo, hi := storage.RemovedMemberSpan()
+// AutoPromote lists the learners waiting for automatic promotion.
+func (s *Store) AutoPromote() []uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]uint64, 0, len(s.autoPromote))
+	for id := range s.autoPromote {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// loadIDs reads the member IDs whose 9-byte keys (prefix, ID) fill span.
+func loadIDs(r pebble.Reader, span func() (lo, hi []byte)) (map[uint64]bool, error) {
+	lo, hi := span()
 	iter, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
 	}
 	defer iter.Close()
-	removed := make(map[uint64]bool)
+	ids := make(map[uint64]bool)
 	for iter.First(); iter.Valid(); iter.Next() {
-		id, err := storage.RemovedMemberKeyID(iter.Key())
+		id, err := storage.MemberIDOfKey(iter.Key())
 		if err != nil {
 			return nil, err
 		}
-		removed[id] = true
+		ids[id] = true
 	}
-	return removed, iter.Error()
+	return ids, iter.Error()
 }
 
 // IsRemoved reports whether member id was removed from the cluster.
@@ -155,6 +216,17 @@ func ApplyConfChange(b *pebble.Batch, cc *raftpb.ConfChange) (*pb.Member, error)
 		}
 		mem.ID = id
 		mem.IsLearner = cc.GetType() == raftpb.ConfChangeType_ConfChangeAddLearnerNode
+		promote := takeAutoPromote(mem)
+		switch {
+		case mem.IsLearner && promote:
+			if err := b.Set(storage.AutoPromoteKey(id), nil, nil); err != nil {
+				return nil, err
+			}
+		case !mem.IsLearner:
+			if err := b.Delete(storage.AutoPromoteKey(id), nil); err != nil {
+				return nil, err
+			}
+		}
 		return mem, Write(b, mem)
 	case raftpb.ConfChangeType_ConfChangeUpdateNode:
 		upd := &pb.Member{}
@@ -173,6 +245,9 @@ func ApplyConfChange(b *pebble.Batch, cc *raftpb.ConfChange) (*pb.Member, error)
 		return mem, Write(b, mem)
 	case raftpb.ConfChangeType_ConfChangeRemoveNode:
 		if err := b.Set(storage.RemovedMemberKey(id), nil, nil); err != nil {
+			return nil, err
+		}
+		if err := b.Delete(storage.AutoPromoteKey(id), nil); err != nil {
 			return nil, err
 		}
 		return nil, b.Delete(storage.MemberKey(id), nil)

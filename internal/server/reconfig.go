@@ -41,7 +41,11 @@ const callMemberPromote = "member-promote"
 // MemberAdd adds a member (a voter, or a learner that does not vote) with
 // the given peer URLs and returns it and the member list after the change.
 // The new member is then started with --initial-cluster-state existing.
-func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (*pb.Member, []*pb.Member, error) {
+//
+// autoPromote (Kvorum only, for a learner) asks the leader to promote the
+// learner by itself once it has caught up and its promotion keeps a
+// started, connected quorum (see runAutoPromote).
+func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, learner, autoPromote bool) (*pb.Member, []*pb.Member, error) {
 	urls, err := normalizePeerURLs(peerURLs)
 	if err != nil {
 		return nil, nil, err
@@ -68,10 +72,10 @@ func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, learner bool)
 	if learner {
 		typ = raftpb.ConfChangeType_ConfChangeAddLearnerNode
 	}
-	if err := s.proposeConfChange(ctx, typ, mem); err != nil {
+	if err := s.proposeConfChangeMarked(ctx, typ, mem, learner && autoPromote); err != nil {
 		return nil, nil, err
 	}
-	s.lg.Info("added member", "member-id", fmt.Sprintf("%x", mem.GetID()), "peer-urls", urls, "learner", learner)
+	s.lg.Info("added member", "member-id", fmt.Sprintf("%x", mem.GetID()), "peer-urls", urls, "learner", learner, "auto-promote", learner && autoPromote)
 	return mem, s.members.List(), nil
 }
 
@@ -227,14 +231,36 @@ func (s *Server) checkQuorumAfter(list []*pb.Member, delta int, removed uint64) 
 // proposeConfChange replicates one membership change and waits until it
 // is applied here.
 func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeType, mem *pb.Member) error {
+	return s.proposeConfChangeMarked(ctx, typ, mem, false)
+}
+
+// proposeConfChangeMarked is proposeConfChange with, for autoPromote, the
+// request to promote the added learner once ready.
+func (s *Server) proposeConfChangeMarked(ctx context.Context, typ raftpb.ConfChangeType, mem *pb.Member, autoPromote bool) error {
 	data, err := proto.Marshal(mem)
 	if err != nil {
 		return err
+	}
+	if autoPromote {
+		data = membership.MarkAutoPromote(data)
 	}
 	cc := &raftpb.ConfChange{Type: typ.Enum(), NodeId: proto.Uint64(mem.GetID()), Context: data, Id: proto.Uint64(s.ids.Next())}
 	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
 	defer cancel()
 	lead := s.node.Leader()
+	// Raft drops a conf change proposed while an earlier one is not
+	// applied as far as raft knows. A client answered for the earlier one
+	// (as soon as this member applied it) can be faster than the Ready loop
+	// telling raft so; wait for raft to catch up with what is applied here.
+	for s.node.Status().Applied < s.node.AppliedIndex() {
+		select {
+		case <-ctx.Done():
+			return s.ctxError(ctx, lead)
+		case <-s.stopped:
+			return ErrStopped
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 	ch := s.waiters.register(cc.GetId())
 	if err := s.node.ProposeConfChange(ctx, cc); err != nil {
 		s.waiters.cancel(cc.GetId())
@@ -332,4 +358,49 @@ func (s *Server) memberPromoteCall(ctx context.Context, _ uint64, req []byte) ([
 	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
 	defer cancel()
 	return encodeCallError(s.promoteHere(ctx, uint64(ids[0]))), nil
+}
+
+// autoPromoteInterval is how often the leader looks at learners waiting
+// for automatic promotion.
+const autoPromoteInterval = time.Second
+
+// runAutoPromote has the leader promote learners added with automatic
+// promotion as soon as each has caught up (etcd's 90% rule) and the
+// configuration after it keeps a started, connected quorum — checked even
+// with --strict-reconfig-check=false: promoting by itself must never make
+// the cluster unable to commit.
+func (s *Server) runAutoPromote() {
+	t := time.NewTicker(autoPromoteInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopped:
+			return
+		case <-t.C:
+		}
+		if s.node.Leader() != s.memberID {
+			continue
+		}
+		for _, id := range s.members.AutoPromote() {
+			list := s.members.List()
+			i := slices.IndexFunc(list, func(m *pb.Member) bool { return m.GetID() == id })
+			if i < 0 || !list[i].GetIsLearner() {
+				continue
+			}
+			list[i].IsLearner = false
+			if err := s.checkQuorumAfter(list, 0, 0); err != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
+			err := s.promoteHere(ctx, id)
+			cancel()
+			switch {
+			case err == nil:
+				s.lg.Info("promoted a learner that has caught up, as asked when it was added", "member-id", fmt.Sprintf("%x", id))
+			case errors.Is(err, ErrLearnerNotReady), errors.Is(err, ErrNotLeader):
+			default:
+				s.lg.Warn("automatic promotion of a learner failed; will retry", "member-id", fmt.Sprintf("%x", id), "err", err)
+			}
+		}
+	}
 }

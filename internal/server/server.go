@@ -329,6 +329,7 @@ func (s *Server) Start() {
 	go s.runSpaceMonitor()
 	go s.runAutoCompaction()
 	go s.runCompactHashCheck()
+	go s.runAutoPromote()
 	go s.runPeerProbes()
 	s.lg.Info("member started", "name", s.cfg.Name, "member-id", fmt.Sprintf("%x", s.memberID),
 		"cluster-id", fmt.Sprintf("%x", s.clusterID), "data-dir", s.cfg.DataDir,

@@ -21,6 +21,7 @@ const (
 	prefixAuth    byte = 0x16 // users and roles (reserved for the auth issue)
 	prefixRemoved byte = 0x17 // IDs of members removed from the cluster
 	prefixAlarm   byte = 0x18 // active alarms
+	prefixPromote byte = 0x19 // learners to promote once they have caught up
 	prefixEnd     byte = 0x20
 )
 
@@ -230,13 +231,21 @@ func RemovedMemberKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixRemoved}, id)
 }
 
+// AutoPromoteKey marks learner id for promotion once it has caught up.
+func AutoPromoteKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixPromote}, id)
+}
+
+// AutoPromoteSpan bounds every AutoPromoteKey.
+func AutoPromoteSpan() (lo, hi []byte) { return []byte{prefixPromote}, []byte{prefixPromote + 1} }
+
 // RemovedMemberSpan bounds every RemovedMemberKey.
 func RemovedMemberSpan() (lo, hi []byte) { return []byte{prefixRemoved}, []byte{prefixRemoved + 1} }
 
-// RemovedMemberKeyID decodes a key made by RemovedMemberKey.
-func RemovedMemberKeyID(k []byte) (uint64, error) {
-	if len(k) != 9 || k[0] != prefixRemoved {
-		return 0, fmt.Errorf("storage: malformed removed-member key %x", k)
+// MemberIDOfKey decodes a key made by RemovedMemberKey or AutoPromoteKey.
+func MemberIDOfKey(k []byte) (uint64, error) {
+	if len(k) != 9 || (k[0] != prefixRemoved && k[0] != prefixPromote) {
+		return 0, fmt.Errorf("storage: malformed member ID key %x", k)
 	}
 	return binary.BigEndian.Uint64(k[1:]), nil
 }
