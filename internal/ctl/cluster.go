@@ -120,6 +120,19 @@ func (a *app) targetEndpoints(cmd *cobra.Command, spec *clientv3.ConfigSpec, clu
 	if !cluster {
 		return a.g.endpoints, nil
 	}
+	members, err := a.clusterMembers(spec)
+	if err != nil {
+		return nil, err
+	}
+	var eps []string
+	for _, m := range members {
+		eps = append(eps, m.ClientURLs...)
+	}
+	return eps, nil
+}
+
+// clusterMembers asks the endpoints for the member list.
+func (a *app) clusterMembers(spec *clientv3.ConfigSpec) ([]*pb.Member, error) {
 	c, err := a.newClient(&clientv3.ConfigSpec{
 		Endpoints:        spec.Endpoints,
 		DialTimeout:      spec.DialTimeout,
@@ -142,11 +155,7 @@ func (a *app) targetEndpoints(cmd *cobra.Command, spec *clientv3.ConfigSpec, clu
 	if err != nil {
 		return nil, failf(ExitError, "failed to fetch endpoints from etcd cluster member list: %w", err)
 	}
-	var eps []string
-	for _, m := range members.Members {
-		eps = append(eps, m.ClientURLs...)
-	}
-	return eps, nil
+	return members.Members, nil
 }
 
 // endpointHealth checks all endpoints in parallel: an endpoint is healthy
@@ -158,9 +167,16 @@ func (a *app) endpointHealth(cmd *cobra.Command, cluster bool) error {
 	if err != nil {
 		return err
 	}
-	eps, err := a.targetEndpoints(cmd, spec, cluster)
-	if err != nil {
-		return err
+	eps := a.g.endpoints
+	var members []*pb.Member
+	if cluster {
+		if members, err = a.clusterMembers(spec); err != nil {
+			return err
+		}
+		eps = nil
+		for _, m := range members {
+			eps = append(eps, m.ClientURLs...)
+		}
 	}
 	var cfgs []*clientv3.Config
 	for _, ep := range eps {
@@ -192,6 +208,13 @@ func (a *app) endpointHealth(cmd *cobra.Command, cluster bool) error {
 	p, _ := a.printer()
 	if err := p.EndpointHealth(list); err != nil {
 		return err
+	}
+	if cluster && a.g.writeOut == "simple" {
+		// Beyond etcdctl, on stderr so that stdout stays etcdctl's: what
+		// the health of each member means for the cluster.
+		for _, line := range quorumSummary(members, list) {
+			fmt.Fprintln(a.stderr, line)
+		}
 	}
 	if unhealthy {
 		return failf(ExitError, "unhealthy cluster")
@@ -322,4 +345,63 @@ func (a *app) endpointHashKV(cmd *cobra.Command, cluster bool, rev int64) error 
 		return fail(ExitError, lastErr)
 	}
 	return nil
+}
+
+// quorumSummary says what the endpoints' health means for the cluster:
+// voting members, quorum, how many are healthy and how many more may fail
+// before writes stop; it warns about an even number of voters and names
+// the voters that are down.
+func quorumSummary(members []*pb.Member, health []epHealth) []string {
+	healthy := make(map[string]bool)
+	for _, h := range health {
+		if h.Health {
+			healthy[h.Ep] = true
+		}
+	}
+	voters, up := 0, 0
+	var down []string
+	for _, m := range members {
+		if m.IsLearner {
+			continue
+		}
+		voters++
+		ok := false
+		for _, u := range m.ClientURLs {
+			ok = ok || healthy[u]
+		}
+		if ok {
+			up++
+			continue
+		}
+		name := m.Name
+		if name == "" {
+			name = fmt.Sprintf("%x (not started)", m.ID)
+		}
+		down = append(down, name)
+	}
+	if voters == 0 {
+		return nil
+	}
+	quorum := voters/2 + 1
+	plural := func(n int, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	}
+	var out []string
+	if up >= quorum {
+		n := up - quorum
+		out = append(out, fmt.Sprintf("cluster: %d voting members, quorum %d, %d healthy: tolerates %d more %s",
+			voters, quorum, up, n, plural(n, "failure", "failures")))
+	} else {
+		out = append(out, fmt.Sprintf("cluster: %d voting members, quorum %d, %d healthy: quorum lost, writes fail", voters, quorum, up))
+	}
+	if len(down) > 0 {
+		out = append(out, fmt.Sprintf("warning: %d voting %s down: %s", len(down), plural(len(down), "member", "members"), strings.Join(down, ", ")))
+	}
+	if voters%2 == 0 {
+		out = append(out, fmt.Sprintf("warning: %d voting members tolerate no more failures than %d would; prefer an odd number", voters, voters-1))
+	}
+	return out
 }
