@@ -29,7 +29,12 @@ func (s *Server) AuthRevision() uint64 { return s.auth.Revision() }
 // neither. An unknown or expired token is an error.
 func (s *Server) Identify(ctx context.Context) (string, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if ts := md.Get(rpctypes.TokenFieldNameGRPC); len(ts) > 0 {
+		ts := md.Get(rpctypes.TokenFieldNameGRPC)
+		if len(ts) == 0 {
+			// The JSON gateway passes the Authorization header on.
+			ts = md.Get(rpctypes.TokenFieldNameSwagger)
+		}
+		if len(ts) > 0 {
 			user, ok := s.tokens.User(ts[0])
 			if !ok {
 				// The token may come from an Authenticate entry this
