@@ -14,7 +14,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/kvorum/kvorum/internal/server"
 )
 
 // The JSON gateway (--enable-grpc-gateway, on by default) answers etcd's
@@ -35,7 +38,9 @@ type gateway struct {
 // newGateway builds the gateway on a connection to the client listener
 // ln. With TLS (secure) it connects with the client plane's certificate,
 // which etcd also uses as a client certificate towards itself, and does
-// not verify its own server's name.
+// not verify its own server's name. Its requests are marked (see
+// server.GatewayMetadataKey) so that this certificate is never taken for
+// the user: a gateway request is identified by its token alone.
 func newGateway(ln net.Listener, secure bool, info *etcdtransport.TLSInfo) (*gateway, error) {
 	creds := insecure.NewCredentials()
 	if secure {
@@ -48,7 +53,8 @@ func newGateway(ln net.Listener, secure bool, info *etcdtransport.TLSInfo) (*gat
 	}
 	conn, err := grpc.NewClient(dialTarget(ln.Addr()),
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+		grpc.WithChainUnaryInterceptor(markUnary), grpc.WithChainStreamInterceptor(markStream))
 	if err != nil {
 		return nil, fmt.Errorf("JSON gateway: connect to %s: %v", ln.Addr(), err)
 	}
@@ -71,6 +77,16 @@ func newGateway(ln net.Listener, secure bool, info *etcdtransport.TLSInfo) (*gat
 		}
 	}
 	return &gateway{handler: v3beta(mux), conn: conn}, nil
+}
+
+// markUnary and markStream mark the gateway's requests, so that the
+// server does not take the member's own certificate for the user.
+func markUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return invoker(metadata.AppendToOutgoingContext(ctx, server.GatewayMetadataKey, "1"), method, req, reply, cc, opts...)
+}
+
+func markStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(metadata.AppendToOutgoingContext(ctx, server.GatewayMetadataKey, "1"), desc, cc, method, opts...)
 }
 
 // v3beta serves the /v3beta/ paths of etcd 3.3 as /v3/, as etcd does.

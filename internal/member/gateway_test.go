@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvorum/kvorum/internal/config"
+	"github.com/kvorum/kvorum/internal/testcerts"
 )
 
 // startPlainMember starts a one-member cluster on plain-text loopback URLs
@@ -52,6 +53,11 @@ func startPlainMember(t *testing.T, extra ...string) (*Member, string) {
 // JSON answer.
 func post(t *testing.T, url, body, token string) (int, map[string]any) {
 	t.Helper()
+	return postWith(t, http.DefaultClient, url, body, token)
+}
+
+func postWith(t *testing.T, c *http.Client, url, body, token string) (int, map[string]any) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +65,7 @@ func post(t *testing.T, url, body, token string) (int, map[string]any) {
 	if token != "" {
 		req.Header.Set("Authorization", token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
 	}
@@ -230,5 +236,68 @@ func TestJSONGatewayCanBeTurnedOff(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("POST /v3/kv/range with --enable-grpc-gateway=false: status %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestJSONGatewayOverTLSIgnoresTheMembersCertificate serves the gateway
+// on an https URL with client certificates required. The gateway connects
+// to its own gRPC server with the member's certificate, whose common name
+// here is "root": a request without a token must still have no user.
+func TestJSONGatewayOverTLSIgnoresTheMembersCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, dir, "ca")
+	srv := ca.Issue(t, testcerts.Spec{Name: "server", CN: "root", Hosts: []string{"127.0.0.1"}, Server: true, Client: true})
+	cs := certSet{ca: ca, server: srv, admin: ca.Issue(t, testcerts.Spec{Name: "admin", CN: "admin", Client: true})}
+	ports := freeTCPPorts(t, 2)
+	client := fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	cfg, err := config.Parse([]string{
+		"--name=m", "--data-dir=" + filepath.Join(dir, "data"),
+		"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+		"--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer, "--initial-cluster=m=" + peer,
+		"--cert-file=" + srv.CertFile, "--key-file=" + srv.KeyFile, "--trusted-ca-file=" + ca.File, "--client-cert-auth",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Start(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	select {
+	case <-m.Server.ReadyNotify():
+	case <-time.After(20 * time.Second):
+		t.Fatal("member not ready within 20s")
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cs.clientTLS(t, true)}}
+	defer hc.CloseIdleConnections()
+	if code, out := postWith(t, hc, client+"/v3/kv/put", `{"key":"Zm9v","value":"YmFy"}`, ""); code != http.StatusOK {
+		t.Fatalf("put over https before auth: status %d, %v", code, out)
+	}
+
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, TLS: cs.clientTLS(t, true), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, step := range []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", "pw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out := postWith(t, hc, client+"/v3/kv/put", `{"key":"Zm9v","value":"YmF6"}`, ""); code == http.StatusOK {
+		t.Fatalf("put over https without a token after auth enable: status %d, %v; want refused", code, out)
+	}
+	_, out := postWith(t, hc, client+"/v3/auth/authenticate", `{"name":"root","password":"pw"}`, "")
+	token, _ := out["token"].(string)
+	if code, out := postWith(t, hc, client+"/v3/kv/range", `{"key":"Zm9v"}`, token); code != http.StatusOK || field(out, "kvs", 0, "value") != "YmFy" {
+		t.Fatalf("range over https with the token: status %d, %v; want foo=bar", code, out)
 	}
 }
