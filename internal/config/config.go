@@ -103,6 +103,9 @@ type Config struct {
 	LogFormat  string   // json or console
 
 	EnablePprof bool
+	// EnableGRPCGateway serves etcd's HTTP/JSON gateway (/v3/...) on the
+	// client URLs; on by default, as in etcd.
+	EnableGRPCGateway bool
 	// Metrics is --metrics: "basic" or "extensive" (adds gRPC latency
 	// histograms); "" means basic.
 	Metrics string
@@ -215,6 +218,7 @@ func Default() *Config {
 		LogOutputs:               []string{"default"},
 		TLSMinVersion:            "TLS1.2",
 		SelfSignedCertValidity:   DefaultSelfSignedCertValidity,
+		EnableGRPCGateway:        true,
 	}
 	c.InitialCluster = []Member{{Name: c.Name, PeerURLs: slices.Clone(c.InitialAdvertisePeerURLs)}}
 	return c

@@ -71,6 +71,7 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		LogOutputs:               []string{"default"},
 		TLSMinVersion:            "TLS1.2",
 		SelfSignedCertValidity:   1,
+		EnableGRPCGateway:        true,
 	}
 	c.Warnings = nil
 	if !reflect.DeepEqual(c, want) {
@@ -123,6 +124,7 @@ func TestFlagSyntaxIsGoFlagSyntaxAsInEtcd(t *testing.T) {
 		{"value that starts with a dash", []string{"--initial-cluster-token", "-tok"}, func(c *Config) bool { return c.InitialClusterToken == "-tok" }},
 		{"bool alone means true", []string{"--enable-pprof", "--name", "a"}, func(c *Config) bool { return c.EnablePprof && c.Name == "a" }},
 		{"bool with a value", []string{"--enable-pprof=false"}, func(c *Config) bool { return !c.EnablePprof }},
+		{"gateway off", []string{"--enable-grpc-gateway=false"}, func(c *Config) bool { return !c.EnableGRPCGateway && len(c.Ignored) == 0 }},
 		{"last one wins", []string{"--name=a", "--name=b"}, func(c *Config) bool { return c.Name == "b" }},
 		{"empty value keeps the default", []string{"--name=", "--data-dir="}, func(c *Config) bool { return c.Name == "default" && c.DataDir == "default.kvorum" }},
 		{"double dash ends the flags", []string{"--name=a", "--"}, func(c *Config) bool { return c.Name == "a" }},
@@ -183,7 +185,7 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
 		AutoCompactionMode: "revision", AutoCompactionRevisions: 1000,
 		LogLevel: "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"}, LogFormat: "console",
-		EnablePprof: true,
+		EnablePprof: true, EnableGRPCGateway: true,
 		ClientTLS: TLSInfo{CertFile: "c.pem", KeyFile: "k.pem", TrustedCAFile: "ca.pem", ClientCertAuth: true,
 			CRLFile: "crl.pem", AllowedHostnames: []string{"a.example", "b.example"}, ClientCertFile: "cc.pem", ClientKeyFile: "ck.pem"},
 		PeerTLS: TLSInfo{TrustedCAFile: "pca.pem", ClientCertAuth: true, AutoTLS: true, CRLFile: "pcrl.pem",
@@ -507,7 +509,7 @@ peer-transport-security:
 		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
 		AutoCompactionMode: "periodic", AutoCompactionRetention: 8 * time.Hour,
 		LogLevel: "warn", Logger: "zap", LogOutputs: []string{"stderr"}, LogFormat: "json",
-		EnablePprof: true,
+		EnablePprof: true, EnableGRPCGateway: true,
 		ClientTLS: TLSInfo{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true,
 			AllowedCNs: []string{"admin", "kube-apiserver"}},
 		PeerTLS:                TLSInfo{CertFile: "/pc.pem", KeyFile: "/pk.pem", TrustedCAFile: "/pca.pem", ClientCertAuth: true, AllowedCNs: []string{"etcd"}},

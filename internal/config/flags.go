@@ -186,6 +186,8 @@ var options = []option{
 		}},
 	{"enable-pprof", kindBool, "false", "Serve runtime profiles at /debug/pprof/ on the client URLs.",
 		setBool(func(c *Config) *bool { return &c.EnablePprof })},
+	{"enable-grpc-gateway", kindBool, "true", "Serve etcd's HTTP/JSON gateway (POST /v3/kv/range and the rest) on the client URLs.",
+		setBool(func(c *Config) *bool { return &c.EnableGRPCGateway })},
 	{"metrics", kindText, "basic", "Metrics to export: 'basic', or 'extensive' to add gRPC latency histograms.",
 		func(c *Config, v string) error {
 			if v != "basic" && v != "extensive" {
@@ -275,7 +277,7 @@ func init() {
 	for k, names := range map[kind][]string{
 		kindBool: {
 			"discovery-insecure-skip-tls-verify", "discovery-insecure-transport",
-			"enable-distributed-tracing", "enable-grpc-gateway", "enable-log-rotation", "enable-v2",
+			"enable-distributed-tracing", "enable-log-rotation", "enable-v2",
 			"experimental-enable-distributed-tracing", "experimental-memory-mlock",
 			"experimental-stop-grpc-service-on-defrag",
 			"experimental-txn-mode-write-with-shared-buffer", "force-new-cluster",

@@ -39,6 +39,7 @@ type Member struct {
 
 	grpc      *grpc.Server
 	pprof     bool
+	gw        *gateway // nil with --enable-grpc-gateway=false
 	listeners []net.Listener
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
@@ -202,6 +203,11 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 	metricsLns, err := m.listenMetrics(cfg, clientTLS)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.EnableGRPCGateway && len(clientLns) > 0 {
+		if m.gw, err = newGateway(clientLns[0].ln, clientLns[0].secure, clientTLS); err != nil {
+			return nil, err
+		}
 	}
 	// The client listeners are open already (a port conflict fails the
 	// start), but, as with etcd, they are served only once the member has
@@ -381,6 +387,10 @@ func (m *Member) clientHTTP(pprofOn bool) http.Handler {
 		json.NewEncoder(w).Encode(map[string]string{"etcdserver": version.APIVersion, "etcdcluster": version.APIVersion, "storage": version.StorageVersion, "kvorum": version.Version})
 	})
 	m.registerObservability(mux)
+	if m.gw != nil {
+		mux.Handle("/v3/", m.gw.handler)
+		mux.Handle("/v3beta/", m.gw.handler)
+	}
 	return mux
 }
 
@@ -413,6 +423,9 @@ func (m *Member) Stop() {
 		m.Server.Stop()
 		for _, hs := range m.httpSrvs {
 			hs.Close()
+		}
+		if m.gw != nil {
+			m.gw.conn.Close()
 		}
 		m.closeListeners()
 		m.wg.Wait()

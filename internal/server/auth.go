@@ -24,12 +24,21 @@ func (s *Server) AuthEnabled() bool { return s.auth.Enabled() }
 // AuthRevision is the current auth revision.
 func (s *Server) AuthRevision() uint64 { return s.auth.Revision() }
 
+// GatewayMetadataKey marks the gRPC requests of the member's JSON gateway.
+const GatewayMetadataKey = "kvorum-gateway"
+
 // Identify names the user a request comes from: the owner of its token,
 // or else the common name of its verified client certificate; "" for
 // neither. An unknown or expired token is an error.
 func (s *Server) Identify(ctx context.Context) (string, error) {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if ts := md.Get(rpctypes.TokenFieldNameGRPC); len(ts) > 0 {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if md != nil {
+		ts := md.Get(rpctypes.TokenFieldNameGRPC)
+		if len(ts) == 0 {
+			// The JSON gateway passes the Authorization header on.
+			ts = md.Get(rpctypes.TokenFieldNameSwagger)
+		}
+		if len(ts) > 0 {
 			user, ok := s.tokens.User(ts[0])
 			if !ok {
 				// The token may come from an Authenticate entry this
@@ -45,6 +54,12 @@ func (s *Server) Identify(ctx context.Context) (string, error) {
 			}
 			return user, nil
 		}
+	}
+	if len(md.Get(GatewayMetadataKey)) > 0 {
+		// The JSON gateway's connection carries the member's own
+		// certificate, not the HTTP client's: without a token a gateway
+		// request has no user, as in etcd.
+		return "", nil
 	}
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
