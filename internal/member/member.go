@@ -43,8 +43,9 @@ type Member struct {
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
 
-	certExpiry  atomic.Int64 // Unix seconds of the earliest certificate expiry; 0 for none
-	stopBackups func()       // stops scheduled backups and waits for one under way
+	certExpiry atomic.Int64 // Unix seconds of the earliest certificate expiry; 0 for none
+
+	stopBackups func() // stops scheduled backups and waits for one under way
 
 	mu       sync.Mutex // guards what serving goroutines add while Stop runs
 	stopping bool
