@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -81,26 +82,12 @@ func (s *Server) RunBackups(b Backups, stop <-chan struct{}) {
 // it before giving it its final name: the file's checksum and integrity,
 // then its hash against this member's HashKV at the backup's revision. A
 // backup that fails any step leaves nothing behind in dir.
-func (s *Server) SaveBackup(dir string) (_ SavedBackup, err error) {
+func (s *Server) SaveBackup(dir string) (SavedBackup, error) {
 	select {
 	case <-s.stopped:
 		return SavedBackup{}, ErrStopped
 	default:
 	}
-	tmp, err := os.CreateTemp(dir, backupTempPrefix+"*")
-	if err != nil {
-		return SavedBackup{}, fmt.Errorf("create a file in backup dir %s (check it exists and is writable): %w", dir, err)
-	}
-	tmpPath := tmp.Name()
-	defer func() {
-		if tmp != nil {
-			tmp.Close()
-		}
-		if err != nil {
-			os.Remove(tmpPath)
-		}
-	}()
-
 	parent := filepath.Join(s.cfg.DataDir, "member")
 	removeStaleSnapshots(parent)
 	work, err := os.MkdirTemp(parent, "snapshot-")
@@ -123,27 +110,40 @@ func (s *Server) SaveBackup(dir string) (_ SavedBackup, err error) {
 	if err != nil {
 		return SavedBackup{}, err
 	}
-	size, err := snapshot.WriteTo(tmp, dbPath)
+	return saveVerified(dir, rev, time.Now(),
+		func(w io.Writer) (int64, error) { return snapshot.WriteTo(w, dbPath) },
+		func(path string) error { return s.verifyBackup(path, rev) })
+}
+
+// saveVerified writes a backup of revision rev taken at time at into dir
+// under a temporary name, has verify check it, and only then gives it its
+// final name (never replacing a file). On any error the temporary file is
+// removed and dir is as before.
+func saveVerified(dir string, rev int64, at time.Time, write func(io.Writer) (int64, error), verify func(path string) error) (_ SavedBackup, err error) {
+	tmp, err := os.CreateTemp(dir, backupTempPrefix+"*")
+	if err != nil {
+		return SavedBackup{}, fmt.Errorf("create a file in backup dir %s (check it exists and is writable): %w", dir, err)
+	}
+	tmpPath := tmp.Name()
+	defer os.Remove(tmpPath) // after a success, only its other name remains
+	size, err := write(tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	tmp = nil
 	if err != nil {
 		return SavedBackup{}, fmt.Errorf("write backup %s: %w", tmpPath, err)
 	}
-	if err := s.verifyBackup(tmpPath, rev); err != nil {
+	if err := verify(tmpPath); err != nil {
 		return SavedBackup{}, err
 	}
-
-	final := filepath.Join(dir, fmt.Sprintf("%s%s-rev%d%s", backupPrefix, time.Now().UTC().Format(backupTimeFormat), rev, backupSuffix))
+	final := filepath.Join(dir, fmt.Sprintf("%s%s-rev%d%s", backupPrefix, at.UTC().Format(backupTimeFormat), rev, backupSuffix))
 	// A link, unlike a rename, never replaces an existing file.
 	if err := os.Link(tmpPath, final); err != nil {
 		return SavedBackup{}, fmt.Errorf("name verified backup %s: %w", final, err)
 	}
-	os.Remove(tmpPath)
 	if d, derr := os.Open(dir); derr == nil {
 		d.Sync()
 		d.Close()
