@@ -59,6 +59,7 @@ func (s *Server) RunBackups(b Backups, stop <-chan struct{}) {
 		if s.node.Leader() != s.memberID {
 			continue
 		}
+		removeStaleBackupTemps(b.Dir, time.Now().Add(-staleBackupTemp))
 		start := time.Now()
 		saved, err := s.SaveBackup(b.Dir)
 		if errors.Is(err, ErrStopped) {
@@ -198,6 +199,22 @@ func PruneBackups(dir string, keep int) error {
 		names = names[1:]
 	}
 	return errors.Join(errs...)
+}
+
+// staleBackupTemp is how long a temporary backup file may go unmodified
+// before it counts as left behind by a crash (one being written or
+// verified is touched far more often).
+const staleBackupTemp = time.Hour
+
+// removeStaleBackupTemps removes the temporary backup files in dir last
+// modified before cutoff: a member that crashed while saving left them.
+func removeStaleBackupTemps(dir string, cutoff time.Time) {
+	stale, _ := filepath.Glob(filepath.Join(dir, backupTempPrefix+"*"))
+	for _, p := range stale {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+			os.Remove(p)
+		}
+	}
 }
 
 // ListBackups lists the names of the backups in dir, oldest first.

@@ -86,3 +86,23 @@ func TestSaveVerifiedKeepsGoodBackupsOnFailure(t *testing.T) {
 		t.Errorf("retention 0 deleted backups (%v)", err)
 	}
 }
+
+// Temporary files a crash left behind go; a fresh one (a backup being
+// written) stays.
+func TestRemoveStaleBackupTemps(t *testing.T) {
+	dir := t.TempDir()
+	old, fresh := filepath.Join(dir, backupTempPrefix+"1"), filepath.Join(dir, backupTempPrefix+"2")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-2 * staleBackupTemp)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	removeStaleBackupTemps(dir, time.Now().Add(-staleBackupTemp))
+	if got := dirNames(t, dir); !slices.Equal(got, []string{filepath.Base(fresh)}) {
+		t.Errorf("left %v, want only the fresh temporary file", got)
+	}
+}
