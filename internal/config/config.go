@@ -122,6 +122,13 @@ type Config struct {
 	// remaining TTL of long leases; 0 means 5 minutes. Like etcd, no flag
 	// sets it; tests do.
 	LeaseCheckpointInterval time.Duration
+	// BackupDir, BackupInterval and BackupRetention are the scheduled
+	// backups (Kvorum-only flags): every interval (0: never) the leader
+	// saves a verified backup into the dir and keeps the newest retention
+	// (0: all) of them.
+	BackupDir       string
+	BackupInterval  time.Duration
+	BackupRetention int
 
 	ClientTLS TLSInfo
 	PeerTLS   TLSInfo
@@ -219,6 +226,7 @@ func Default() *Config {
 		TLSMinVersion:            "TLS1.2",
 		SelfSignedCertValidity:   DefaultSelfSignedCertValidity,
 		EnableGRPCGateway:        true,
+		BackupRetention:          7,
 	}
 	c.InitialCluster = []Member{{Name: c.Name, PeerURLs: slices.Clone(c.InitialAdvertisePeerURLs)}}
 	return c

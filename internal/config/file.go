@@ -60,6 +60,9 @@ func init() {
 	} {
 		fileKeys[k] = true
 	}
+	for k := range kvorumOnlyFlags {
+		fileKeys[k] = true
+	}
 }
 
 // securityKeys are the keys of client-transport-security and

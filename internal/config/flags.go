@@ -265,8 +265,33 @@ var options = []option{
 		checkBool},
 	{"experimental-enable-lease-checkpoint-persist", kindBool, "false", "Accepted for etcd compatibility; Kvorum always persists lease checkpoints.",
 		checkBool},
+	{"backup-dir", kindText, "", "Kvorum-only: directory the leader saves scheduled, verified backups into (etcd snapshot files).",
+		func(c *Config, v string) error { c.BackupDir = v; return nil }},
+	{"backup-interval", kindDuration, "0s", "Kvorum-only: how often the leader saves a backup into --backup-dir; 0 means never.",
+		func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("want a duration such as 1h or 30m, or 0 for no backups")
+			}
+			c.BackupInterval = d
+			return nil
+		}},
+	{"backup-retention", kindUint, "7", "Kvorum-only: verified backups to keep in --backup-dir (older ones are deleted after a new one verified); 0 keeps all.",
+		func(c *Config, v string) error {
+			n, err := parseUint(v, 31)
+			c.BackupRetention = int(n)
+			return err
+		}},
 	{"version", kindBool, "false", "Print the version and exit.",
 		setBool(func(c *Config) *bool { return &c.PrintVersion })},
+}
+
+// kvorumOnlyFlags are the options above that etcd has no counterpart for
+// (features beyond etcd); every other option is one of etcd's flags.
+var kvorumOnlyFlags = map[string]bool{
+	"backup-dir":       true,
+	"backup-interval":  true,
+	"backup-retention": true,
 }
 
 // compatFlags are the flags etcd 3.5, 3.6 or 3.7 accepts that Kvorum parses

@@ -72,6 +72,9 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data-dir must not be empty")
 	}
+	if c.BackupInterval > 0 && c.BackupDir == "" {
+		return errors.New("--backup-interval is set but --backup-dir is empty; name the directory backups go to")
+	}
 	for _, l := range []struct {
 		flag     string
 		urls     []url.URL

@@ -46,6 +46,8 @@ type Member struct {
 
 	certExpiry atomic.Int64 // Unix seconds of the earliest certificate expiry; 0 for none
 
+	stopBackups func() // stops scheduled backups and waits for one under way
+
 	mu       sync.Mutex // guards what serving goroutines add while Stop runs
 	stopping bool
 	httpSrvs []*http.Server
@@ -229,6 +231,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		lg.Info("ready to serve client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
 	}()
 	s.Start()
+	m.stopBackups = runBackups(s, server.Backups{Dir: cfg.BackupDir, Interval: cfg.BackupInterval, Retention: cfg.BackupRetention})
 	m.serveMetrics(metricsLns)
 	return m, nil
 }
@@ -404,6 +407,9 @@ func (m *Member) Stop() {
 		m.mu.Lock()
 		m.stopping = true
 		m.mu.Unlock()
+		if m.stopBackups != nil {
+			m.stopBackups()
+		}
 		m.Server.HandOffLeadership()
 		// Watch streams never end by themselves; end them so that the
 		// graceful stop below waits only for requests in flight.

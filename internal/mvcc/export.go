@@ -70,10 +70,9 @@ func ForEachChange(r pebble.Reader, fn func(Change) error) error {
 // records written are exactly those a Writer writes for the same change.
 func ImportChange(w pebble.Writer, c Change) error {
 	key := c.KV.GetKey()
-	ev := &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: c.KV}
+	ev := eventOf(c)
 	hist := historyPut
 	if c.Tombstone {
-		ev = &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: key, ModRevision: c.Rev.Main}}
 		hist = historyTombstone
 		if err := w.Delete(storage.LatestKey(key), nil); err != nil {
 			return err
@@ -107,4 +106,12 @@ func ImportRevs(w pebble.Writer, rev, compactRev int64) error {
 		return w.Delete(storage.CompactRevKey, nil)
 	}
 	return w.Set(storage.CompactRevKey, storage.PutUint64(uint64(compactRev)), nil)
+}
+
+// eventOf is the event the store logs for c.
+func eventOf(c Change) *mvccpb.Event {
+	if c.Tombstone {
+		return &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: c.KV.GetKey(), ModRevision: c.Rev.Main}}
+	}
+	return &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: c.KV}
 }
