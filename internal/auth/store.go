@@ -40,7 +40,8 @@ func (s *Store) Load(r pebble.Reader) error {
 	if err != nil {
 		return err
 	}
-	var rev uint64
+	// A store that never changed is at revision 1, as etcd's starts.
+	rev := uint64(1)
 	if len(revBytes) == 8 {
 		rev = binary.BigEndian.Uint64(revBytes)
 	}
