@@ -229,7 +229,9 @@ func (in *injector) inject(ctx context.Context, kind faultKind) error {
 // a new member with an empty data dir. A call whose answer was lost is
 // retried; its second answer (not found, URL exists) says it was done.
 func (in *injector) replace(ctx context.Context, m *cluster.Member) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	// Like every fault, the replacement is completed even when the round
+	// ends meanwhile: a member removed and not added back would stay out.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	retry := func(what string, call func(context.Context) error) error {
 		for {
