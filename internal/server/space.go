@@ -79,8 +79,10 @@ func (s *Server) AllowGrowth(cost int) error {
 	return alarm.ErrNoSpace
 }
 
-// raiseAlarm replicates an alarm of type t for member in the background;
-// while one such proposal is in flight, more calls are dropped.
+// raiseAlarm replicates an alarm of type t for member in the background,
+// retrying until it is applied or the server stops (a member that found
+// its data corrupt at start may not know a leader yet); while one such
+// proposal is under way, more calls are dropped.
 func (s *Server) raiseAlarm(t pb.AlarmType, member uint64) {
 	key := fmt.Sprintf("%d/%x", t, member)
 	if _, busy := s.raising.LoadOrStore(key, true); busy {
@@ -88,11 +90,20 @@ func (s *Server) raiseAlarm(t pb.AlarmType, member uint64) {
 	}
 	go func() {
 		defer s.raising.Delete(key)
-		ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
-		defer cancel()
 		req := &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: member, Alarm: t}
-		if _, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: req}); err != nil {
-			s.lg.Warn("raising an alarm failed", "alarm", t.String(), "member-id", fmt.Sprintf("%x", member), "err", err)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
+			_, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: req})
+			cancel()
+			if err == nil {
+				return
+			}
+			s.lg.Warn("raising an alarm failed; retrying", "alarm", t.String(), "member-id", fmt.Sprintf("%x", member), "err", err)
+			select {
+			case <-s.stopped:
+				return
+			case <-time.After(s.cfg.ElectionTimeout):
+			}
 		}
 	}()
 }
