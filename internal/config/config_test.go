@@ -820,7 +820,7 @@ func sampleArgs(name, etcdType string) (value string, extra []string) {
 
 // refusedValues are flags whose sample value Kvorum refuses on purpose
 // (see refusals); the flag is still known.
-var refusedValues = map[string]bool{"discovery": true, "discovery-srv": true, "discovery-endpoints": true}
+var refusedValues = map[string]bool{"discovery": true, "discovery-srv": true, "discovery-endpoints": true, "force-new-cluster": true}
 
 func TestEveryEtcdFlagIsAccepted(t *testing.T) {
 	for name, etcdType := range etcdFlags(t) {

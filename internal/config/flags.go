@@ -368,6 +368,14 @@ var refusals = map[string]func(v string) error{
 		}
 		return fmt.Errorf("the v2 proxy is not supported (etcd 3.6 removed it too); remove the flag or set it to off")
 	},
+	// A member told to rebuild a one-member cluster from its data would
+	// instead wait for its dead peers: refuse rather than pretend.
+	"force-new-cluster": func(v string) error {
+		if b, err := strconv.ParseBool(v); err == nil && !b {
+			return nil
+		}
+		return fmt.Errorf("is not supported yet; to recover a cluster that lost its quorum, restore a snapshot into a new cluster (kvorumctl snapshot save from a survivor, then kvorumctl snapshot restore)")
+	},
 	"discovery-fallback": func(v string) error {
 		if v == "proxy" {
 			return fmt.Errorf("the v2 proxy is not supported (etcd 3.6 removed it too); use exit")
