@@ -79,6 +79,7 @@ func warnExpiring(lg *slog.Logger, files []string, now time.Time) time.Time {
 // watchCertificates checks the member's certificate files at start and
 // then daily until the server stops, and records the earliest expiry.
 func (m *Member) watchCertificates(files []string) {
+	m.certFiles = files
 	if len(files) == 0 {
 		return
 	}

@@ -187,12 +187,14 @@ func (m *Member) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
-// registerObservability mounts etcd's health endpoints and /metrics, the
-// handlers shared by the client URLs and --listen-metrics-urls.
+// registerObservability mounts etcd's health endpoints, /metrics and
+// Kvorum's /status page, the handlers shared by the client URLs and
+// --listen-metrics-urls.
 func (m *Member) registerObservability(mux *http.ServeMux) {
 	livez, readyz := healthChecks(m.Server)
 	mux.HandleFunc("/health", m.handleHealth)
 	m.handleHealthz(mux, "/livez", livez, nil)
 	m.handleHealthz(mux, "/readyz", readyz, func() string { return quorumLine(m.Server) })
 	mux.Handle("/metrics", m.Server.Metrics().Handler())
+	mux.HandleFunc("/status", m.handleStatus)
 }

@@ -45,6 +45,9 @@ type Member struct {
 	stopOnce  sync.Once
 
 	certExpiry atomic.Int64 // Unix seconds of the earliest certificate expiry; 0 for none
+	certFiles  []string     // the TLS files of both planes, for the status page
+
+	backups server.Backups // scheduled backups as configured
 
 	stopBackups func() // stops scheduled backups and waits for one under way
 
@@ -130,7 +133,8 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{Server: s, lg: lg, pprof: cfg.EnablePprof}
+	m := &Member{Server: s, lg: lg, pprof: cfg.EnablePprof,
+		backups: server.Backups{Dir: cfg.BackupDir, Interval: cfg.BackupInterval, Retention: cfg.BackupRetention}}
 	defer func() {
 		if err != nil {
 			m.closeListeners()
@@ -231,7 +235,7 @@ func Start(cfg *config.Config, lg *slog.Logger) (_ *Member, err error) {
 		lg.Info("ready to serve client requests", "listen-client-urls", urlStrings(cfg.ListenClientURLs))
 	}()
 	s.Start()
-	m.stopBackups = runBackups(s, server.Backups{Dir: cfg.BackupDir, Interval: cfg.BackupInterval, Retention: cfg.BackupRetention})
+	m.stopBackups = runBackups(s, m.backups)
 	m.serveMetrics(metricsLns)
 	return m, nil
 }

@@ -576,8 +576,14 @@ func (n *Node) CommittedIndex() uint64 { return n.commit.Load() }
 // AppliedIndex is the highest index applied to the state machine.
 func (n *Node) AppliedIndex() uint64 { return n.applied.Load() }
 
-// Status is raft's full status (progress of followers on the leader).
-func (n *Node) Status() raft.Status { return n.raft.Status() }
+// Status is raft's full status (progress of followers on the leader);
+// empty before Start.
+func (n *Node) Status() raft.Status {
+	if rn := n.started(); rn != nil {
+		return rn.Status()
+	}
+	return raft.Status{}
+}
 
 // WaitApplied blocks until the applied index reaches idx.
 func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {

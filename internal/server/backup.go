@@ -65,6 +65,7 @@ func (s *Server) RunBackups(b Backups, stop <-chan struct{}) {
 		if errors.Is(err, ErrStopped) {
 			return
 		}
+		s.backups.set(BackupOutcome{At: time.Now(), Saved: saved, Err: err})
 		if err != nil {
 			m.Failed()
 			s.lg.Warn("scheduled backup failed; older backups kept", "dir", b.Dir, "error", err)

@@ -254,6 +254,7 @@ func (s *Server) peerCalls() map[string]transport.CallHandler {
 		callLeaseTimeToLive: handler(callLeaseTimeToLive),
 		callMemberPromote:   s.memberPromoteCall,
 		callHashKV:          s.hashKVCall,
+		callIndexes:         s.indexesCall,
 	}
 }
 

@@ -111,6 +111,7 @@ type Server struct {
 	stopWatch func()
 	metrics   *metrics.Metrics
 	kvStats   mvcc.Stats // counts of the key space, across restores
+	backups   lastBackup // outcome of scheduled backups, for the status page
 
 	memberID  uint64
 	clusterID uint64
