@@ -4,7 +4,9 @@
 // per user so only the first run pays for them.
 //
 // It needs only the go command (and, for etcd, the module proxy); nothing is
-// downloaded outside the Go toolchain.
+// downloaded outside the Go toolchain, except Chromium for the browser
+// tests, which Chromium installs from the system's Debian packages when it
+// is missing and the tests run as root.
 package testbin
 
 import (
