@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kvorum/kvorum/internal/config"
+	"github.com/kvorum/kvorum/internal/member"
 	"github.com/kvorum/kvorum/internal/testcluster"
 )
 
@@ -227,5 +229,38 @@ func TestStatusPageReportsTheCluster(t *testing.T) {
 			t.Fatalf("leader's page 20s after %s stopped: quorum %+v members %+v", other.Name, st.Quorum, st.Members)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestStatusPageBeforeQuorum checks that the page answers on
+// --listen-metrics-urls while the member waits for the rest of its
+// cluster, and says that no leader is known.
+func TestStatusPageBeforeQuorum(t *testing.T) {
+	metricsURL, client, peer := freeURL(t), freeURL(t), freeURL(t)
+	others := []url.URL{freeURL(t), freeURL(t)}
+	cfg, err := config.Parse([]string{
+		"--name", "m1", "--data-dir", t.TempDir(),
+		"--listen-client-urls", client.String(), "--advertise-client-urls", client.String(),
+		"--listen-peer-urls", peer.String(), "--initial-advertise-peer-urls", peer.String(),
+		"--initial-cluster", fmt.Sprintf("m1=%s,m2=%s,m3=%s", peer.String(), others[0].String(), others[1].String()),
+		"--listen-metrics-urls", metricsURL.String(),
+		"--heartbeat-interval", "50", "--election-timeout", "500",
+	}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := member.Start(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	base := metricsURL.String()
+	st := fetchStatus(t, base)
+	if st.Leader != nil || st.Quorum.Voters != 3 || st.Quorum.Tolerated != 0 {
+		t.Errorf("before quorum: leader %+v quorum %+v, want none and 3 voters tolerating 0", st.Leader, st.Quorum)
+	}
+	code, page := fetch(t, base+"/status")
+	if code != http.StatusOK || !strings.Contains(page, `id="leader" data-leader-id="" data-leader-name=""`) {
+		t.Errorf("/status before quorum = %d, want a page saying no leader is known:\n%s", code, page)
 	}
 }
