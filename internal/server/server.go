@@ -53,6 +53,10 @@ type Config struct {
 	// QuotaBackendBytes is --quota-backend-bytes: 0 means 2 GiB, a
 	// negative number no quota.
 	QuotaBackendBytes int64
+	// DiskReserveBytes is --disk-reserve-bytes: the disk space the member
+	// holds back (see storage.Reserve); 0 means the default, a negative
+	// number none.
+	DiskReserveBytes int64
 	// BcryptCost is --bcrypt-cost; 0 means bcrypt's default (10).
 	BcryptCost int
 	// AuthToken is --auth-token: "simple" (also for "") or "jwt,...".
@@ -173,7 +177,17 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.BcryptCost == 0 {
 		s.cfg.BcryptCost = bcrypt.DefaultCost
 	}
-	s.space = newSpace(cfg.QuotaBackendBytes)
+	reserve, err := storage.NewReserve(cfg.DataDir, cfg.DiskReserveBytes)
+	if err != nil {
+		engine.Close()
+		return nil, err
+	}
+	if free, err := reserve.Free(); err == nil && free >= reserve.Size+engine.WriteHeadroom() {
+		if err := reserve.Take(); err != nil {
+			s.lg.Warn("could not take the disk reserve", "err", err)
+		}
+	}
+	s.space = newSpace(cfg.QuotaBackendBytes, reserve)
 	s.renewals = newRenewBatcher(s)
 	if err := s.open(); err != nil {
 		engine.Close()
