@@ -172,6 +172,10 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 				a.lg.Error("skipping undecodable raft entry", "index", ent.GetIndex(), "err", err)
 				continue
 			}
+			if t := proposalTerm(req); t != 0 && t != ent.GetTerm() {
+				out.Results = append(out.Results, Result{ID: req.GetID(), Index: ent.GetIndex(), Err: ErrStaleProposal})
+				continue
+			}
 			r := e.request(req)
 			if r.err != nil && !IsRequestError(r.err) {
 				// A storage failure: the batch may be half written. Drop it.
@@ -221,6 +225,6 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 // replicated outcome rather than a local storage failure.
 func IsRequestError(err error) bool {
 	return mvcc.IsRequestError(err) || lease.IsRequestError(err) ||
-		errors.Is(err, membership.ErrNotFound) || errors.Is(err, ErrUnsupportedRequest) ||
+		errors.Is(err, membership.ErrNotFound) || errors.Is(err, ErrUnsupportedRequest) || errors.Is(err, ErrStaleProposal) ||
 		errors.Is(err, alarm.ErrNoSpace) || errors.Is(err, alarm.ErrCorrupt) || auth.IsRequestError(err)
 }

@@ -172,6 +172,26 @@ func (h *harness) entry(t *testing.T, line string) *raftpb.Entry {
 	idx := h.next
 	h.next++
 	ent := &raftpb.Entry{Index: proto.Uint64(idx), Term: proto.Uint64(1), Type: raftpb.EntryType_EntryNormal.Enum()}
+	// "term=T" sets the entry's term and "proposed=P" tags the request
+	// with the term its proposer was in (TagTerm).
+	var proposed uint64
+	for {
+		head, rest, _ := strings.Cut(line, " ")
+		k, v, ok := strings.Cut(head, "=")
+		if !ok || k != "term" && k != "proposed" {
+			break
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("entry %q: %v", line, err)
+		}
+		if k == "term" {
+			ent.Term = proto.Uint64(n)
+		} else {
+			proposed = n
+		}
+		line = strings.TrimSpace(rest)
+	}
 	fields := strings.Fields(line)
 	switch fields[0] {
 	case "empty":
@@ -212,6 +232,9 @@ func (h *harness) entry(t *testing.T, line string) *raftpb.Entry {
 		req.ID = idx
 	}
 	ent.Data = mustMarshal(t, req)
+	if proposed != 0 {
+		ent.Data = TagTerm(ent.Data, proposed)
+	}
 	return ent
 }
 

@@ -71,8 +71,13 @@ type Config struct {
 	// QuotaBackendBytes keeps etcd's meaning: 0 is the default quota
 	// (2 GiB in etcd) and a negative number means no quota.
 	QuotaBackendBytes int64
-	MaxRequestBytes   uint
-	MaxTxnOps         uint
+	// DiskReserveBytes (Kvorum-only) is the disk space a member holds
+	// back so that another program filling the disk does not stop it: 0
+	// is the default (64 MiB, at most 5% of the file system), a negative
+	// number none.
+	DiskReserveBytes int64
+	MaxRequestBytes  uint
+	MaxTxnOps        uint
 
 	// StrictReconfigCheck refuses membership changes that would leave too
 	// few started or connected voters for a quorum.

@@ -282,6 +282,15 @@ var options = []option{
 			c.BackupRetention = int(n)
 			return err
 		}},
+	{"disk-reserve-bytes", kindInt, "0", "Kvorum-only: disk space the member holds back in its data dir; when the disk runs short it refuses writes that grow the store (NOSPACE) and releases it, so a full disk does not stop the member. 0 means 64 MiB (at most 5% of the file system), a negative number none.",
+		func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 0, 64)
+			if err != nil {
+				return fmt.Errorf("want a number of bytes")
+			}
+			c.DiskReserveBytes = n
+			return nil
+		}},
 	{"version", kindBool, "false", "Print the version and exit.",
 		setBool(func(c *Config) *bool { return &c.PrintVersion })},
 }
@@ -289,9 +298,10 @@ var options = []option{
 // kvorumOnlyFlags are the options above that etcd has no counterpart for
 // (features beyond etcd); every other option is one of etcd's flags.
 var kvorumOnlyFlags = map[string]bool{
-	"backup-dir":       true,
-	"backup-interval":  true,
-	"backup-retention": true,
+	"backup-dir":         true,
+	"backup-interval":    true,
+	"backup-retention":   true,
+	"disk-reserve-bytes": true,
 }
 
 // compatFlags are the flags etcd 3.5, 3.6 or 3.7 accepts that Kvorum parses

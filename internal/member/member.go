@@ -74,6 +74,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		MaxTxnOps:             int(cfg.MaxTxnOps),
 		MaxLearners:           cfg.MaxLearners,
 		QuotaBackendBytes:     cfg.QuotaBackendBytes,
+		DiskReserveBytes:      cfg.DiskReserveBytes,
 		BcryptCost:            cfg.BcryptCost,
 		AuthToken:             cfg.AuthToken,
 		AuthTokenTTL:          cfg.AuthTokenTTL,

@@ -57,6 +57,7 @@ type Metrics struct {
 	walFsync        prometheus.Histogram
 	backendCommit   prometheus.Histogram
 	proposalsFailed prometheus.Counter
+	proposalsRetry  prometheus.Counter
 	slowApply       prometheus.Counter
 	peerRTT         *prometheus.HistogramVec
 	peerSent        *prometheus.CounterVec
@@ -85,6 +86,10 @@ func New(level Level) *Metrics {
 	m.proposalsFailed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "etcd_server_proposals_failed_total",
 		Help: "Proposals made on this member that were dropped or did not apply in time.",
+	})
+	m.proposalsRetry = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kvorum_server_proposals_retried_total",
+		Help: "Proposals made on this member again after a change of leader lost them (each applies once).",
 	})
 	m.slowApply = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "etcd_server_slow_apply_total",
@@ -120,7 +125,7 @@ func New(level Level) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-		m.walFsync, m.backendCommit, m.proposalsFailed, m.slowApply,
+		m.walFsync, m.backendCommit, m.proposalsFailed, m.proposalsRetry, m.slowApply,
 		m.peerRTT, m.peerSent, m.peerReceived, m.clientSent, m.clientReceived,
 		m.grpc, m.health.success, m.health.failures, m.health.check, m.health.checks,
 	)
@@ -143,6 +148,9 @@ func (m *Metrics) BackendCommit(d time.Duration) { m.backendCommit.Observe(d.Sec
 
 // ProposalFailed counts a proposal that was dropped or timed out.
 func (m *Metrics) ProposalFailed() { m.proposalsFailed.Inc() }
+
+// ProposalRetried counts a proposal made again after a change of leader.
+func (m *Metrics) ProposalRetried() { m.proposalsRetry.Inc() }
 
 // Applied records how long applying one batch of entries took.
 func (m *Metrics) Applied(d time.Duration) {

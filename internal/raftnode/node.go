@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,16 @@ type Node struct {
 
 	appliedMu     sync.Mutex
 	appliedNotify chan struct{} // closed and replaced whenever applied advances
+	// appliedTerm is the term of the last applied entry (0 until one
+	// was applied since the start); termNotify is closed and replaced
+	// whenever it grows.
+	appliedTerm atomic.Uint64
+	termNotify  chan struct{}
+
+	// goneMu guards goneTerm, the last term in which ReportPeerGone
+	// acted on a gone leader.
+	goneMu   sync.Mutex
+	goneTerm uint64
 
 	leaderMu     sync.Mutex
 	leaderNotify chan struct{} // closed and replaced whenever the leader changes
@@ -124,6 +135,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:           cfg,
 		lg:            cfg.Logger,
 		appliedNotify: make(chan struct{}),
+		termNotify:    make(chan struct{}),
 		leaderNotify:  make(chan struct{}),
 		applyc:        make(chan applyJob, 16),
 		failc:         make(chan struct{}),
@@ -397,6 +409,7 @@ func (n *Node) installSnapshot(snap *pb.Snapshot) error {
 	n.confState = proto.Clone(meta.GetConfState()).(*pb.ConfState)
 	n.snapIndex = meta.GetIndex()
 	n.setApplied(n.cfg.StateMachine.AppliedIndex())
+	n.setAppliedTerm(meta.GetTerm())
 	n.lg.Info("snapshot installed", "index", meta.GetIndex(), "applied", n.applied.Load())
 	return nil
 }
@@ -431,7 +444,22 @@ func (n *Node) apply(ents []*pb.Entry) error {
 		o.Applied(time.Since(start))
 	}
 	n.setApplied(n.cfg.StateMachine.AppliedIndex())
+	if len(ents) > 0 {
+		n.setAppliedTerm(ents[len(ents)-1].GetTerm())
+	}
 	return n.maybeCompact()
+}
+
+// setAppliedTerm records the term of the last applied entry.
+func (n *Node) setAppliedTerm(term uint64) {
+	if term <= n.appliedTerm.Load() {
+		return
+	}
+	n.appliedTerm.Store(term)
+	n.appliedMu.Lock()
+	close(n.termNotify)
+	n.termNotify = make(chan struct{})
+	n.appliedMu.Unlock()
 }
 
 func (n *Node) setApplied(idx uint64) {
@@ -529,6 +557,57 @@ func (n *Node) ReportUnreachable(id uint64) {
 	}
 }
 
+// ReportPeerGone hears from the transport that peer id's process is most
+// likely gone (its address refuses connections and nothing streams from
+// it). When id is the leader, this member need not wait out the election
+// timeout: it campaigns at once, as if the leader had handed leadership to
+// it (raft's MsgTimeoutNow, which skips pre-vote and the peers' leader
+// lease). Voting still decides: a member whose log is behind loses and
+// raft's ordinary timeout follows. To avoid split votes, the voters that
+// heard the same news take turns by member ID, two heartbeats apart; a
+// later one sees the term moved on and stands down. Once per term.
+func (n *Node) ReportPeerGone(id uint64) {
+	term := n.term.Load()
+	if id == n.cfg.ID || id != n.lead.Load() {
+		return
+	}
+	n.goneMu.Lock()
+	if n.goneTerm == term {
+		n.goneMu.Unlock()
+		return
+	}
+	n.goneTerm = term
+	n.goneMu.Unlock()
+	go func() {
+		rn := n.started()
+		if rn == nil {
+			return
+		}
+		var voters []uint64
+		for v := range rn.Status().Config.Voters.IDs() {
+			if v != id {
+				voters = append(voters, v)
+			}
+		}
+		slices.Sort(voters)
+		rank := slices.Index(voters, n.cfg.ID)
+		if rank < 0 {
+			return // a learner does not campaign
+		}
+		select {
+		case <-time.After(time.Duration(rank) * 2 * n.cfg.TickInterval):
+		case <-n.donec:
+			return
+		}
+		if n.lead.Load() != id || n.term.Load() != term {
+			return
+		}
+		n.lg.Info("the leader's process is gone (its peer address refuses connections); campaigning without waiting for the election timeout",
+			"leader", fmt.Sprintf("%x", id), "term", term)
+		rn.Step(context.Background(), &pb.Message{Type: pb.MessageType_MsgTimeoutNow.Enum(), From: proto.Uint64(id), To: proto.Uint64(n.cfg.ID), Term: proto.Uint64(term)})
+	}()
+}
+
 // ReportSnapshot tells raft how sending a snapshot ended.
 func (n *Node) ReportSnapshot(id uint64, failure bool) {
 	rn := n.started()
@@ -602,6 +681,19 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 			return ErrStopped
 		}
 	}
+}
+
+// AppliedTerm is the term of the last entry applied since the start (0
+// before the first). An entry of an earlier term that was not applied by
+// then never will be: terms never decrease along the log.
+func (n *Node) AppliedTerm() uint64 { return n.appliedTerm.Load() }
+
+// AppliedTermChanged returns a channel that is closed when AppliedTerm
+// next grows.
+func (n *Node) AppliedTermChanged() <-chan struct{} {
+	n.appliedMu.Lock()
+	defer n.appliedMu.Unlock()
+	return n.termNotify
 }
 
 // LeaderChanged returns a channel that is closed at the next change of

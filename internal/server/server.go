@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -53,6 +54,10 @@ type Config struct {
 	// QuotaBackendBytes is --quota-backend-bytes: 0 means 2 GiB, a
 	// negative number no quota.
 	QuotaBackendBytes int64
+	// DiskReserveBytes is --disk-reserve-bytes: the disk space the member
+	// holds back (see storage.Reserve); 0 means the default, a negative
+	// number none.
+	DiskReserveBytes int64
 	// BcryptCost is --bcrypt-cost; 0 means bcrypt's default (10).
 	BcryptCost int
 	// AuthToken is --auth-token: "simple" (also for "") or "jwt,...".
@@ -174,7 +179,17 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.BcryptCost == 0 {
 		s.cfg.BcryptCost = bcrypt.DefaultCost
 	}
-	s.space = newSpace(cfg.QuotaBackendBytes)
+	reserve, err := storage.NewReserve(cfg.DataDir, cfg.DiskReserveBytes)
+	if err != nil {
+		engine.Close()
+		return nil, err
+	}
+	if free, err := reserve.Free(); err == nil && free >= reserve.Size+engine.WriteHeadroom() {
+		if err := reserve.Take(); err != nil {
+			s.lg.Warn("could not take the disk reserve", "err", err)
+		}
+	}
+	s.space = newSpace(cfg.QuotaBackendBytes, reserve)
 	s.renewals = newRenewBatcher(s)
 	if err := s.open(); err != nil {
 		engine.Close()
@@ -427,6 +442,14 @@ func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }
 func (s *Server) Logger() *slog.Logger { return s.lg }
 
 // propose replicates req and waits until it was applied here.
+//
+// A proposal can be lost when the leader fails: the leader it was forwarded
+// to may die before replicating it, or a new leader may overwrite it. The
+// client would wait for its timeout, and could only guess whether it
+// applied. Instead, each proposal carries the term it was made in (see
+// apply.TagTerm), and once this member applies an entry of a later term
+// without having applied the proposal, the proposal provably never will
+// apply and is made again, under the same ID, to the new leader.
 func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
 	req.ID = s.ids.Next()
 	if h := identityHeader(ctx); h != nil {
@@ -442,6 +465,19 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
 	defer cancel()
+	for {
+		resp, lost, err := s.proposeOnce(ctx, req.ID, data)
+		if !lost {
+			return resp, err
+		}
+		s.metrics.ProposalRetried()
+		s.lg.Debug("a change of leader lost a proposal; proposing it again", "id", req.ID, "term", s.node.Term())
+	}
+}
+
+// proposeOnce proposes data, tagged with the current term, and waits until
+// it applied or provably never will (lost is then set).
+func (s *Server) proposeOnce(ctx context.Context, id uint64, data []byte) (resp proto.Message, lost bool, err error) {
 	if s.node.Leader() == raft.None {
 		wctx, wcancel := context.WithTimeout(ctx, s.cfg.ElectionTimeout)
 		err := s.node.WaitLeader(wctx)
@@ -449,31 +485,55 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 		if err != nil {
 			s.metrics.ProposalFailed()
 			if ctx.Err() != nil {
-				return nil, s.ctxError(ctx, 0)
+				return nil, false, s.ctxError(ctx, 0)
 			}
-			return nil, ErrNoLeader
+			return nil, false, ErrNoLeader
 		}
 	}
-	lead := s.node.Leader()
-	ch := s.waiters.register(req.ID)
-	if err := s.node.Propose(ctx, data); err != nil {
-		s.waiters.cancel(req.ID)
+	lead, term := s.node.Leader(), s.node.Term()
+	termChanged := s.node.AppliedTermChanged()
+	ch := s.waiters.register(id)
+	// Clip: each attempt's tag goes into a copy; raft may still hold the
+	// bytes of an earlier attempt.
+	if err := s.node.Propose(ctx, apply.TagTerm(slices.Clip(data), term)); err != nil {
+		s.waiters.cancel(id)
 		s.metrics.ProposalFailed()
 		if errors.Is(err, raftnode.ErrNoLeader) {
-			return nil, ErrNoLeader
+			return nil, false, ErrNoLeader
 		}
-		return nil, s.ctxError(ctx, lead)
+		return nil, false, s.ctxError(ctx, lead)
 	}
-	select {
-	case r := <-ch:
-		return r.resp, r.err
-	case <-ctx.Done():
-		s.waiters.cancel(req.ID)
-		s.metrics.ProposalFailed()
-		return nil, s.ctxError(ctx, lead)
-	case <-s.stopped:
-		s.waiters.cancel(req.ID)
-		return nil, ErrStopped
+	result := func(r applyResult) (proto.Message, bool, error) {
+		if errors.Is(r.err, apply.ErrStaleProposal) {
+			return nil, true, nil
+		}
+		return r.resp, false, r.err
+	}
+	for {
+		select {
+		case r := <-ch:
+			return result(r)
+		case <-termChanged:
+			termChanged = s.node.AppliedTermChanged()
+			if s.node.AppliedTerm() <= term {
+				continue
+			}
+			// The proposal's entry, had it been committed, came before
+			// the entry of the later term, and applying it woke ch.
+			select {
+			case r := <-ch:
+				return result(r)
+			default:
+				return nil, true, nil
+			}
+		case <-ctx.Done():
+			s.waiters.cancel(id)
+			s.metrics.ProposalFailed()
+			return nil, false, s.ctxError(ctx, lead)
+		case <-s.stopped:
+			s.waiters.cancel(id)
+			return nil, false, ErrStopped
+		}
 	}
 }
 

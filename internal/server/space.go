@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -17,26 +18,38 @@ import (
 // etcd's default, 2 GiB.
 const DefaultQuotaBytes = 2 << 30
 
-// spaceCheckInterval is how often the engine's size is measured for the
-// quota; a request is compared with the last measurement.
-const spaceCheckInterval = 250 * time.Millisecond
+// spaceCheckInterval is how often the engine's size and the free disk
+// space are measured; a request is compared with the last measurement.
+// It is short because a disk that someone else fills must be noticed
+// before the engine needs a new page of it.
+const spaceCheckInterval = 100 * time.Millisecond
 
-// space keeps the engine's measured size for the quota check.
+// space keeps the engine's measured size for the quota check, and the
+// state of the disk beside it.
 type space struct {
 	quota int64 // bytes; 0 means no quota
 	size  atomic.Int64
 	inUse atomic.Int64
+
+	reserve *storage.Reserve
+	free    atomic.Int64 // bytes left on the data dir's file system beside the reserve
+	// diskLow is set while the reserve is released or the space beside
+	// it is below its size: what grows the store is refused.
+	diskLow atomic.Bool
+	// raisedForDisk is set when this member raised NOSPACE because of
+	// its disk; that alarm is cleared by the member once space returns.
+	raisedForDisk atomic.Bool
 }
 
-func newSpace(quotaFlag int64) *space {
+func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
+	sp := &space{reserve: reserve}
 	switch {
 	case quotaFlag == 0:
-		return &space{quota: DefaultQuotaBytes}
-	case quotaFlag < 0:
-		return &space{}
-	default:
-		return &space{quota: quotaFlag}
+		sp.quota = DefaultQuotaBytes
+	case quotaFlag > 0:
+		sp.quota = quotaFlag
 	}
+	return sp
 }
 
 // measure reads the engine's size: everything it holds on disk (state,
@@ -56,6 +69,7 @@ func (s *Server) runSpaceMonitor() {
 	defer t.Stop()
 	for {
 		s.measure()
+		s.checkDisk()
 		select {
 		case <-s.stopped:
 			return
@@ -71,12 +85,79 @@ func (s *Server) AllowGrowth(cost int) error {
 	if s.alarms.Active(pb.AlarmType_NOSPACE) {
 		return alarm.ErrNoSpace
 	}
+	if s.space.diskLow.Load() {
+		s.changeAlarm(pb.AlarmRequest_ACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
+		return alarm.ErrNoSpace
+	}
 	if s.space.quota == 0 || s.space.size.Load()+int64(cost) <= s.space.quota {
 		return nil
 	}
+	s.space.raisedForDisk.Store(false) // this one stays until disarmed, as in etcd
 	s.lg.Warn("space quota exceeded; raising the NOSPACE alarm", "quota-bytes", s.space.quota, "size-bytes", s.space.size.Load())
 	s.raiseAlarm(pb.AlarmType_NOSPACE, s.memberID)
 	return alarm.ErrNoSpace
+}
+
+// checkDisk guards the disk (see storage.Reserve). Growth is refused, and
+// NOSPACE raised for this member, while the free space beside the reserve
+// is below what the engine needs to go on writing (its headroom) or the
+// reserve is released. The reserve is released when the disk is nearly
+// full and taken again once there is room for it and the headroom. When
+// space is back, a NOSPACE alarm this member raised for its disk is
+// cleared again, unless the store is over its quota.
+func (s *Server) checkDisk() {
+	r := s.space.reserve
+	if r == nil || r.Size == 0 {
+		return
+	}
+	free, err := r.Free()
+	if err != nil {
+		return
+	}
+	headroom := s.engine.WriteHeadroom()
+	held := r.Held()
+	if held && free < r.Size/4 {
+		if err := r.Release(); err != nil {
+			s.lg.Warn("releasing the disk reserve failed", "path", s.cfg.DataDir, "err", err)
+		} else {
+			s.lg.Warn("the disk is nearly full; released the disk reserve so that the engine can go on writing", "free-bytes", free, "reserve-bytes", r.Size)
+			held = false
+		}
+	}
+	if !held && free >= r.Size+headroom {
+		if err := r.Take(); err == nil {
+			held = true
+			free -= r.Size
+			s.lg.Info("took the disk reserve again", "free-bytes", free, "reserve-bytes", r.Size)
+		}
+	}
+	s.space.free.Store(free)
+	wasLow := s.space.diskLow.Load()
+	low := !held || free < headroom || wasLow && free < headroom+headroom/8
+	s.space.diskLow.Store(low)
+	switch {
+	case low && !wasLow:
+		s.lg.Warn("free disk space is short; refusing writes that grow the store and raising the NOSPACE alarm",
+			"path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom, "reserve-bytes", r.Size, "reserve-held", held)
+		s.space.raisedForDisk.Store(true)
+		s.changeAlarm(pb.AlarmRequest_ACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
+	case !low && wasLow:
+		s.lg.Info("free disk space is sufficient again", "path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom)
+	}
+	if !low && s.space.raisedForDisk.Load() && s.ownAlarm(pb.AlarmType_NOSPACE) &&
+		(s.space.quota == 0 || s.space.size.Load() < s.space.quota) {
+		s.changeAlarm(pb.AlarmRequest_DEACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
+	}
+}
+
+// ownAlarm reports whether an alarm of type t is active for this member.
+func (s *Server) ownAlarm(t pb.AlarmType) bool { return s.alarmActiveFor(t, s.memberID) }
+
+// alarmActiveFor reports whether an alarm of type t is active for member.
+func (s *Server) alarmActiveFor(t pb.AlarmType, member uint64) bool {
+	return slices.ContainsFunc(s.alarms.List(), func(a *pb.AlarmMember) bool {
+		return a.GetAlarm() == t && a.GetMemberID() == member
+	})
 }
 
 // raiseAlarm replicates an alarm of type t for member in the background,
@@ -84,13 +165,21 @@ func (s *Server) AllowGrowth(cost int) error {
 // its data corrupt at start may not know a leader yet); while one such
 // proposal is under way, more calls are dropped.
 func (s *Server) raiseAlarm(t pb.AlarmType, member uint64) {
-	key := fmt.Sprintf("%d/%x", t, member)
+	s.changeAlarm(pb.AlarmRequest_ACTIVATE, t, member)
+}
+
+// changeAlarm raises or clears an alarm as raiseAlarm describes.
+func (s *Server) changeAlarm(action pb.AlarmRequest_AlarmAction, t pb.AlarmType, member uint64) {
+	if action == pb.AlarmRequest_ACTIVATE && s.alarmActiveFor(t, member) {
+		return
+	}
+	key := fmt.Sprintf("%d/%d/%x", action, t, member)
 	if _, busy := s.raising.LoadOrStore(key, true); busy {
 		return
 	}
 	go func() {
 		defer s.raising.Delete(key)
-		req := &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: member, Alarm: t}
+		req := &pb.AlarmRequest{Action: action, MemberID: member, Alarm: t}
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
 			_, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: req})
@@ -98,7 +187,7 @@ func (s *Server) raiseAlarm(t pb.AlarmType, member uint64) {
 			if err == nil {
 				return
 			}
-			s.lg.Warn("raising an alarm failed; retrying", "alarm", t.String(), "member-id", fmt.Sprintf("%x", member), "err", err)
+			s.lg.Warn("replicating an alarm change failed; retrying", "action", action.String(), "alarm", t.String(), "member-id", fmt.Sprintf("%x", member), "err", err)
 			select {
 			case <-s.stopped:
 				return

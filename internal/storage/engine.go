@@ -16,8 +16,9 @@ const engineDir = "member/db"
 
 // Engine is a member's Pebble engine.
 type Engine struct {
-	DB  *pebble.DB
-	dir string
+	DB   *pebble.DB
+	dir  string
+	opts *pebble.Options
 }
 
 // Open opens (creating if needed) the engine in dataDir. It refuses a
@@ -45,7 +46,15 @@ func Open(dataDir string) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open storage in %s (corrupt or not a Kvorum data dir?): %w", dir, err)
 	}
-	return &Engine{DB: db, dir: dir}, nil
+	return &Engine{DB: db, dir: dir, opts: opts}, nil
+}
+
+// WriteHeadroom is the free disk space the engine needs to go on taking
+// writes: a full memtable is flushed into a table file while the next one
+// fills, each with a preallocated write-ahead log. An engine that cannot
+// write its log stops the process, so growth is refused below this.
+func (e *Engine) WriteHeadroom() int64 {
+	return 2*int64(e.opts.MemTableSize) + int64(e.opts.MemTableSize)/2
 }
 
 // Dir is the engine's directory.

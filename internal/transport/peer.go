@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -183,6 +184,9 @@ func (p *peer) connectFailed(err error) {
 	n := p.drop()
 	p.dropped.Add(uint64(n))
 	p.t.reportUnreachable(p.id)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		p.t.reportGone(p.id)
+	}
 }
 
 // drop discards everything queued and returns how much that was.

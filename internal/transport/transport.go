@@ -433,6 +433,29 @@ type probeBody struct {
 	MemberID  string `json:"member_id"`
 }
 
+// GoneReporter is implemented by a Raft that wants to hear that a peer's
+// process is gone (see reportGone).
+type GoneReporter interface {
+	ReportPeerGone(id uint64)
+}
+
+// reportGone tells raft that peer id's process is most likely gone:
+// nothing listens at its address any more (the connection was refused, not
+// timed out, as it would be across a network fault) and no stream from it
+// is open. A leader that only one link of lost still streams to us.
+func (t *Transport) reportGone(id uint64) {
+	g, ok := t.cfg.Raft.(GoneReporter)
+	if !ok {
+		return
+	}
+	t.mu.RLock()
+	_, inbound := t.inbound[id]
+	t.mu.RUnlock()
+	if !inbound {
+		g.ReportPeerGone(id)
+	}
+}
+
 // reportUnreachable queues a ReportUnreachable for id. Reports are
 // coalesced and delivered by runReporter, so that neither Send nor a sender
 // stuck in a write ever waits on raft.

@@ -211,9 +211,10 @@ func (in *injector) inject(ctx context.Context, kind faultKind) error {
 		if err := m.FreeDisk(); err != nil {
 			return err
 		}
+		// A full disk must not stop a member: it refuses growth and
+		// releases its disk reserve instead.
 		if err := m.ExitedOnItsOwn(); err != nil {
-			in.logf("  %s stopped while its disk was full (%v); restart it", m.Name, err)
-			return m.Start()
+			return fmt.Errorf("%s stopped while its disk was full: %w", m.Name, err)
 		}
 		return nil
 	case replaceMember:

@@ -1,0 +1,113 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// reserveFile is the file in a data dir that holds the disk reserve.
+const reserveFile = "member/disk-reserve"
+
+// DefaultReserveBytes is the disk reserve when none is configured: 64 MiB,
+// but at most a twentieth of the file system, so a small disk is not
+// mostly reserve.
+const DefaultReserveBytes = 64 << 20
+
+// Reserve is space a member holds on its data dir's file system, in a
+// file of its own, so that it is not the one that finds the disk full.
+// When the space left beside it runs low (someone else filled the disk),
+// the member refuses what grows the store and releases the reserve: Pebble
+// then still has room for what the member must write anyway (raft entries
+// of deletes and keep-alives, flushes, its manifest), since an engine that
+// cannot write stops the process. Once space returns, the reserve is taken
+// again.
+type Reserve struct {
+	path string
+	Size int64 // bytes
+}
+
+// NewReserve is the reserve for dataDir. size 0 means the default; a
+// negative size means no reserve (Size is then 0).
+func NewReserve(dataDir string, size int64) (*Reserve, error) {
+	r := &Reserve{path: filepath.Join(dataDir, reserveFile)}
+	switch {
+	case size < 0:
+		return r, nil
+	case size > 0:
+		r.Size = size
+		return r, nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dataDir, &st); err != nil {
+		return nil, fmt.Errorf("disk reserve: measure the file system of %s: %w", dataDir, err)
+	}
+	r.Size = min(DefaultReserveBytes, int64(st.Blocks)*int64(st.Bsize)/20)
+	return r, nil
+}
+
+// Free is the space left on the file system for an unprivileged writer,
+// not counting the reserve.
+func (r *Reserve) Free() (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(r.path), &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// Held reports whether the reserve's file holds its full size.
+func (r *Reserve) Held() bool {
+	fi, err := os.Stat(r.path)
+	return err == nil && fi.Size() >= r.Size
+}
+
+// Take allocates the reserve's space (again). A partly written file is
+// removed, so a failed Take holds nothing.
+func (r *Reserve) Take() error {
+	if r.Size == 0 || r.Held() {
+		return nil
+	}
+	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("disk reserve: %w", err)
+	}
+	err = allocate(f, r.Size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(r.path)
+		return fmt.Errorf("disk reserve: take %d bytes in %s: %w", r.Size, r.path, err)
+	}
+	return nil
+}
+
+// writeZeros gives f size bytes of disk the portable way.
+func writeZeros(f *os.File, size int64) error {
+	_, err := io.CopyN(f, zeros{}, size)
+	return err
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// Release gives the reserve's space back to the file system.
+func (r *Reserve) Release() error {
+	err := os.Remove(r.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}

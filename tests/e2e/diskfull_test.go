@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
+)
+
+// A member whose data dir is on a small file system never finds it full:
+// it refuses growth (NOSPACE) while the engine still has the room it needs,
+// serves reads and deletes, and takes writes again once space is back —
+// both when its own data fills the disk and when another program does.
+func TestFullDiskRefusesWritesWithoutStoppingAndRecovers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the disk-full test mounts a small tmpfs as the data dir, which needs root")
+	}
+	const reserve = 16 << 20
+	c := newStoppedCluster(t, rcluster.Config{Bin: kvorumBin, Members: 1, DiskMB: 1024, Flags: []string{
+		fmt.Sprintf("--disk-reserve-bytes=%d", reserve),
+		// Compact the raft log often, so that deleting the data frees
+		// the disk (the log holds every put until it is compacted).
+		"--snapshot-count=50", "--snapshot-catchup-entries=10",
+	}})
+	m := c.members[0]
+	m.start()
+	c.waitHealthy(m)
+	cli := m.client()
+
+	// 1. The member's own writes fill the disk.
+	value := make([]byte, 1<<20)
+	written := 0
+	var refused error
+	for i := 0; i < 1500 && refused == nil; i++ {
+		rand.Read(value) // incompressible, so the disk really fills
+		_, err := cli.Put(ctxFor(t, 10*time.Second), fmt.Sprintf("fill/%04d", i), string(value))
+		switch {
+		case err == nil:
+			written++
+		case errors.Is(err, rpctypes.ErrNoSpace):
+			refused = err
+		default:
+			t.Fatalf("put %d (after %d MiB): %v", i, written, err)
+		}
+	}
+	if refused == nil {
+		t.Fatalf("wrote %d MiB to a 1 GiB disk without a refusal", written)
+	}
+	t.Logf("own writes: refused with %q after %d MiB", refused, written)
+	checkRefusingButServing(t, m, cli, "fill/0000")
+
+	// Deleting, compacting and defragmenting frees the disk; the member
+	// clears the alarm it raised for its disk by itself.
+	resp, err := cli.Delete(ctxFor(t, 10*time.Second), "fill/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("delete under NOSPACE: %v", err)
+	}
+	if _, err := cli.Compact(ctxFor(t, 10*time.Second), resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatalf("compact under NOSPACE: %v", err)
+	}
+	if _, err := cli.Defragment(ctxFor(t, time.Minute), m.ClientURL); err != nil {
+		t.Fatalf("defragment under NOSPACE: %v", err)
+	}
+	waitWritable(t, m, cli, "after delete, compact and defragment")
+
+	// 2. Another program fills the disk to the last byte.
+	n, err := m.FillDisk()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("another program filled the disk with %d MiB", n>>20)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := cli.Put(ctxFor(t, 10*time.Second), "small", "x")
+		if errors.Is(err, rpctypes.ErrNoSpace) {
+			break
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("put on a full disk: %v, want %v", err, rpctypes.ErrNoSpace)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("puts still accepted 10s after the disk filled up (last err %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The member keeps serving (and writing its raft log) for a while on
+	// the full disk.
+	time.Sleep(2 * time.Second)
+	checkRefusingButServing(t, m, cli, "small")
+	if err := m.FreeDisk(); err != nil {
+		t.Fatal(err)
+	}
+	waitWritable(t, m, cli, "after the other program's file was removed")
+	if !strings.Contains(m.LogText(), "released the disk reserve") {
+		t.Errorf("the log does not say that the disk reserve was released")
+	}
+	c.checkLogs()
+}
+
+// checkRefusingButServing checks that m is running, lists a NOSPACE alarm
+// for itself, refuses a put and a lease grant, and serves a read of key.
+func checkRefusingButServing(t *testing.T, m *member, cli *clientv3.Client, key string) {
+	t.Helper()
+	if err := m.ExitedOnItsOwn(); err != nil {
+		t.Fatalf("the member stopped on a full disk: %v\n%s", err, rcluster.Tail(m.LastRunLog(), 30))
+	}
+	alarms, err := cli.AlarmList(ctxFor(t, 5*time.Second))
+	if err != nil || len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm != pb.AlarmType_NOSPACE {
+		t.Errorf("alarm list %v (err %v), want NOSPACE", alarms, err)
+	}
+	if _, err := cli.Put(ctxFor(t, 5*time.Second), "refused", "x"); !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Errorf("put: err %v, want %v", err, rpctypes.ErrNoSpace)
+	}
+	if _, err := cli.Grant(ctxFor(t, 5*time.Second), 60); !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Errorf("lease grant: err %v, want %v", err, rpctypes.ErrNoSpace)
+	}
+	if _, err := cli.Get(ctxFor(t, 5*time.Second), key); err != nil {
+		t.Errorf("linearizable read: %v", err)
+	}
+}
+
+// waitWritable waits until m has cleared its NOSPACE alarm and takes a put.
+func waitWritable(t *testing.T, m *member, cli *clientv3.Client, when string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		alarms, err := cli.AlarmList(ctxFor(t, 5*time.Second))
+		if err == nil && len(alarms.Alarms) == 0 {
+			if _, err = cli.Put(ctxFor(t, 5*time.Second), "writable", when); err == nil {
+				return
+			}
+		}
+		if err := m.ExitedOnItsOwn(); err != nil {
+			t.Fatalf("%s: the member stopped: %v\n%s", when, err, rcluster.Tail(m.LastRunLog(), 30))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not writable after 30s: alarms %v, err %v", when, alarms, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// ctxFor is a context that ends after d or with the test.
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
