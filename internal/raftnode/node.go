@@ -102,6 +102,15 @@ type Node struct {
 	leaderMu     sync.Mutex
 	leaderNotify chan struct{} // closed and replaced whenever the leader changes
 
+	// transferring is set while this member hands its leadership away.
+	// Raft drops every proposal a leader gets in that window, and a
+	// dropped forwarded proposal would leave its client waiting for a
+	// timeout, so the proposals followers forward meanwhile are held and
+	// stepped once the transfer ended (see holdProposal).
+	transferring atomic.Bool
+	heldMu       sync.Mutex
+	held         []*pb.Message
+
 	reads *readIndexer
 
 	// applyc carries committed entries from the Ready loop to the applier,
@@ -530,6 +539,9 @@ func (n *Node) Process(ctx context.Context, m *pb.Message) error {
 		return ErrStopped
 	}
 	if m.GetType() == pb.MessageType_MsgProp {
+		if n.holdProposal(m) {
+			return nil
+		}
 		if n.lead.Load() == raft.None {
 			return ErrNoLeader
 		}
@@ -624,12 +636,78 @@ func (n *Node) ReportSnapshot(id uint64, failure bool) {
 // Propose submits data to be replicated. Raft forwards it to the leader.
 // A nil error means only that raft accepted it; the caller waits for it to
 // be applied.
+//
+// A proposal raft drops (this member hands off its leadership, or knows no
+// leader) was appended nowhere, so proposing it again cannot apply it
+// twice: Propose tries again for up to an election timeout, which is what
+// a handoff or an election takes, before it reports ErrNoLeader.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	err := n.raft.Propose(ctx, data)
-	if errors.Is(err, raft.ErrProposalDropped) {
-		return ErrNoLeader
+	giveUp := time.NewTimer(time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval)
+	defer giveUp.Stop()
+	for {
+		changed := n.LeaderChanged()
+		if !n.transferring.Load() {
+			err := n.raft.Propose(ctx, data)
+			if !errors.Is(err, raft.ErrProposalDropped) {
+				return err
+			}
+		}
+		select {
+		case <-changed:
+		case <-time.After(n.cfg.TickInterval):
+		case <-giveUp.C:
+			return ErrNoLeader
+		case <-ctx.Done():
+			return ErrNoLeader
+		case <-n.donec:
+			return ErrStopped
+		}
 	}
-	return err
+}
+
+// ProposalNotSent takes back a proposal the transport could not send to
+// the leader (see transport.ProposalReturner) and steps it again a
+// heartbeat interval later: raft forwards it to whoever leads then, over a
+// stream that may be up again. It is dropped once no leader is known, so a
+// member cut off from the cluster does not retry for ever.
+func (n *Node) ProposalNotSent(m *pb.Message) {
+	time.AfterFunc(n.cfg.TickInterval, func() {
+		if err := n.Process(context.Background(), m); err != nil {
+			n.lg.Debug("proposal the transport could not send not taken", "err", err)
+		}
+	})
+}
+
+// holdProposal keeps a proposal a follower forwarded while this member
+// hands off its leadership; it reports whether it did.
+func (n *Node) holdProposal(m *pb.Message) bool {
+	n.heldMu.Lock()
+	defer n.heldMu.Unlock()
+	if !n.transferring.Load() {
+		return false
+	}
+	n.held = append(n.held, m)
+	return true
+}
+
+// transferStarted begins a handoff of leadership; the returned function
+// ends it and steps the proposals held meanwhile: on a follower raft
+// forwards them to the new leader, on a member that still leads (the
+// handoff failed) it appends them.
+func (n *Node) transferStarted() (end func()) {
+	n.transferring.Store(true)
+	return func() {
+		n.heldMu.Lock()
+		n.transferring.Store(false)
+		held := n.held
+		n.held = nil
+		n.heldMu.Unlock()
+		for _, m := range held {
+			if err := n.Process(context.Background(), m); err != nil {
+				n.lg.Debug("proposal held during a leadership transfer not taken", "from", fmt.Sprintf("%x", m.From), "err", err)
+			}
+		}
+	}
 }
 
 // ProposeConfChange submits a membership change.
@@ -732,6 +810,7 @@ func (n *Node) waitLeader(ctx context.Context, ok func(lead uint64) bool) error 
 // leads or ctx ends. The caller checks that this member leads and that
 // target is a voting member.
 func (n *Node) TransferLeadershipTo(ctx context.Context, target uint64) error {
+	defer n.transferStarted()()
 	n.raft.TransferLeadership(ctx, n.cfg.ID, target)
 	return n.waitLeader(ctx, func(lead uint64) bool { return lead == target })
 }
@@ -751,12 +830,17 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		}
 		tried[target] = true
 		n.lg.Info("transferring leadership before stopping", "to", fmt.Sprintf("%x", target), "term", n.term.Load())
+		end := n.transferStarted()
 		n.raft.TransferLeadership(ctx, self, target)
 		// Stepping down is not enough: the successor still needs this
 		// member's vote to arrive, so wait until another member leads.
 		actx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
 		err := n.waitLeader(actx, func(lead uint64) bool { return lead != raft.None && lead != self })
 		cancel()
+		end()
+		if err == nil {
+			n.linger(ctx)
+		}
 		if err == nil || ctx.Err() != nil || errors.Is(err, ErrStopped) {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -765,6 +849,20 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// linger keeps a member that just handed off its leadership running for
+// two heartbeat intervals before it stops: the proposals it held during
+// the handoff, and those followers forwarded to it before they heard of
+// the new leader, are on their way to the new leader through this
+// member's raft node and transport, and would be lost with them (their
+// clients would wait for a timeout).
+func (n *Node) linger(ctx context.Context) {
+	select {
+	case <-time.After(2 * n.cfg.TickInterval):
+	case <-ctx.Done():
+	case <-n.donec:
+	}
 }
 
 // transferTarget picks the follower to hand leadership to: only one the

@@ -51,3 +51,8 @@ func runMain(m *testing.M, suite string, progs []Program) int {
 	}
 	return m.Run()
 }
+
+// RaceEnabled tells whether the test binary was built with the race
+// detector, so a test that builds a server of its own can build it the
+// way Main built the others.
+func RaceEnabled() bool { return raceEnabled }

@@ -181,23 +181,34 @@ func (p *peer) connectFailed(err error) {
 	} else {
 		p.log.Debug("peer still unreachable", "err", err)
 	}
-	n := p.drop()
+	n, props := p.drop()
 	p.dropped.Add(uint64(n))
 	p.t.reportUnreachable(p.id)
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		p.t.reportGone(p.id)
 	}
+	if r, ok := p.t.cfg.Raft.(ProposalReturner); ok {
+		for _, m := range props {
+			r.ProposalNotSent(m)
+		}
+	}
 }
 
-// drop discards everything queued and returns how much that was.
-func (p *peer) drop() int {
+// drop discards everything queued and returns how much that was, and the
+// proposals among it.
+func (p *peer) drop() (int, []*raftpb.Message) {
 	n := 0
+	var props []*raftpb.Message
 	for {
+		var m *raftpb.Message
 		select {
-		case <-p.urgent:
-		case <-p.bulk:
+		case m = <-p.urgent:
+		case m = <-p.bulk:
 		default:
-			return n
+			return n, props
+		}
+		if m.GetType() == raftpb.MsgProp {
+			props = append(props, m)
 		}
 		n++
 	}

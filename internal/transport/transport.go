@@ -89,6 +89,16 @@ type Raft interface {
 	ReportSnapshot(id uint64, failure bool)
 }
 
+// ProposalReturner is implemented by a Raft that takes back the proposals
+// (MsgProp, forwarded to the leader) the transport dropped without writing
+// them to a stream, because no stream to the peer came up: they never left
+// this member, so no member appended them and stepping them again cannot
+// apply them twice. Without it such a proposal is lost and its client
+// waits for a timeout.
+type ProposalReturner interface {
+	ProposalNotSent(m *raftpb.Message)
+}
+
 // SnapshotStore is where snapshot data comes from and goes to; the raft
 // message of a MsgSnap only describes the snapshot.
 type SnapshotStore interface {

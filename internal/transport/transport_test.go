@@ -566,3 +566,34 @@ func TestRelayedProposalsAndReadIndexReachRaft(t *testing.T) {
 		t.Errorf("the leader dropped a relayed message:\n%s", leader.logs.String())
 	}
 }
+
+// returningRaft is a fakeRaft that takes back unsent proposals.
+type returningRaft struct {
+	*fakeRaft
+	returned chan *raftpb.Message
+}
+
+func (r *returningRaft) ProposalNotSent(m *raftpb.Message) { r.returned <- m }
+
+func TestProposalsNeverSentAreReturnedToRaft(t *testing.T) {
+	rr := &returningRaft{fakeRaft: newFakeRaft(), returned: make(chan *raftpb.Message, 16)}
+	a := startMember(t, 1, 7, "", func(c *Config) { c.Raft = rr })
+	a.tr.AddPeer(2, []string{"http://" + freeAddr(t)})
+	prop := msg(raftpb.MsgProp, 1, 2, 0)
+	prop.Term = nil
+	prop.Entries = []*raftpb.Entry{{Data: []byte("put")}}
+	a.tr.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 0), prop})
+	select {
+	case m := <-rr.returned:
+		if m.GetType() != raftpb.MsgProp || len(m.GetEntries()) != 1 || string(m.GetEntries()[0].GetData()) != "put" {
+			t.Fatalf("returned %v, want the proposal", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proposal queued for an unreachable peer was not returned to raft")
+	}
+	select {
+	case m := <-rr.returned:
+		t.Fatalf("also returned %v; only proposals are", m)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -4,9 +4,11 @@
 // changes one file.
 package version
 
+// Version is the Kvorum release. It is a variable so that a build can stamp
+// another one: go build -ldflags "-X github.com/kvorum/kvorum/internal/version.Version=0.2.0".
+var Version = "0.1.0"
+
 const (
-	// Version is the Kvorum release.
-	Version = "0.1.0"
 
 	// APIVersion is the etcd v3 API version Kvorum implements and reports
 	// to clients (for example in the Status RPC's version field).

@@ -28,6 +28,7 @@ import (
 type tlsMember struct {
 	name, clientURL, peerURL, dataDir, logPath string
 	args                                       []string
+	bin                                        string // the server binary; kvorumBin if empty
 	cmd                                        *exec.Cmd
 	done                                       chan struct{}
 }
@@ -89,7 +90,11 @@ func (m *tlsMember) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	m.cmd = exec.Command(kvorumBin, m.args...)
+	bin := kvorumBin
+	if m.bin != "" {
+		bin = m.bin
+	}
+	m.cmd = exec.Command(bin, m.args...)
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := m.cmd.Start(); err != nil {
