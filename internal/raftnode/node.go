@@ -225,6 +225,34 @@ func (n *Node) Start(tr Transport) {
 	go n.run()
 	go n.applier()
 	go n.reads.run()
+	go n.campaignIfAlone()
+}
+
+// campaignIfAlone has a member that is the only voter take leadership at
+// once instead of after an election timeout (a restarted single-member
+// cluster serves a second sooner). It looks at the member list only after
+// every entry committed before the start is applied, so that no membership
+// change in the log is missed.
+func (n *Node) campaignIfAlone() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.donec:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := n.WaitApplied(ctx, n.commit.Load()); err != nil {
+		return
+	}
+	voters := n.raft.Status().Config.Voters.IDs()
+	if _, self := voters[n.cfg.ID]; len(voters) != 1 || !self || n.lead.Load() != raft.None {
+		return
+	}
+	if err := n.raft.Campaign(ctx); err != nil {
+		n.lg.Debug("campaign as the only voter failed", "err", err)
+	}
 }
 
 // applyJob is one Ready's committed entries, or (ents == nil) a barrier.

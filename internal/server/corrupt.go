@@ -62,30 +62,52 @@ func (s *Server) initialCorruptCheck() {
 	if s.cfg.CorruptCheck.NoInitial {
 		return
 	}
-	mine, err := s.HashKV(&pb.HashKVRequest{})
+	var peers []uint64
+	for _, m := range s.members.List() {
+		if m.GetID() != s.memberID && !m.GetIsLearner() {
+			peers = append(peers, m.GetID())
+		}
+	}
+	if len(peers) == 0 {
+		s.lg.Info("initial hash check skipped: no other voting member to compare with")
+		return
+	}
+	// The peers hash the history up to this member's revision while this
+	// member hashes its own: the check costs one hash's time, not two.
+	rev := s.kvStore().Rev()
+	type answer struct {
+		peer uint64
+		resp *pb.HashKVResponse
+		err  error
+	}
+	answers := make(chan answer, len(peers))
+	for _, id := range peers {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
+			defer cancel()
+			resp, err := s.peerHashKV(ctx, id, rev)
+			answers <- answer{id, resp, err}
+		}()
+	}
+	mine, err := s.HashKV(&pb.HashKVRequest{Revision: rev})
 	if err != nil {
 		s.lg.Warn("initial hash check against the peers skipped: cannot hash the local data", "err", err)
 		return
 	}
 	compared := 0
-	for _, m := range s.members.List() {
-		if m.GetID() == s.memberID || m.GetIsLearner() {
+	for range peers {
+		a := <-answers
+		if a.err != nil {
+			s.lg.Info("initial hash check against the peers: a peer could not answer", "peer", fmt.Sprintf("%x", a.peer), "err", a.err)
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
-		theirs, err := s.peerHashKV(ctx, m.GetID(), mine.GetHashRevision())
-		cancel()
-		if err != nil {
-			s.lg.Info("initial hash check against the peers: a peer could not answer", "peer", fmt.Sprintf("%x", m.GetID()), "err", err)
-			continue
-		}
-		if theirs.GetCompactRevision() != mine.GetCompactRevision() {
+		if a.resp.GetCompactRevision() != mine.GetCompactRevision() {
 			continue
 		}
 		compared++
-		if theirs.GetHash() != mine.GetHash() {
+		if a.resp.GetHash() != mine.GetHash() {
 			s.lg.Error("initial corruption check: this member's data differs from a peer's; raising the CORRUPT alarm",
-				"revision", mine.GetHashRevision(), "local-hash", mine.GetHash(), "peer", fmt.Sprintf("%x", m.GetID()), "peer-hash", theirs.GetHash())
+				"revision", mine.GetHashRevision(), "local-hash", mine.GetHash(), "peer", fmt.Sprintf("%x", a.peer), "peer-hash", a.resp.GetHash())
 			s.raiseAlarm(pb.AlarmType_CORRUPT, s.memberID)
 			return
 		}
