@@ -652,6 +652,19 @@ func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
 // CommittedIndex is the highest log index known to be committed.
 func (n *Node) CommittedIndex() uint64 { return n.commit.Load() }
 
+// LogMemory is what the raft log entries kept in memory take, in bytes
+// (encoded size), and how many there are: the entries since the last
+// compaction point plus the ones kept for followers (SnapshotCount and
+// CatchUpEntries bound their number).
+func (n *Node) LogMemory() (bytes int64, entries uint64) {
+	first, _ := n.log.mem.FirstIndex()
+	last, _ := n.log.mem.LastIndex()
+	if last >= first {
+		entries = last - first + 1
+	}
+	return n.log.bytes.Load(), entries
+}
+
 // AppliedIndex is the highest index applied to the state machine.
 func (n *Node) AppliedIndex() uint64 { return n.applied.Load() }
 
