@@ -24,9 +24,10 @@ type Budget struct {
 	// uncompressed table blocks (data, index and filter blocks).
 	BlockCache int64
 	// MemTable is the size of one memtable of the storage engine. Writes
-	// wait once MemTables of them are full and not flushed yet, so the
-	// memtables hold at most MemTable*MemTables bytes (plus one that a
-	// reader still holds for a moment after its flush).
+	// wait once MemTables of them are full and not flushed yet; the engine
+	// also keeps one flushed memtable for reuse, so the memtables hold
+	// MemTableBytes() at most (plus, for a moment, one that an iterator
+	// still reads after its flush).
 	MemTable  int64
 	MemTables int
 	// LatestCache bounds the key space's cache of the latest version of
@@ -48,16 +49,20 @@ type Budget struct {
 	GoLimit int64
 }
 
+// MemTableBytes is what the memtables hold at most: MemTables being
+// written or flushed and one kept for reuse.
+func (b Budget) MemTableBytes() int64 { return b.MemTable * int64(b.MemTables+1) }
+
 // Split divides total bytes (Default if 0). The shares are fixed
 // fractions, so doubling the budget doubles every cache:
 //
 //	block cache    1/8
-//	memtables      2 × 1/16
+//	memtables      3 × 1/16 (2 in use, 1 kept for reuse)
 //	latest cache   1/32
 //	key filter     1/16
 //	watch buffer   1/32
 //
-// That is 3/8 of the budget for things that are allocated as they fill
+// That is 7/16 of the budget for things that are allocated as they fill
 // (a member that is mostly idle uses far less). The rest is headroom for
 // the Go heap: the raft log entries not yet compacted, gRPC buffers,
 // requests in flight and the garbage collector's own slack.
@@ -76,7 +81,7 @@ func Split(total int64) Budget {
 	}
 	b.GoLimit = total
 	if engineOutsideGoHeap {
-		b.GoLimit -= b.BlockCache + b.MemTable*int64(b.MemTables)
+		b.GoLimit -= b.BlockCache + b.MemTableBytes()
 	}
 	return b
 }

@@ -8,14 +8,14 @@ func TestSplitStaysWithinBudget(t *testing.T) {
 		if total == 0 && b.Total != Default {
 			t.Fatalf("Split(0).Total = %d, want the default %d", b.Total, int64(Default))
 		}
-		held := b.BlockCache + b.MemTable*int64(b.MemTables) + b.LatestCache + b.KeyFilter + b.WatchRecent
+		held := b.BlockCache + b.MemTableBytes() + b.LatestCache + b.KeyFilter + b.WatchRecent
 		if held > b.Total/2 {
 			t.Errorf("budget %d: caches and memtables take %d, more than half, leaving too little for the Go heap", b.Total, held)
 		}
 		if b.GoLimit <= 0 || b.GoLimit > b.Total {
 			t.Errorf("budget %d: Go limit %d outside (0, budget]", b.Total, b.GoLimit)
 		}
-		if engineOutsideGoHeap && b.GoLimit+b.BlockCache+b.MemTable*int64(b.MemTables) != b.Total {
+		if engineOutsideGoHeap && b.GoLimit+b.BlockCache+b.MemTableBytes() != b.Total {
 			t.Errorf("budget %d: Go limit %d plus engine memory does not add up to the budget", b.Total, b.GoLimit)
 		}
 		if b.MemTables < 2 {

@@ -84,8 +84,7 @@ func (s *Server) watchMemory() {
 		Budget: b.Total,
 		Parts: []metrics.MemoryPart{
 			{Name: "block_cache", Limit: b.BlockCache, Used: engine(func(u storage.MemoryUse) int64 { return u.BlockCache })},
-			{Name: "memtables", Limit: b.MemTable * int64(b.MemTables), Used: engine(func(u storage.MemoryUse) int64 { return u.MemTables })},
-			{Name: "memtables_flushed", Used: engine(func(u storage.MemoryUse) int64 { return u.Zombies })},
+			{Name: "memtables", Limit: b.MemTableBytes(), Used: engine(func(u storage.MemoryUse) int64 { return u.MemTables })},
 			{Name: "kv_latest_cache", Limit: b.LatestCache, Used: kv(func(u mvcc.MemoryUse) int64 { return u.LatestCache })},
 			{Name: "kv_key_filter", Limit: b.KeyFilter, Used: kv(func(u mvcc.MemoryUse) int64 { return u.KeyFilter })},
 			{Name: "watch_recent", Limit: b.WatchRecent, Used: func() int64 { r, _ := s.watch.MemoryUse(); return r }},

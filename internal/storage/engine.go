@@ -76,10 +76,10 @@ func (e *Engine) WriteHeadroom() int64 {
 // MemoryUse is what the engine holds in memory now, in bytes.
 type MemoryUse struct {
 	BlockCache int64 // blocks in the block cache
-	MemTables  int64 // memtables being written or waiting for their flush
-	// Zombies are memtables already flushed that an iterator or snapshot
-	// still reads from; they are freed when it closes.
-	Zombies int64
+	// MemTables are the memtables being written or waiting for their
+	// flush, the flushed one kept for reuse and any flushed one an
+	// iterator still reads (freed when it closes).
+	MemTables int64
 }
 
 // MemoryUse reports the engine's block cache and memtables.
@@ -87,8 +87,7 @@ func (e *Engine) MemoryUse() MemoryUse {
 	m := e.DB.Metrics()
 	return MemoryUse{
 		BlockCache: m.BlockCache.Size,
-		MemTables:  int64(m.MemTable.Size),
-		Zombies:    int64(m.MemTable.ZombieSize),
+		MemTables:  int64(m.MemTable.Size + m.MemTable.ZombieSize),
 	}
 }
 
