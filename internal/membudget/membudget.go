@@ -42,6 +42,11 @@ type Budget struct {
 	// from which a watcher a little behind catches up without reading the
 	// engine.
 	WatchRecent int64
+	// RaftLog bounds the raft log entries kept in memory, by encoded
+	// size: past it the log is compacted early, keeping at most half of it
+	// for followers that are a little behind (one further behind gets a
+	// snapshot). --snapshot-count bounds their number as well.
+	RaftLog int64
 	// GoLimit is the soft memory limit of the Go runtime
 	// (runtime/debug.SetMemoryLimit). Built with cgo, the engine's cache and
 	// memtables live outside the Go heap and are subtracted; without cgo
@@ -61,11 +66,12 @@ func (b Budget) MemTableBytes() int64 { return b.MemTable * int64(b.MemTables+1)
 //	latest cache   1/32
 //	key filter     1/16
 //	watch buffer   1/32
+//	raft log       1/8
 //
-// That is 7/16 of the budget for things that are allocated as they fill
+// That is 9/16 of the budget for things that are allocated as they fill
 // (a member that is mostly idle uses far less). The rest is headroom for
-// the Go heap: the raft log entries not yet compacted, gRPC buffers,
-// requests in flight and the garbage collector's own slack.
+// the Go heap: gRPC buffers, requests in flight and the garbage
+// collector's own slack.
 func Split(total int64) Budget {
 	if total <= 0 {
 		total = Default
@@ -78,6 +84,7 @@ func Split(total int64) Budget {
 		LatestCache: total / 32,
 		KeyFilter:   total / 16,
 		WatchRecent: total / 32,
+		RaftLog:     total / 8,
 	}
 	b.GoLimit = total
 	if engineOutsideGoHeap {

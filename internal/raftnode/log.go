@@ -243,6 +243,28 @@ func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error
 	return nil
 }
 
+// keepWithin moves keepFrom up so that the entries kept for followers,
+// keepFrom..applied, take at most limit bytes. A follower that needs an
+// entry before it gets a snapshot instead. Only the applier calls it: the
+// entries up to applied are committed and no longer change.
+func (l *raftLog) keepWithin(keepFrom, applied uint64, limit int64) uint64 {
+	if keepFrom > applied {
+		return keepFrom
+	}
+	ents, err := l.mem.Entries(keepFrom, applied+1, math.MaxUint64)
+	if err != nil {
+		return keepFrom
+	}
+	var kept int64
+	for i := len(ents) - 1; i >= 0; i-- {
+		kept += int64(proto.Size(ents[i]))
+		if kept > limit {
+			return ents[i].GetIndex() + 1
+		}
+	}
+	return keepFrom
+}
+
 // entriesSize is the encoded size of ents.
 func entriesSize(ents []*pb.Entry) int64 {
 	var n int64

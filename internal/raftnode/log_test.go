@@ -128,3 +128,24 @@ func TestRaftLogBytesFollowEntriesHeld(t *testing.T) {
 		t.Fatalf("after a snapshot %d bytes counted, want 0", r.bytes.Load())
 	}
 }
+
+// keepWithin keeps the newest entries up to applied that fit in the limit.
+func TestKeepWithinKeepsNewestEntriesThatFit(t *testing.T) {
+	l, _, _ := loadRaftLog(memDB(t))
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(20)}, ents(1, 1, 20), true); err != nil {
+		t.Fatal(err)
+	}
+	one := int64(proto.Size(ents(1, 1, 1)[0]))
+	for _, tc := range []struct {
+		limit int64
+		want  uint64
+	}{
+		{limit: 1 << 20, want: 5},  // everything from keepFrom fits
+		{limit: 3 * one, want: 8},  // entries 8, 9, 10
+		{limit: one / 2, want: 11}, // not even applied itself
+	} {
+		if got := l.keepWithin(5, 10, tc.limit); got != tc.want {
+			t.Errorf("keepWithin(5, 10, %d) = %d, want %d", tc.limit, got, tc.want)
+		}
+	}
+}

@@ -70,8 +70,7 @@ func (s *Server) watchMetrics() {
 }
 
 // watchMemory registers the memory series: each part the memory budget
-// bounds, and the raft log kept in memory (bounded by --snapshot-count and
-// --experimental-snapshot-catchup-entries instead).
+// bounds, and the events queued for watch clients (bounded per stream).
 func (s *Server) watchMemory() {
 	b := s.cfg.Memory
 	engine := func(part func(storage.MemoryUse) int64) func() int64 {
@@ -89,7 +88,7 @@ func (s *Server) watchMemory() {
 			{Name: "kv_key_filter", Limit: b.KeyFilter, Used: kv(func(u mvcc.MemoryUse) int64 { return u.KeyFilter })},
 			{Name: "watch_recent", Limit: b.WatchRecent, Used: func() int64 { r, _ := s.watch.MemoryUse(); return r }},
 			{Name: "watch_queued", Used: func() int64 { _, q := s.watch.MemoryUse(); return q }},
-			{Name: "raft_log", Used: func() int64 { n, _ := s.node.LogMemory(); return n }},
+			{Name: "raft_log", Limit: b.RaftLog, Used: func() int64 { n, _ := s.node.LogMemory(); return n }},
 		},
 		RaftLogEntries: func() uint64 { _, e := s.node.LogMemory(); return e },
 	})

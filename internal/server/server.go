@@ -251,6 +251,7 @@ func (s *Server) open() error {
 		ElectionTicks:  electionTicks,
 		SnapshotCount:  cfg.SnapshotCount,
 		CatchUpEntries: cfg.CatchUpEntries,
+		MaxLogBytes:    cfg.Memory.RaftLog,
 		DataDir:        cfg.DataDir,
 		DB:             s.db,
 		StateMachine:   &stateMachine{s: s},
