@@ -17,6 +17,7 @@ import (
 	"github.com/kvorum/kvorum/internal/config"
 	"github.com/kvorum/kvorum/internal/logging"
 	"github.com/kvorum/kvorum/internal/member"
+	"github.com/kvorum/kvorum/internal/membudget"
 	"github.com/kvorum/kvorum/internal/version"
 )
 
@@ -61,6 +62,12 @@ func run(args []string) int {
 	for _, w := range cfg.Warnings {
 		lg.Warn(w)
 	}
+	// The Go heap's share of the memory budget becomes the runtime's soft
+	// limit: one member per process here (tests and local-cluster run
+	// several in one process and leave the limit alone).
+	budget := membudget.Split(cfg.MemoryBudgetBytes)
+	lg.Info("memory budget", "budget-bytes", budget.Total, "block-cache-bytes", budget.BlockCache,
+		"memtable-bytes", budget.MemTable, "go-memory-limit-bytes", membudget.SetGoLimit(budget))
 	m, err := member.Start(cfg, lg)
 	if err != nil {
 		lg.Error("cannot start member", "err", err)

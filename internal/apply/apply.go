@@ -33,6 +33,8 @@ type Config struct {
 	Alarms  *alarm.Store      // active alarms; NOSPACE caps writes that grow the store
 	Auth    *auth.Store       // users, roles and the auth revision
 	Logger  *slog.Logger
+	// KVMemory bounds the key space's caches (zero: the default budget's).
+	KVMemory mvcc.Memory
 }
 
 // Applier applies committed entries; see the package documentation.
@@ -45,6 +47,7 @@ type Applier struct {
 	auth    *auth.Store
 	lg      *slog.Logger
 	applied uint64
+	kvMem   mvcc.Memory
 }
 
 // Result is what applying one client proposal produced.
@@ -100,7 +103,7 @@ func New(cfg Config) (*Applier, error) {
 	if cfg.Auth == nil {
 		cfg.Auth = &auth.Store{}
 	}
-	a := &Applier{db: cfg.DB, leases: cfg.Leases, members: cfg.Members, alarms: cfg.Alarms, auth: cfg.Auth, lg: cfg.Logger}
+	a := &Applier{db: cfg.DB, leases: cfg.Leases, members: cfg.Members, alarms: cfg.Alarms, auth: cfg.Auth, lg: cfg.Logger, kvMem: cfg.KVMemory}
 	if err := a.Restore(); err != nil {
 		return nil, err
 	}
@@ -125,7 +128,7 @@ func (a *Applier) Restore() error {
 	if err != nil {
 		return err
 	}
-	kv, err := mvcc.Open(a.db)
+	kv, err := mvcc.OpenWithMemory(a.db, a.kvMem)
 	if err != nil {
 		return err
 	}

@@ -134,6 +134,10 @@ type Config struct {
 	BackupDir       string
 	BackupInterval  time.Duration
 	BackupRetention int
+	// MemoryBudgetBytes (Kvorum-only) is what the member's caches,
+	// memtables and Go heap may take together; 0 means the default
+	// (internal/membudget).
+	MemoryBudgetBytes int64
 
 	ClientTLS TLSInfo
 	PeerTLS   TLSInfo

@@ -291,6 +291,12 @@ var options = []option{
 			c.DiskReserveBytes = n
 			return nil
 		}},
+	{"memory-budget-bytes", kindUint, "268435456", "Kvorum-only: memory for the storage engine's block cache and memtables, the key space's caches, watch buffers and the Go heap together (at least 64 MiB); 0 means the default of 256 MiB.",
+		func(c *Config, v string) error {
+			n, err := parseUint(v, 63)
+			c.MemoryBudgetBytes = int64(n)
+			return err
+		}},
 	{"version", kindBool, "false", "Print the version and exit.",
 		setBool(func(c *Config) *bool { return &c.PrintVersion })},
 }
@@ -298,10 +304,11 @@ var options = []option{
 // kvorumOnlyFlags are the options above that etcd has no counterpart for
 // (features beyond etcd); every other option is one of etcd's flags.
 var kvorumOnlyFlags = map[string]bool{
-	"backup-dir":         true,
-	"backup-interval":    true,
-	"backup-retention":   true,
-	"disk-reserve-bytes": true,
+	"backup-dir":          true,
+	"backup-interval":     true,
+	"backup-retention":    true,
+	"disk-reserve-bytes":  true,
+	"memory-budget-bytes": true,
 }
 
 // compatFlags are the flags etcd 3.5, 3.6 or 3.7 accepts that Kvorum parses

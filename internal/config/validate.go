@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/tlsutil"
+
+	"github.com/kvorum/kvorum/internal/membudget"
 )
 
 // parseURLs reads a comma-separated list of URLs, dropping repeats as etcd
@@ -74,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BackupInterval > 0 && c.BackupDir == "" {
 		return errors.New("--backup-interval is set but --backup-dir is empty; name the directory backups go to")
+	}
+	if err := membudget.Check(c.MemoryBudgetBytes); err != nil {
+		return err
 	}
 	for _, l := range []struct {
 		flag     string

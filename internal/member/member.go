@@ -27,6 +27,7 @@ import (
 
 	"github.com/kvorum/kvorum/internal/api"
 	"github.com/kvorum/kvorum/internal/config"
+	"github.com/kvorum/kvorum/internal/membudget"
 	"github.com/kvorum/kvorum/internal/metrics"
 	"github.com/kvorum/kvorum/internal/server"
 	"github.com/kvorum/kvorum/internal/version"
@@ -80,6 +81,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		AuthTokenTTL:          cfg.AuthTokenTTL,
 		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
 		Logger:                lg,
+		Memory:                membudget.Split(cfg.MemoryBudgetBytes),
 
 		WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		LeaseCheckpointInterval:     cfg.LeaseCheckpointInterval,

@@ -6,10 +6,6 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// defaultCacheBytes bounds the latest-version cache. It holds recently
-// written or read keys only, never an index of the whole key space.
-const defaultCacheBytes = 64 << 20
-
 // latestCache remembers the latest version of recently used keys for the
 // Writer, whose every put must know the key's previous version: a point
 // lookup in the engine costs ~10µs, the cache a map access.

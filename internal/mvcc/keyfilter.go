@@ -20,8 +20,11 @@ import (
 // Writer's goroutine uses it after Open.
 const (
 	keyFilterMinKeys  = 1 << 20 // smallest capacity a filter is built for
-	keyFilterMaxScan  = 8 << 20 // above this many live keys no filter is built
 	keyFilterFalsePos = 0.01
+	// keyFilterBitsPerKey is what a filter at keyFilterFalsePos takes
+	// (9.6 bits a key), rounded up, for turning a byte bound into a key
+	// capacity.
+	keyFilterBitsPerKey = 10
 )
 
 type keyFilter struct {
@@ -30,34 +33,62 @@ type keyFilter struct {
 	capacity uint
 	// stale is set once more keys were added than the filter was sized
 	// for; the store then rebuilds it after the next commit.
-	stale   bool
-	minKeys uint
+	stale    bool
+	minKeys  uint
+	maxBytes int64
 }
 
-// buildKeyFilter scans the live keys of r. It returns nil (no filter: every
-// lookup goes to storage) when there are more keys than it is worth holding.
-func buildKeyFilter(r pebble.Reader, minKeys uint) (*keyFilter, error) {
+// buildKeyFilter scans the live keys of r into a filter of at most
+// maxBytes. It returns nil (no filter: every lookup goes to storage) when
+// there are more live keys than a filter of that size holds, so the filter
+// is bounded by the memory budget, not by the key count.
+//
+// estimate, if not 0, is an upper bound of the live key count that sizes
+// the filter; with 0 a first pass counts the keys. Either way no key is
+// held in memory while scanning (an earlier version collected them all,
+// which at a few million keys cost hundreds of MB for a moment).
+func buildKeyFilter(r pebble.Reader, minKeys uint, maxBytes int64, estimate uint) (*keyFilter, error) {
+	maxKeys := uint(maxBytes * 8 / keyFilterBitsPerKey)
 	lo, hi := storage.LatestSpan(nil, nil)
+	if estimate == 0 {
+		n, err := countKeys(r, lo, hi, maxKeys)
+		if err != nil || n >= maxKeys {
+			return nil, err
+		}
+		estimate = n
+	}
+	capacity := min(max(minKeys, 4*estimate), maxKeys)
+	if capacity == 0 {
+		return nil, nil
+	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
 	}
-	var keys [][]byte
+	kf := &keyFilter{f: bloom.NewWithEstimates(capacity, keyFilterFalsePos), capacity: capacity, minKeys: minKeys, maxBytes: maxBytes}
 	for valid := it.First(); valid; valid = it.Next() {
-		if len(keys) >= keyFilterMaxScan {
+		if kf.added >= maxKeys {
 			return nil, closeIter(it)
 		}
-		keys = append(keys, append([]byte(nil), storage.UserKeyFromLatest(it.Key())...))
+		kf.add(storage.UserKeyFromLatest(it.Key()))
 	}
 	if err := closeIter(it); err != nil {
 		return nil, err
 	}
-	capacity := max(minKeys, 4*uint(len(keys)))
-	kf := &keyFilter{f: bloom.NewWithEstimates(capacity, keyFilterFalsePos), capacity: capacity, minKeys: minKeys}
-	for _, k := range keys {
-		kf.add(k)
-	}
 	return kf, nil
+}
+
+// countKeys counts the keys in [lo, hi), stopping at limit.
+func countKeys(r pebble.Reader, lo, hi []byte, limit uint) (uint, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	var n uint
+	for valid := it.First(); valid && n < limit; valid = it.Next() {
+		n++
+	}
+	return n, closeIter(it)
 }
 
 func (kf *keyFilter) add(key []byte) {

@@ -261,7 +261,7 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 			s.cache = newLatestCache(600)
 		}
 		if seed%3 == 0 {
-			kf, err := buildKeyFilter(db, 4)
+			kf, err := buildKeyFilter(db, 4, 1<<20, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

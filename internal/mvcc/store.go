@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/kvorum/kvorum/internal/membudget"
 	"github.com/kvorum/kvorum/internal/storage"
 )
 
@@ -35,23 +36,68 @@ type Store struct {
 	leaseCheck func(leaseID int64) error
 	cache      *latestCache // the Writer's; see latestCache
 	keys       *keyFilter   // the Writer's; nil when there is none
-	stats      atomic.Pointer[Stats]
+	// memCache and memFilter mirror the sizes of cache and keys for
+	// MemoryUse, which other goroutines call.
+	memCache, memFilter atomic.Int64
+	stats               atomic.Pointer[Stats]
 }
 
-// Open loads the current and compact revisions from db.
-func Open(db *pebble.DB) (*Store, error) {
+// Memory bounds what a Store holds in memory for its Writer; zero fields
+// take the shares of the default memory budget (internal/membudget).
+type Memory struct {
+	LatestCache int64 // bytes of the latest-version cache
+	KeyFilter   int64 // bytes of the key filter at most
+}
+
+// Open loads the current and compact revisions from db, with the default
+// memory bounds.
+func Open(db *pebble.DB) (*Store, error) { return OpenWithMemory(db, Memory{}) }
+
+// OpenWithMemory is Open with the Writer's caches bounded by mem.
+func OpenWithMemory(db *pebble.DB, mem Memory) (*Store, error) {
+	def := membudget.Split(0)
+	if mem.LatestCache <= 0 {
+		mem.LatestCache = def.LatestCache
+	}
+	if mem.KeyFilter <= 0 {
+		mem.KeyFilter = def.KeyFilter
+	}
 	rev, compactRev, err := loadRevs(db)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := buildKeyFilter(db, keyFilterMinKeys)
+	keys, err := buildKeyFilter(db, keyFilterMinKeys, mem.KeyFilter, 0)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, cache: newLatestCache(defaultCacheBytes), keys: keys}
+	s := &Store{db: db, cache: newLatestCache(int(mem.LatestCache)), keys: keys}
 	s.rev.Store(rev)
 	s.compactRev.Store(compactRev)
+	s.publishMemory()
 	return s, nil
+}
+
+// MemoryUse is what a Store's Writer holds in memory, in bytes.
+type MemoryUse struct {
+	LatestCache int64 // the latest-version cache (an estimate with overheads)
+	KeyFilter   int64 // the key filter's bits; 0 when there is none
+}
+
+// MemoryUse reports the Writer's caches as of the last commit. It is safe
+// to call from any goroutine.
+func (s *Store) MemoryUse() MemoryUse {
+	return MemoryUse{LatestCache: s.memCache.Load(), KeyFilter: s.memFilter.Load()}
+}
+
+// publishMemory copies the Writer's cache sizes where MemoryUse reads them;
+// only the Writer's goroutine (or Open) calls it.
+func (s *Store) publishMemory() {
+	s.memCache.Store(int64(s.cache.used))
+	var f int64
+	if s.keys != nil {
+		f = int64(s.keys.f.Cap() / 8)
+	}
+	s.memFilter.Store(f)
 }
 
 // SetLeaseCheck installs the lease lookup that puts consult, in etcd's order
@@ -121,13 +167,15 @@ func (s *Store) Commit(w *Writer, opts *pebble.WriteOptions) error {
 	s.compactRev.Store(w.compactRev)
 	if s.keys != nil && s.keys.stale {
 		// Sized for fewer keys than it now holds: rebuild it from the
-		// committed state, resized to the live key count.
-		keys, err := buildKeyFilter(s.db, s.keys.minKeys)
+		// committed state, resized. Every live key was added at least
+		// once, so added bounds their number.
+		keys, err := buildKeyFilter(s.db, s.keys.minKeys, s.keys.maxBytes, s.keys.added)
 		if err != nil {
 			return err
 		}
 		s.keys = keys
 	}
+	s.publishMemory()
 	return nil
 }
 

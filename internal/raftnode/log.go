@@ -2,6 +2,8 @@ package raftnode
 
 import (
 	"fmt"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,6 +22,11 @@ type raftLog struct {
 	last uint64 // index of the last entry written to the engine
 	// observer, if set, hears how long each synced write took.
 	observer Observer
+	// bytes is the encoded size of the entries mem holds, for the memory
+	// metrics. The Ready loop (save) and the applier (compact) change it
+	// for disjoint index ranges: compaction never passes the applied
+	// index, and a new leader only overwrites uncommitted entries.
+	bytes atomic.Int64
 }
 
 // loadRaftLog rebuilds the in-memory log from the engine. fresh reports
@@ -82,6 +89,7 @@ func loadRaftLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
 			return nil, false, fmt.Errorf("load raft log: %w", err)
 		}
 		l.last = ents[len(ents)-1].GetIndex()
+		l.bytes.Store(entriesSize(ents))
 	}
 	if hsBytes != nil {
 		hs := &pb.HardState{}
@@ -141,10 +149,25 @@ func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 		l.observer.Synced(time.Since(start))
 	}
 	if len(ents) > 0 {
+		// Entries at or after the first new one are replaced; those below
+		// the first index mem keeps are not stored by Append.
+		first, _ := l.mem.FirstIndex()
+		if lo := max(ents[0].GetIndex(), first); lo <= l.last {
+			if old, err := l.mem.Entries(lo, l.last+1, math.MaxUint64); err == nil {
+				l.bytes.Add(-entriesSize(old))
+			}
+		}
+		added := int64(0)
+		for _, e := range ents {
+			if e.GetIndex() >= first {
+				added += int64(proto.Size(e))
+			}
+		}
 		l.last = newLast
 		if err := l.mem.Append(ents); err != nil {
 			return err
 		}
+		l.bytes.Add(added)
 	}
 	if hs != nil && !raft.IsEmptyHardState(hs) {
 		return l.mem.SetHardState(hs)
@@ -174,6 +197,7 @@ func (l *raftLog) applySnapshot(snap *pb.Snapshot) error {
 	if err := l.mem.ApplySnapshot(snap); err != nil {
 		return err
 	}
+	l.bytes.Store(0) // a snapshot replaces every entry
 	if l.last < meta.GetIndex() {
 		l.last = meta.GetIndex()
 	}
@@ -205,9 +229,47 @@ func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error
 		return err
 	}
 	if keepFrom > 1 {
+		var dropped int64
+		if first, _ := l.mem.FirstIndex(); first < keepFrom {
+			if old, err := l.mem.Entries(first, keepFrom, math.MaxUint64); err == nil {
+				dropped = entriesSize(old)
+			}
+		}
 		if err := l.mem.Compact(keepFrom - 1); err != nil && err != raft.ErrCompacted {
 			return err
 		}
+		l.bytes.Add(-dropped)
 	}
 	return nil
+}
+
+// keepWithin moves keepFrom up so that the entries kept for followers,
+// keepFrom..applied, take at most limit bytes. A follower that needs an
+// entry before it gets a snapshot instead. Only the applier calls it: the
+// entries up to applied are committed and no longer change.
+func (l *raftLog) keepWithin(keepFrom, applied uint64, limit int64) uint64 {
+	if keepFrom > applied {
+		return keepFrom
+	}
+	ents, err := l.mem.Entries(keepFrom, applied+1, math.MaxUint64)
+	if err != nil {
+		return keepFrom
+	}
+	var kept int64
+	for i := len(ents) - 1; i >= 0; i-- {
+		kept += int64(proto.Size(ents[i]))
+		if kept > limit {
+			return ents[i].GetIndex() + 1
+		}
+	}
+	return keepFrom
+}
+
+// entriesSize is the encoded size of ents.
+func entriesSize(ents []*pb.Entry) int64 {
+	var n int64
+	for _, e := range ents {
+		n += int64(proto.Size(e))
+	}
+	return n
 }

@@ -71,3 +71,81 @@ func TestCompactedRaftLogReloadsFromCompactionPoint(t *testing.T) {
 		t.Fatalf("reloaded snapshot metadata = %v", snap.GetMetadata())
 	}
 }
+
+// The byte count of the in-memory log (a memory metric) follows every way
+// entries come and go: appends, an overwritten tail, compaction, reload and
+// an installed snapshot.
+func TestRaftLogBytesFollowEntriesHeld(t *testing.T) {
+	held := func(l *raftLog) int64 {
+		first, _ := l.mem.FirstIndex()
+		last, _ := l.mem.LastIndex()
+		if last < first {
+			return 0
+		}
+		es, err := l.mem.Entries(first, last+1, ^uint64(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return entriesSize(es)
+	}
+	check := func(l *raftLog, step string) {
+		t.Helper()
+		if got, want := l.bytes.Load(), held(l); got != want || want < 0 {
+			t.Fatalf("after %s: counted %d bytes, entries held take %d", step, got, want)
+		}
+	}
+	db := memDB(t)
+	l, _, _ := loadRaftLog(db)
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(3)}, ents(1, 1, 10), true); err != nil {
+		t.Fatal(err)
+	}
+	check(l, "append")
+	if l.bytes.Load() == 0 {
+		t.Fatal("ten entries counted as 0 bytes")
+	}
+	if err := l.save(&pb.HardState{Term: proto.Uint64(2), Commit: proto.Uint64(5)}, ents(2, 6, 7), true); err != nil {
+		t.Fatal(err)
+	}
+	check(l, "overwritten tail")
+	if err := l.save(nil, ents(2, 8, 40), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.compact(30, &pb.ConfState{Voters: []uint64{1}}, 20); err != nil {
+		t.Fatal(err)
+	}
+	check(l, "compaction")
+	r, _, err := loadRaftLog(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(r, "reload")
+	snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: proto.Uint64(50), Term: proto.Uint64(2), ConfState: &pb.ConfState{Voters: []uint64{1}}}}
+	if err := r.applySnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	check(r, "snapshot")
+	if r.bytes.Load() != 0 {
+		t.Fatalf("after a snapshot %d bytes counted, want 0", r.bytes.Load())
+	}
+}
+
+// keepWithin keeps the newest entries up to applied that fit in the limit.
+func TestKeepWithinKeepsNewestEntriesThatFit(t *testing.T) {
+	l, _, _ := loadRaftLog(memDB(t))
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(20)}, ents(1, 1, 20), true); err != nil {
+		t.Fatal(err)
+	}
+	one := int64(proto.Size(ents(1, 1, 1)[0]))
+	for _, tc := range []struct {
+		limit int64
+		want  uint64
+	}{
+		{limit: 1 << 20, want: 5},  // everything from keepFrom fits
+		{limit: 3 * one, want: 8},  // entries 8, 9, 10
+		{limit: one / 2, want: 11}, // not even applied itself
+	} {
+		if got := l.keepWithin(5, 10, tc.limit); got != tc.want {
+			t.Errorf("keepWithin(5, 10, %d) = %d, want %d", tc.limit, got, tc.want)
+		}
+	}
+}

@@ -47,6 +47,13 @@ type Config struct {
 	ElectionTicks  int           // election timeout in ticks
 	SnapshotCount  uint64        // applied entries between log compactions
 	CatchUpEntries uint64        // entries kept after compaction for slow followers
+	// MaxLogBytes, if set, also bounds the raft log kept in memory by
+	// size: once its entries take more, the log is compacted before
+	// SnapshotCount entries were applied, and a compaction keeps no more
+	// than half of it in catch-up entries. Small entries never reach it;
+	// it matters for large ones (10,000 entries of a 100-op txn would
+	// otherwise hold hundreds of MB).
+	MaxLogBytes int64
 
 	DataDir      string
 	DB           *pebble.DB
@@ -76,6 +83,11 @@ type Node struct {
 
 	confState *pb.ConfState
 	snapIndex uint64 // index of the last log compaction point
+	// bytesAfterCompact is what the in-memory log took right after the
+	// last compaction; a compaction for size waits until the log has grown
+	// by a quarter of MaxLogBytes past it, so entries not yet applied
+	// (which no compaction can drop) do not cause one per apply.
+	bytesAfterCompact int64
 	// confChanged is set when a membership change was applied after the
 	// last compaction point (see maybeCompact).
 	confChanged bool
@@ -519,6 +531,10 @@ func (n *Node) setApplied(idx uint64) {
 func (n *Node) maybeCompact() error {
 	applied := n.applied.Load()
 	due := n.cfg.SnapshotCount > 0 && applied >= n.snapIndex+n.cfg.SnapshotCount
+	if maxBytes := n.cfg.MaxLogBytes; maxBytes > 0 && applied > n.snapIndex {
+		held := n.log.bytes.Load()
+		due = due || held > maxBytes && held > n.bytesAfterCompact+maxBytes/4
+	}
 	if !due && !(n.confChanged && applied > n.snapIndex) {
 		return nil
 	}
@@ -540,9 +556,13 @@ func (n *Node) maybeCompact() error {
 	if first, _ := n.log.mem.FirstIndex(); keepFrom < first {
 		keepFrom = first
 	}
+	if n.cfg.MaxLogBytes > 0 {
+		keepFrom = n.log.keepWithin(keepFrom, applied, n.cfg.MaxLogBytes/2)
+	}
 	if err := n.log.compact(applied, n.confState, keepFrom); err != nil {
 		return fmt.Errorf("compact raft log at %d: %w", applied, err)
 	}
+	n.bytesAfterCompact = n.log.bytes.Load()
 	n.snapIndex = applied
 	n.confChanged = false
 	n.lg.Debug("raft log compacted", "index", applied, "kept-from", keepFrom)
@@ -757,6 +777,19 @@ func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
 
 // CommittedIndex is the highest log index known to be committed.
 func (n *Node) CommittedIndex() uint64 { return n.commit.Load() }
+
+// LogMemory is what the raft log entries kept in memory take, in bytes
+// (encoded size), and how many there are: the entries since the last
+// compaction point plus the ones kept for followers (SnapshotCount and
+// CatchUpEntries bound their number).
+func (n *Node) LogMemory() (bytes int64, entries uint64) {
+	first, _ := n.log.mem.FirstIndex()
+	last, _ := n.log.mem.LastIndex()
+	if last >= first {
+		entries = last - first + 1
+	}
+	return n.log.bytes.Load(), entries
+}
 
 // AppliedIndex is the highest index applied to the state machine.
 func (n *Node) AppliedIndex() uint64 { return n.applied.Load() }

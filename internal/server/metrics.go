@@ -8,6 +8,8 @@ import (
 	"go.etcd.io/raft/v3"
 
 	"github.com/kvorum/kvorum/internal/metrics"
+	"github.com/kvorum/kvorum/internal/mvcc"
+	"github.com/kvorum/kvorum/internal/storage"
 	"github.com/kvorum/kvorum/internal/version"
 )
 
@@ -35,6 +37,7 @@ func (s *Server) attachKVStats() {
 
 // watchMetrics registers the series read from the member's state.
 func (s *Server) watchMetrics() {
+	s.watchMemory()
 	st := &s.kvStats
 	s.metrics.Watch(metrics.Sources{
 		MemberID:       s.memberID,
@@ -63,6 +66,31 @@ func (s *Server) watchMetrics() {
 			}
 			return out
 		},
+	})
+}
+
+// watchMemory registers the memory series: each part the memory budget
+// bounds, and the events queued for watch clients (bounded per stream).
+func (s *Server) watchMemory() {
+	b := s.cfg.Memory
+	engine := func(part func(storage.MemoryUse) int64) func() int64 {
+		return func() int64 { return part(s.engine.MemoryUse()) }
+	}
+	kv := func(part func(mvcc.MemoryUse) int64) func() int64 {
+		return func() int64 { return part(s.kvStore().MemoryUse()) }
+	}
+	s.metrics.WatchMemory(metrics.Memory{
+		Budget: b.Total,
+		Parts: []metrics.MemoryPart{
+			{Name: "block_cache", Limit: b.BlockCache, Used: engine(func(u storage.MemoryUse) int64 { return u.BlockCache })},
+			{Name: "memtables", Limit: b.MemTableBytes(), Used: engine(func(u storage.MemoryUse) int64 { return u.MemTables })},
+			{Name: "kv_latest_cache", Limit: b.LatestCache, Used: kv(func(u mvcc.MemoryUse) int64 { return u.LatestCache })},
+			{Name: "kv_key_filter", Limit: b.KeyFilter, Used: kv(func(u mvcc.MemoryUse) int64 { return u.KeyFilter })},
+			{Name: "watch_recent", Limit: b.WatchRecent, Used: func() int64 { r, _ := s.watch.MemoryUse(); return r }},
+			{Name: "watch_queued", Used: func() int64 { _, q := s.watch.MemoryUse(); return q }},
+			{Name: "raft_log", Limit: b.RaftLog, Used: func() int64 { n, _ := s.node.LogMemory(); return n }},
+		},
+		RaftLogEntries: func() uint64 { _, e := s.node.LogMemory(); return e },
 	})
 }
 

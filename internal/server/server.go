@@ -22,6 +22,7 @@ import (
 	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
+	"github.com/kvorum/kvorum/internal/membudget"
 	"github.com/kvorum/kvorum/internal/metrics"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/raftnode"
@@ -89,6 +90,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics is the member's registry; nil means a basic one of its own.
 	Metrics *metrics.Metrics
+	// Memory is the split of the memory budget (zero: membudget's default).
+	Memory membudget.Budget
 }
 
 // Server is one member.
@@ -149,7 +152,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLearners <= 0 {
 		cfg.MaxLearners = 1
 	}
-	engine, err := storage.Open(cfg.DataDir)
+	if cfg.Memory.Total == 0 {
+		cfg.Memory = membudget.Split(0)
+	}
+	engine, err := storage.OpenWithBudget(cfg.DataDir, cfg.Memory)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +235,8 @@ func (s *Server) open() error {
 	s.memberID, s.clusterID = ident.MemberID, ident.ClusterID
 	s.ids = newIDGenerator(s.memberID, time.Now())
 
-	s.applier, err = apply.New(apply.Config{DB: s.db, Leases: s.lessor, Members: s.members, Alarms: s.alarms, Auth: s.auth, Logger: s.lg})
+	s.applier, err = apply.New(apply.Config{DB: s.db, Leases: s.lessor, Members: s.members, Alarms: s.alarms, Auth: s.auth, Logger: s.lg,
+		KVMemory: mvcc.Memory{LatestCache: cfg.Memory.LatestCache, KeyFilter: cfg.Memory.KeyFilter}})
 	if err != nil {
 		return err
 	}
@@ -244,6 +251,7 @@ func (s *Server) open() error {
 		ElectionTicks:  electionTicks,
 		SnapshotCount:  cfg.SnapshotCount,
 		CatchUpEntries: cfg.CatchUpEntries,
+		MaxLogBytes:    cfg.Memory.RaftLog,
 		DataDir:        cfg.DataDir,
 		DB:             s.db,
 		StateMachine:   &stateMachine{s: s},

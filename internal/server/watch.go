@@ -35,6 +35,7 @@ func (s *Server) newWatchHub() *watch.Hub {
 		Source:           kvSource{s},
 		Rev:              s.kvStore().Rev(),
 		ProgressInterval: interval,
+		RecentBytes:      int(s.cfg.Memory.WatchRecent),
 		Logger:           s.lg,
 	})
 }

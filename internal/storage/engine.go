@@ -8,6 +8,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/kvorum/kvorum/internal/membudget"
 )
 
 // engineDir is the directory under a member's data dir holding the Pebble
@@ -21,10 +23,17 @@ type Engine struct {
 	opts *pebble.Options
 }
 
-// Open opens (creating if needed) the engine in dataDir. It refuses a
-// directory that holds something else than a Kvorum data dir, naming what it
-// found, so a typo in --data-dir never mixes two programs' files.
+// Open opens the engine in dataDir with the default memory budget's
+// shares; see OpenWithBudget.
 func Open(dataDir string) (*Engine, error) {
+	return OpenWithBudget(dataDir, membudget.Split(0))
+}
+
+// OpenWithBudget opens (creating if needed) the engine in dataDir, with the
+// block cache and memtables of budget b. It refuses a directory that holds
+// something else than a Kvorum data dir, naming what it found, so a typo in
+// --data-dir never mixes two programs' files.
+func OpenWithBudget(dataDir string, b membudget.Budget) (*Engine, error) {
 	if err := checkDataDir(dataDir); err != nil {
 		return nil, err
 	}
@@ -32,10 +41,17 @@ func Open(dataDir string) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
 	}
+	// The memtables and the block cache are the engine's memory, and both
+	// are fixed by the budget rather than by the data: a member with more
+	// keys reads more from disk (and the page cache), it does not hold more.
+	cache := pebble.NewCache(b.BlockCache)
+	defer cache.Unref() // the DB holds its own reference
 	opts := &pebble.Options{
-		Logger:             quietLogger{},
-		MemTableSize:       64 << 20,
-		FormatMajorVersion: pebble.FormatNewest,
+		Logger:                      quietLogger{},
+		Cache:                       cache,
+		MemTableSize:                uint64(b.MemTable),
+		MemTableStopWritesThreshold: b.MemTables,
+		FormatMajorVersion:          pebble.FormatNewest,
 	}
 	// Point lookups of keys that are not in a table (a put of a new key
 	// asks for its previous version) skip the table by its bloom filter.
@@ -55,6 +71,24 @@ func Open(dataDir string) (*Engine, error) {
 // write its log stops the process, so growth is refused below this.
 func (e *Engine) WriteHeadroom() int64 {
 	return 2*int64(e.opts.MemTableSize) + int64(e.opts.MemTableSize)/2
+}
+
+// MemoryUse is what the engine holds in memory now, in bytes.
+type MemoryUse struct {
+	BlockCache int64 // blocks in the block cache
+	// MemTables are the memtables being written or waiting for their
+	// flush, the flushed one kept for reuse and any flushed one an
+	// iterator still reads (freed when it closes).
+	MemTables int64
+}
+
+// MemoryUse reports the engine's block cache and memtables.
+func (e *Engine) MemoryUse() MemoryUse {
+	m := e.DB.Metrics()
+	return MemoryUse{
+		BlockCache: m.BlockCache.Size,
+		MemTables:  int64(m.MemTable.Size + m.MemTable.ZombieSize),
+	}
 }
 
 // Dir is the engine's directory.

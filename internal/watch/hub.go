@@ -510,3 +510,22 @@ func (h *Hub) cancel(w *watcher, reason string) {
 		Header: &pb.ResponseHeader{Revision: h.rev}, WatchId: w.id, Canceled: true, CancelReason: reason,
 	})
 }
+
+// MemoryUse reports, in estimated bytes, the buffer of recent changes and
+// the events queued on every stream for clients that have not taken them
+// yet. It takes the hub's lock and each stream's queue lock briefly.
+func (h *Hub) MemoryUse() (recent, queued int64) {
+	h.mu.Lock()
+	recent = int64(h.recent.bytes)
+	streams := make([]*Stream, 0, len(h.streams))
+	for st := range h.streams {
+		streams = append(streams, st)
+	}
+	h.mu.Unlock()
+	for _, st := range streams {
+		st.qmu.Lock()
+		queued += int64(st.bytes)
+		st.qmu.Unlock()
+	}
+	return recent, queued
+}
