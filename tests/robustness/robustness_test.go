@@ -55,7 +55,7 @@ func TestRobustnessDiskFull(t *testing.T) {
 	}
 	runScenario(t, scenario{
 		members: 3,
-		diskMB:  1024, // the engine preallocates its write-ahead logs (72 MiB each)
+		diskMB:  1024, // room for the preallocated write-ahead logs and the disk reserve
 		rounds:  1,
 		round:   envDuration(t, "KVORUM_ROBUSTNESS_ROUND", 20*time.Second),
 		faults:  []faultKind{diskFull, diskFull, killRandom},
