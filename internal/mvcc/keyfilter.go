@@ -15,9 +15,16 @@ import (
 //
 // Invariant: once built, the filter contains every key that has a live
 // version in the Writer's view (it may also contain deleted keys: those only
-// cost a lookup). It is built when the store is opened, by scanning the keys
-// of the latest span, and the Writer adds every key it writes. Only the
-// Writer's goroutine uses it after Open.
+// cost a lookup). Only the Writer's goroutine uses it.
+//
+// Building it means visiting every live key, which at millions of keys takes
+// seconds. So it is never built while a member opens its store or inside a
+// commit (that would hold up reads): a filterBuild visits the keys a chunk
+// at a time, after the Writer's commits, while puts do without a filter (or
+// keep using the one it replaces, which is only overfull). A key live when
+// the build completes was either visited (it was live when the build passed
+// it) or written after the build started, and the Writer adds every key it
+// writes to the filter being built too.
 const (
 	keyFilterMinKeys  = 1 << 20 // smallest capacity a filter is built for
 	keyFilterFalsePos = 0.01
@@ -25,6 +32,9 @@ const (
 	// (9.6 bits a key), rounded up, for turning a byte bound into a key
 	// capacity.
 	keyFilterBitsPerKey = 10
+	// keyFilterChunk is how many keys a build visits after one commit: a
+	// few milliseconds of the applying goroutine.
+	keyFilterChunk = 8192
 )
 
 type keyFilter struct {
@@ -32,63 +42,84 @@ type keyFilter struct {
 	added    uint
 	capacity uint
 	// stale is set once more keys were added than the filter was sized
-	// for; the store then rebuilds it after the next commit.
-	stale    bool
-	minKeys  uint
-	maxBytes int64
+	// for; the store then builds a bigger one.
+	stale bool
 }
 
-// buildKeyFilter scans the live keys of r into a filter of at most
-// maxBytes. It returns nil (no filter: every lookup goes to storage) when
-// there are more live keys than a filter of that size holds, so the filter
-// is bounded by the memory budget, not by the key count.
-//
-// estimate, if not 0, is an upper bound of the live key count that sizes
-// the filter; with 0 a first pass counts the keys. Either way no key is
-// held in memory while scanning (an earlier version collected them all,
-// which at a few million keys cost hundreds of MB for a moment).
-func buildKeyFilter(r pebble.Reader, minKeys uint, maxBytes int64, estimate uint) (*keyFilter, error) {
-	maxKeys := uint(maxBytes * 8 / keyFilterBitsPerKey)
-	lo, hi := storage.LatestSpan(nil, nil)
-	if estimate == 0 {
-		n, err := countKeys(r, lo, hi, maxKeys)
-		if err != nil || n >= maxKeys {
-			return nil, err
-		}
-		estimate = n
+// filterBuild is a key filter under construction. Without an estimate of
+// the key count it first counts the live keys to size the filter, then
+// fills it; both passes go a chunk at a time (see step).
+type filterBuild struct {
+	minKeys uint
+	maxKeys uint // more live keys than this: no filter at all
+	chunk   int
+	counted uint       // keys counted so far
+	kf      *keyFilter // nil while counting
+	cursor  []byte     // the latest-span key the next chunk starts at; nil: the start
+}
+
+// newFilterBuild starts a build of the Writer's next filter; estimate, if
+// not 0, bounds the live key count and skips counting.
+func (s *Store) newFilterBuild(estimate uint) *filterBuild {
+	b := &filterBuild{minKeys: s.filterMinKeys, maxKeys: uint(s.filterBytes * 8 / keyFilterBitsPerKey), chunk: s.filterChunk}
+	if estimate > 0 {
+		b.fill(estimate)
 	}
-	capacity := min(max(minKeys, 4*estimate), maxKeys)
-	if capacity == 0 {
-		return nil, nil
+	return b
+}
+
+// fill starts the second pass, with a filter sized for estimate keys.
+func (b *filterBuild) fill(estimate uint) {
+	capacity := min(max(b.minKeys, 4*estimate), b.maxKeys)
+	b.kf = &keyFilter{f: bloom.NewWithEstimates(max(capacity, 1), keyFilterFalsePos), capacity: capacity}
+	b.cursor = nil
+}
+
+// written is told of every key the Writer writes during the build.
+func (b *filterBuild) written(key []byte) {
+	if b.kf != nil {
+		b.kf.add(key)
+	}
+}
+
+// step visits the next chunk of keys in r. It reports done with the
+// filter when the build is complete (a nil filter: more live keys than
+// the memory bound allows, so puts go to storage).
+func (b *filterBuild) step(r pebble.Reader) (kf *keyFilter, done bool, err error) {
+	lo, hi := storage.LatestSpan(nil, nil)
+	if b.cursor != nil {
+		lo = b.cursor
 	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	kf := &keyFilter{f: bloom.NewWithEstimates(capacity, keyFilterFalsePos), capacity: capacity, minKeys: minKeys, maxBytes: maxBytes}
-	for valid := it.First(); valid; valid = it.Next() {
-		if kf.added >= maxKeys {
-			return nil, closeIter(it)
+	n := 0
+	valid := it.First()
+	for ; valid && n < b.chunk; valid = it.Next() {
+		n++
+		if b.kf == nil {
+			b.counted++
+		} else {
+			b.kf.add(storage.UserKeyFromLatest(it.Key()))
 		}
-		kf.add(storage.UserKeyFromLatest(it.Key()))
+	}
+	if valid {
+		b.cursor = append(b.cursor[:0], it.Key()...)
 	}
 	if err := closeIter(it); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return kf, nil
-}
-
-// countKeys counts the keys in [lo, hi), stopping at limit.
-func countKeys(r pebble.Reader, lo, hi []byte, limit uint) (uint, error) {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return 0, err
+	switch {
+	case b.kf == nil && b.counted >= b.maxKeys, b.kf != nil && b.kf.added >= b.maxKeys:
+		return nil, true, nil
+	case valid:
+		return nil, false, nil
+	case b.kf == nil:
+		b.fill(b.counted) // counted them all: now fill a filter sized for them
+		return nil, false, nil
 	}
-	var n uint
-	for valid := it.First(); valid && n < limit; valid = it.Next() {
-		n++
-	}
-	return n, closeIter(it)
+	return b.kf, true, nil
 }
 
 func (kf *keyFilter) add(key []byte) {

@@ -254,18 +254,17 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 	g := &gen{rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), m: h.m}
 	// Odd seeds run with a latest-version cache that holds only a few keys,
 	// so eviction and refilling are exercised too.
-	// Seeds divisible by 3 run with a key filter sized for 4 keys, so it
-	// goes stale and is rebuilt after commits.
+	// Seeds divisible by 3 build the key filter 3 keys a commit, sized
+	// for at least 4 keys, so writes go on during builds, the filter goes
+	// stale and is rebuilt.
 	smallCache := func(s *Store) {
 		if seed%2 == 1 {
 			s.cache = newLatestCache(600)
 		}
 		if seed%3 == 0 {
-			kf, err := buildKeyFilter(db, 4, 1<<20, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.keys = kf
+			s.keys = nil
+			s.filterMinKeys, s.filterChunk = 4, 3
+			s.build = s.newFilterBuild(0)
 		}
 	}
 	smallCache(s)

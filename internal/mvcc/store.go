@@ -36,6 +36,13 @@ type Store struct {
 	leaseCheck func(leaseID int64) error
 	cache      *latestCache // the Writer's; see latestCache
 	keys       *keyFilter   // the Writer's; nil when there is none
+	// build is the Writer's key filter under construction, nil when none;
+	// filters are sized for filterMinKeys keys at least and bounded by
+	// filterBytes, and built filterChunk keys a commit.
+	build         *filterBuild
+	filterBytes   int64
+	filterMinKeys uint
+	filterChunk   int
 	// memCache and memFilter mirror the sizes of cache and keys for
 	// MemoryUse, which other goroutines call.
 	memCache, memFilter atomic.Int64
@@ -66,11 +73,9 @@ func OpenWithMemory(db *pebble.DB, mem Memory) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := buildKeyFilter(db, keyFilterMinKeys, mem.KeyFilter, 0)
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{db: db, cache: newLatestCache(int(mem.LatestCache)), keys: keys}
+	s := &Store{db: db, cache: newLatestCache(int(mem.LatestCache)),
+		filterBytes: mem.KeyFilter, filterMinKeys: keyFilterMinKeys, filterChunk: keyFilterChunk}
+	s.build = s.newFilterBuild(0)
 	s.rev.Store(rev)
 	s.compactRev.Store(compactRev)
 	s.publishMemory()
@@ -96,6 +101,9 @@ func (s *Store) publishMemory() {
 	var f int64
 	if s.keys != nil {
 		f = int64(s.keys.f.Cap() / 8)
+	}
+	if s.build != nil && s.build.kf != nil {
+		f += int64(s.build.kf.f.Cap() / 8)
 	}
 	s.memFilter.Store(f)
 }
@@ -157,25 +165,40 @@ func (s *Store) Commit(w *Writer, opts *pebble.WriteOptions) error {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	start := time.Now()
 	if err := w.b.Commit(opts); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	s.observeCommit(time.Since(start))
 	s.rev.Store(w.rev)
 	s.compactRev.Store(w.compactRev)
-	if s.keys != nil && s.keys.stale {
-		// Sized for fewer keys than it now holds: rebuild it from the
-		// committed state, resized. Every live key was added at least
-		// once, so added bounds their number.
-		keys, err := buildKeyFilter(s.db, s.keys.minKeys, s.keys.maxBytes, s.keys.added)
-		if err != nil {
-			return err
-		}
-		s.keys = keys
+	s.mu.Unlock()
+	if err := s.stepFilterBuild(); err != nil {
+		return err
 	}
 	s.publishMemory()
+	return nil
+}
+
+// stepFilterBuild advances the key filter's construction by a chunk, on
+// the Writer's goroutine after a commit (see filterBuild). A filter sized
+// for fewer keys than it now holds is replaced by a bigger one; every live
+// key was added at least once, so added bounds their number.
+func (s *Store) stepFilterBuild() error {
+	if s.build == nil && s.keys != nil && s.keys.stale {
+		s.build = s.newFilterBuild(s.keys.added)
+	}
+	if s.build == nil {
+		return nil
+	}
+	kf, done, err := s.build.step(s.db)
+	if err != nil {
+		return err
+	}
+	if done {
+		s.keys, s.build = kf, nil
+	}
 	return nil
 }
 

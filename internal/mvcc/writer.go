@@ -259,6 +259,9 @@ func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvcc
 	if kv != nil && w.s.keys != nil {
 		w.s.keys.add(key)
 	}
+	if kv != nil && w.s.build != nil {
+		w.s.build.written(key)
+	}
 	w.changes++
 	return nil
 }
