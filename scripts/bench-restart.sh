@@ -14,6 +14,7 @@
 #      start it again on the same data dir and flags, and poll it (tools/readwait, a client/v3
 #      program retrying every few ms) until it serves a serializable Get, then a linearizable Get.
 #      The times are from launching the process; the RSS is read when the linearizable read is served;
+#      After each restart (not timed) it counts the keys with `etcdctl get "" --from-key --count-only`;
 #   3. prints medians, Kvorum/etcd ratios (of the medians and per round), the target of issue 12
 #      (Kvorum <= 0.25x etcd), and writes summary.md, results.csv and member logs to OUTDIR.
 #
@@ -59,7 +60,7 @@ log "output: $OUTDIR"
 wait_quiet
 
 CSV=$OUTDIR/results.csv
-echo "round,server,keys,serializable_s,linearizable_s,rss_mb,data_mb,load1" >"$CSV"
+echo "round,server,keys,serializable_s,linearizable_s,rss_mb,data_mb,load1,keys_counted" >"$CSV"
 echo "loading started: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loadavg)" >>"$OUTDIR/meta.txt"
 
 for srv in kvorum etcd; do
@@ -95,9 +96,12 @@ for (( r = 1; r <= ROUNDS; r++ )); do
     pid=$(member_pid "$dir" m1)
     rss=$(mb "$(vm_kb "$pid" VmRSS)") data=$(dir_mb "$dir/m1.data")
     [[ -n "$lin" ]] || log "  !! $srv: no read served: $out"
-    echo "$r,$srv,$KEYS,$ser,$lin,$rss,$data,$l0" >>"$CSV"
-    printf '  r%s %-6s serializable read after %6ss, linearizable after %6ss  RSS %5s MB  data %5s MB  load %s\n' \
-      "$r" "$srv" "${ser:-?}" "${lin:-?}" "$rss" "$data" "$l0" >&2
+    # sanity check, not timed: every key is still there
+    count=$("$ETCDCTL" --endpoints="$ep" --command-timeout=300s get "" --from-key --count-only -w fields </dev/null 2>/dev/null | awk -F' : ' '/^"Count"/{print $2}')
+    [[ "$count" == "$KEYS" ]] || log "  !! $srv: $KEYS keys loaded, ${count:-?} counted after the restart"
+    echo "$r,$srv,$KEYS,$ser,$lin,$rss,$data,$l0,$count" >>"$CSV"
+    printf '  r%s %-6s serializable read after %6ss, linearizable after %6ss  RSS %5s MB  data %5s MB  keys %s  load %s\n' \
+      "$r" "$srv" "${ser:-?}" "${lin:-?}" "$rss" "$data" "${count:-?}" "$l0" >&2
     sleep "$PAUSE"
   done
 done
@@ -112,6 +116,7 @@ summarize() {
     NR == 1 { next }
     { for (c = 4; c <= 7; c++) if ($c != "") { v[$2, c] = v[$2, c] " " $c; per[$2, c, $1] = $c }
       if ($5 == "") miss[$2]++
+      if ($9 != $3) lost[$2] = lost[$2] " r" $1 ":" ($9 == "" ? "?" : $9)
       if ($8 != "") loads = loads " " $8 }
     function row(label, c, fmt,   a, b, s, r) {
       a = med(v["kvorum", c]); b = med(v["etcd", c]); s = ""
@@ -130,6 +135,7 @@ summarize() {
       print "Medians over " R " restart(s) of each server; ratio = Kvorum/etcd (below 1 favours Kvorum)."
       print ""
       if (A[5] != "" && B[5] != "") printf "Target (issue 12): restart until reads are served <= 0.25x etcd: %.2f (%s)\n", A[5] / B[5], (A[5] <= 0.25 * B[5] ? "met" : "NOT met")
+      for (s in lost) printf "\n- %s: key count after a restart differs from the %d loaded:%s\n", s, KEYS, lost[s]
       for (s in miss) printf "\n- %s: %d restart(s) without a read served in time\n", s, miss[s]
       nl = split(loads, L, " "); lmin = lmax = ""
       for (i = 1; i <= nl; i++) { if (lmin == "" || L[i] + 0 < lmin) lmin = L[i] + 0; if (lmax == "" || L[i] + 0 > lmax) lmax = L[i] + 0 }
