@@ -26,6 +26,7 @@
 # Knobs (environment):
 #   ROUNDS=2  PRELOAD_REVS=1000000  PRELOAD_KEYS=1000  VAL_SIZE=256  PRELOAD_CLIENTS=200 PRELOAD_CONNS=20
 #   RATE=1000  PHASE_SECS=30  OP_DELAY=5  LOAD_CLIENTS=50 LOAD_CONNS=10  PHASES="baseline compact defrag"
+#   PHASE_GAP=5               seconds idle before each phase (after all members answer `endpoint health`)
 #   DB_GB=0  BIG_VAL=8192     extra live data for a store of a few GB (0: none)
 #   QUOTA_BYTES=              --quota-backend-bytes for both (default 8 GiB, or DB_GB + 4 GiB if larger)
 #   OP_TIMEOUT=1800           seconds etcdctl waits for compact or defrag
@@ -47,12 +48,12 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
 CMDLINE=$(cmdline ROUNDS PRELOAD_REVS PRELOAD_KEYS VAL_SIZE PRELOAD_CLIENTS PRELOAD_CONNS RATE PHASE_SECS OP_DELAY LOAD_CLIENTS \
-  LOAD_CONNS PHASES DB_GB BIG_VAL QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
+  LOAD_CONNS PHASES PHASE_GAP DB_GB BIG_VAL QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 ROUNDS=${ROUNDS:-2} PRELOAD_REVS=${PRELOAD_REVS:-1000000} PRELOAD_KEYS=${PRELOAD_KEYS:-1000} VAL_SIZE=${VAL_SIZE:-256}
 PRELOAD_CLIENTS=${PRELOAD_CLIENTS:-200} PRELOAD_CONNS=${PRELOAD_CONNS:-20}
 RATE=${RATE:-1000} PHASE_SECS=${PHASE_SECS:-30} OP_DELAY=${OP_DELAY:-5} LOAD_CLIENTS=${LOAD_CLIENTS:-50} LOAD_CONNS=${LOAD_CONNS:-10}
-PHASES=${PHASES:-baseline compact defrag} DB_GB=${DB_GB:-0} BIG_VAL=${BIG_VAL:-8192} OP_TIMEOUT=${OP_TIMEOUT:-1800} KEEP_DATA=${KEEP_DATA:-0}
+PHASES=${PHASES:-baseline compact defrag} PHASE_GAP=${PHASE_GAP:-5} DB_GB=${DB_GB:-0} BIG_VAL=${BIG_VAL:-8192} OP_TIMEOUT=${OP_TIMEOUT:-1800} KEEP_DATA=${KEEP_DATA:-0}
 if [[ -z "${QUOTA_BYTES:-}" ]]; then
   QUOTA_BYTES=$(awk -v g="$DB_GB" 'BEGIN{q = (g + 4) * 1073741824; if (q < 8589934592) q = 8589934592; printf "%.0f", q}')
 fi
@@ -100,6 +101,10 @@ preload() {
 phase() {
   local dir=$1 srv=$2 r=$3 ph=$4 raw="$OUTDIR/raw/r$3-$2-$4.txt" l0 lead bpid op_t0="" op_t1="" op_s="" op_rc="" rev
   local db0 db1 d0 d1
+  # the previous phase's operation may still be running on a member (a request can time out while
+  # the work goes on): start from a cluster that answers, after a short pause
+  wait_healthy "$dir" || log "  !! $srv: not all members healthy before the $ph phase"
+  sleep "$PHASE_GAP"
   l0=$(load1)
   lead=$(leader_of "$dir")
   db0=$(db_mb "$EPS") d0=$(dir_mb "$dir/${lead:-m1}.data")
