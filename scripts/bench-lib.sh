@@ -304,8 +304,12 @@ function ratio(x, y) { return (x == "" || y == "" || y + 0 == 0) ? "n/a" : sprin
 function f(x, fmt) { return x == "" ? "n/a" : sprintf(fmt, x) }
 '
 
-# order ROUND -> "kvorum etcd" or "etcd kvorum" (etcd first in even rounds, as bench.sh ORDER=abba)
-order() { if (( $1 % 2 == 0 )); then echo "etcd kvorum"; else echo "kvorum etcd"; fi; }
+# order ROUND -> "kvorum etcd" or "etcd kvorum" (etcd first in even rounds, as bench.sh ORDER=abba),
+# keeping only the servers named in SERVERS (default both; e.g. SERVERS=etcd to measure one side alone)
+order() {
+  local s o; if (( $1 % 2 == 0 )); then o="etcd kvorum"; else o="kvorum etcd"; fi
+  for s in $o; do [[ " ${SERVERS:-kvorum etcd} " == *" $s "* ]] && echo "$s"; done
+}
 
 # wait_quiet: if WAIT_LOAD is set, wait (at most WAIT_MAX s) for the 1-min load average to drop below it
 wait_quiet() {

@@ -27,6 +27,7 @@
 #   ROUNDS=2  PRELOAD_REVS=1000000  PRELOAD_KEYS=1000  VAL_SIZE=256  PRELOAD_CLIENTS=200 PRELOAD_CONNS=20
 #   RATE=1000  PHASE_SECS=30  OP_DELAY=5  LOAD_CLIENTS=50 LOAD_CONNS=10  PHASES="baseline compact defrag"
 #   PHASE_GAP=5               seconds idle before each phase (after all members answer `endpoint health`)
+#   SERVERS="kvorum etcd"     measure only one side with SERVERS=kvorum or SERVERS=etcd
 #   DB_GB=0  BIG_VAL=8192     extra live data for a store of a few GB (0: none)
 #   QUOTA_BYTES=              --quota-backend-bytes for both (default 8 GiB, or DB_GB + 4 GiB if larger)
 #   OP_TIMEOUT=1800           seconds etcdctl waits for compact or defrag
@@ -48,7 +49,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
 CMDLINE=$(cmdline ROUNDS PRELOAD_REVS PRELOAD_KEYS VAL_SIZE PRELOAD_CLIENTS PRELOAD_CONNS RATE PHASE_SECS OP_DELAY LOAD_CLIENTS \
-  LOAD_CONNS PHASES PHASE_GAP DB_GB BIG_VAL QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
+  LOAD_CONNS PHASES PHASE_GAP SERVERS DB_GB BIG_VAL QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 ROUNDS=${ROUNDS:-2} PRELOAD_REVS=${PRELOAD_REVS:-1000000} PRELOAD_KEYS=${PRELOAD_KEYS:-1000} VAL_SIZE=${VAL_SIZE:-256}
 PRELOAD_CLIENTS=${PRELOAD_CLIENTS:-200} PRELOAD_CONNS=${PRELOAD_CONNS:-20}
