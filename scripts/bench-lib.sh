@@ -50,7 +50,18 @@ kill_servers() { # [dir]: kill (KILL) our servers, all or those of one cluster d
 }
 # Servers are disowned when started, so that bash does not print a "Killed" line each time a script
 # (or tools/failover) kills one; wait_gone waits for such a process to be gone instead of `wait`.
-wait_gone() { local i; for (( i = 0; i < 200; i++ )); do alive "$1" || return 0; sleep 0.05; done; return 1; }
+# A killed process counts as gone only when every one of its threads has exited: the main thread turns
+# zombie first, while the others may still hold its files (a restart then finds the data dir locked).
+gone() {
+  [[ -d /proc/$1 ]] || return 0
+  local t st
+  for t in /proc/"$1"/task/*; do
+    st=$(awk '/^State:/{print $2}' "$t/status" 2>/dev/null)
+    [[ -z "$st" || "$st" == Z || "$st" == X ]] || return 1
+  done
+  return 0
+}
+wait_gone() { local i; for (( i = 0; i < 600; i++ )); do gone "$1" && return 0; sleep 0.05; done; log "  process $1 still exiting after 30s"; return 1; }
 forget_server() { # pid: drop one server from SERVERS (after we killed it ourselves)
   local e keep=()
   for e in "${SERVERS[@]}"; do [[ "${e%% *}" == "$1" ]] || keep+=("$e"); done

@@ -20,6 +20,8 @@
 #
 # Knobs (environment):
 #   ROUNDS=5  KEYS=1000000  KEY_SIZE=12  VAL_SIZE=256  LOAD_CLIENTS=200 LOAD_CONNS=20  SETTLE=10
+#   DATA_FROM=            OUTDIR of an earlier run (killed or KEEP_DATA=1): copy its loaded members' data
+#                         dirs instead of loading again (KEYS must be what they hold)
 #   RESTART_TIMEOUT=300   seconds a restarted member gets to serve a read
 #   PAUSE=2               seconds between a member serving reads and the next kill
 #   QUOTA_BYTES=8589934592   --quota-backend-bytes for both servers
@@ -40,7 +42,7 @@ SCRIPT=bench-restart.sh BENCH_OUTDIR_PREFIX=kvorum-bench-restart
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-CMDLINE=$(cmdline ROUNDS KEYS KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE RESTART_TIMEOUT PAUSE QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
+CMDLINE=$(cmdline DATA_FROM ROUNDS KEYS KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE RESTART_TIMEOUT PAUSE QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 ROUNDS=${ROUNDS:-5} KEYS=${KEYS:-1000000} KEY_SIZE=${KEY_SIZE:-12} VAL_SIZE=${VAL_SIZE:-256}
 LOAD_CLIENTS=${LOAD_CLIENTS:-200} LOAD_CONNS=${LOAD_CONNS:-20} SETTLE=${SETTLE:-10}
@@ -65,6 +67,22 @@ echo "loading started: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loada
 
 for srv in kvorum etcd; do
   dir=$OUTDIR/clusters/$srv
+  if [[ -n "${DATA_FROM:-}" ]]; then
+    # the members loaded by an earlier run: copy their data dirs and start them again as they were
+    src=$DATA_FROM/clusters/$srv
+    [[ -f "$src/cluster.env" && -d "$src/m1.data" ]] || die "DATA_FROM: no $srv member in $src"
+    log "copying $src/m1.data ($(dir_mb "$src/m1.data") MB) ..."
+    mkdir -p "$dir" && cp -a "$src/m1.data" "$dir/" || die "cannot copy $src/m1.data"
+    # same ports and cluster token as before (a member's own peer URL is part of its data); this build
+    server_bin "$srv"
+    ( source "$src/cluster.env"; port_in_use "$C_BASE" || port_in_use $((C_BASE + 1)) ) && die "DATA_FROM: the ports of $src are in use"
+    sed "s|^C_BIN=.*|C_BIN=$(printf %q "$SRV_BIN")|" "$src/cluster.env" >"$dir/cluster.env"
+    : >"$dir/pids"
+    start_member "$dir" m1
+    wait_healthy "$dir" || die "the copied $srv member did not become healthy (log: $dir/m1.log)"
+    log "  $srv: restarted on the copied data, RSS $(mb "$(vm_kb "$(member_pid "$dir" m1)" VmRSS)") MB, data $(dir_mb "$dir/m1.data") MB"
+    continue
+  fi
   start_cluster "$srv" "$dir" 1 || die "could not start a $srv member (logs in $dir)"
   raw=$OUTDIR/raw/$srv-load.txt
   log "loading $KEYS keys into $srv ..."
@@ -90,7 +108,13 @@ for (( r = 1; r <= ROUNDS; r++ )); do
     echo "--- $(date -u -Is) bench-restart.sh: killed with SIGKILL, restarting" >>"$dir/m1.log"
     t0=$(date +%s%N)
     start_member "$dir" m1
-    bg_wait "$OUTDIR/raw/r$r-$srv-readwait.txt" "$READWAIT" --endpoint="$ep" --since="$t0" --timeout="${RESTART_TIMEOUT}s"
+    "$READWAIT" --endpoint="$ep" --since="$t0" --timeout="${RESTART_TIMEOUT}s" </dev/null >"$OUTDIR/raw/r$r-$srv-readwait.txt" 2>&1 &
+    CUR_BG=$!
+    while alive "$CUR_BG"; do   # stop waiting if the member exits (e.g. it cannot open its data)
+      alive "$(member_pid "$dir" m1)" || { log "  !! $srv member exited during the restart; log tail:"; tail -5 "$dir/m1.log" >&2; stop_bg "$CUR_BG"; break; }
+      sleep 0.1
+    done
+    wait "$CUR_BG" 2>/dev/null; CUR_BG=""
     out=$(cat "$OUTDIR/raw/r$r-$srv-readwait.txt")
     ser=$(sed -n 's/.*serializable_s=\([0-9.]*\).*/\1/p' <<<"$out") lin=$(sed -n 's/.*linearizable_s=\([0-9.]*\).*/\1/p' <<<"$out")
     pid=$(member_pid "$dir" m1)
