@@ -6,7 +6,7 @@
 #
 # The sourcing script sets SCRIPT (its name, for messages) before sourcing, and may set
 # BENCH_OUTDIR_PREFIX (default kvorum-bench). Every server started through start_cluster or
-# start_member is recorded in SERVERS; any other background process goes into BG_PIDS.
+# start_member is recorded in RUNNING; any other background process goes into BG_PIDS.
 
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3} BENCH_VERSION=${BENCH_VERSION:-v3.6.8}
 CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvorum-bench/bin}
@@ -28,7 +28,7 @@ cmdline() {
 }
 
 # ---------------------------------------------------------------- cleanup ----
-SERVERS=() BG_PIDS=() CUR_BG="" CLEANED=0
+RUNNING=() BG_PIDS=() CUR_BG="" CLEANED=0
 
 alive() { # running and not a zombie
   [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null || return 1
@@ -40,13 +40,13 @@ ours() { # pid dir: still our process (guards against PID reuse)
 }
 kill_servers() { # [dir]: kill (KILL) our servers, all or those of one cluster dir
   local e pid dir keep=()
-  for e in "${SERVERS[@]}"; do
+  for e in "${RUNNING[@]}"; do
     pid=${e%% *} dir=${e#* }
     if [[ -n "${1:-}" && "$dir" != "$1" ]]; then keep+=("$e"); continue; fi
     ours "$pid" "$dir" && kill -KILL "$pid" 2>/dev/null
     wait_gone "$pid"
   done
-  SERVERS=("${keep[@]}")
+  RUNNING=("${keep[@]}")
 }
 # Servers are disowned when started, so that bash does not print a "Killed" line each time a script
 # (or tools/failover) kills one; wait_gone waits for such a process to be gone instead of `wait`.
@@ -62,10 +62,10 @@ gone() {
   return 0
 }
 wait_gone() { local i; for (( i = 0; i < 600; i++ )); do gone "$1" && return 0; sleep 0.05; done; log "  process $1 still exiting after 30s"; return 1; }
-forget_server() { # pid: drop one server from SERVERS (after we killed it ourselves)
+forget_server() { # pid: drop one server from RUNNING (after we killed it ourselves)
   local e keep=()
-  for e in "${SERVERS[@]}"; do [[ "${e%% *}" == "$1" ]] || keep+=("$e"); done
-  SERVERS=("${keep[@]}")
+  for e in "${RUNNING[@]}"; do [[ "${e%% *}" == "$1" ]] || keep+=("$e"); done
+  RUNNING=("${keep[@]}")
 }
 stop_bg() { # pid: TERM, then KILL, a background helper we started
   alive "$1" || { wait "$1" 2>/dev/null; return 0; }
@@ -206,7 +206,7 @@ start_member() {
     --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
     --initial-cluster "$C_INITIAL" --initial-cluster-state new --initial-cluster-token "$C_TOKEN" \
     "${extra[@]}" >>"$dir/$name.log" 2>&1 </dev/null &
-  SERVERS+=("$! $dir")
+  RUNNING+=("$! $dir")
   disown "$!"
   echo "$name $! http://127.0.0.1:$cport" >>"$dir/pids"
 }
