@@ -25,6 +25,7 @@
 #   KILLS=20  PUT_TIMEOUT=5s  RETRY_WAIT=20ms  WARMUP=1s  DEADLINE=30s (give up on a round)  PAUSE=2
 #   OUTDIR=${TMPDIR:-/tmp}/kvorum-bench-failover-<utc time>   CACHE_DIR=~/.cache/kvorum-bench/bin
 #   ETCD_VERSION=v3.7.3 BENCH_VERSION=v3.6.8  KVORUM= ETCD= ETCDCTL= BENCHMARK= (use these binaries)
+#   SERVERS="kvorum etcd"   measure one side only with SERVERS=kvorum or SERVERS=etcd
 #   EXTRA_FLAGS="" (both servers)  KVORUM_FLAGS="" ETCD_FLAGS=""  HEALTH_TIMEOUT=60
 #   WAIT_LOAD= WAIT_MAX=600   wait for a 1-min load average below WAIT_LOAD before starting
 #   KEEP_DATA=0               1 = keep the data dirs
@@ -40,7 +41,7 @@ SCRIPT=bench-failover.sh BENCH_OUTDIR_PREFIX=kvorum-bench-failover
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-CMDLINE=$(cmdline KILLS PUT_TIMEOUT RETRY_WAIT WARMUP DEADLINE PAUSE EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
+CMDLINE=$(cmdline SERVERS KILLS PUT_TIMEOUT RETRY_WAIT WARMUP DEADLINE PAUSE EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 KILLS=${KILLS:-20} PUT_TIMEOUT=${PUT_TIMEOUT:-5s} RETRY_WAIT=${RETRY_WAIT:-20ms} WARMUP=${WARMUP:-1s}
 DEADLINE=${DEADLINE:-30s} PAUSE=${PAUSE:-2} KEEP_DATA=${KEEP_DATA:-0}
@@ -55,7 +56,7 @@ cat "$OUTDIR/meta.txt" >&2
 log "output: $OUTDIR"
 wait_quiet
 
-for srv in kvorum etcd; do
+for srv in $(order 1); do
   start_cluster "$srv" "$OUTDIR/clusters/$srv" 3 || die "could not start a 3-member $srv cluster (logs in $OUTDIR/clusters/$srv)"
   log "$srv: 3 members healthy after ${START_S}s: $EPS"
 done

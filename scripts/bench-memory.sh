@@ -28,6 +28,7 @@
 #                            what etcd needs for 4M keys of 256 bytes)
 #   OUTDIR=${TMPDIR:-/tmp}/kvorum-bench-memory-<utc time>   CACHE_DIR=~/.cache/kvorum-bench/bin
 #   ETCD_VERSION=v3.7.3 BENCH_VERSION=v3.6.8  KVORUM= ETCD= ETCDCTL= BENCHMARK= (use these binaries)
+#   SERVERS="kvorum etcd"   measure one side only with SERVERS=kvorum or SERVERS=etcd
 #   EXTRA_FLAGS="" (both servers)  KVORUM_FLAGS="" ETCD_FLAGS=""  HEALTH_TIMEOUT=60  BENCH_TIMEOUT=1800
 #   WAIT_LOAD= WAIT_MAX=600   wait for a 1-min load average below WAIT_LOAD before starting
 #   KEEP_DATA=0               1 = keep the data dirs
@@ -43,7 +44,7 @@ SCRIPT=bench-memory.sh BENCH_OUTDIR_PREFIX=kvorum-bench-memory
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-CMDLINE=$(cmdline ROUNDS MEMBERS KEYS LOAD2 KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE PUTRUN PUT_TOTAL CLIENTS \
+CMDLINE=$(cmdline SERVERS ROUNDS MEMBERS KEYS LOAD2 KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE PUTRUN PUT_TOTAL CLIENTS \
   CONNS KEY_SPACE QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 ROUNDS=${ROUNDS:-2} MEMBERS=${MEMBERS:-1} KEYS=${KEYS:-1000000} LOAD2=${LOAD2:-4000000}

@@ -27,6 +27,7 @@
 #   QUOTA_BYTES=8589934592   --quota-backend-bytes for both servers
 #   OUTDIR=${TMPDIR:-/tmp}/kvorum-bench-restart-<utc time>   CACHE_DIR=~/.cache/kvorum-bench/bin
 #   ETCD_VERSION=v3.7.3 BENCH_VERSION=v3.6.8  KVORUM= ETCD= ETCDCTL= BENCHMARK= (use these binaries)
+#   SERVERS="kvorum etcd"   measure one side only with SERVERS=kvorum or SERVERS=etcd
 #   EXTRA_FLAGS="" (both servers)  KVORUM_FLAGS="" ETCD_FLAGS=""  HEALTH_TIMEOUT=60  BENCH_TIMEOUT=1800
 #   WAIT_LOAD= WAIT_MAX=600   wait for a 1-min load average below WAIT_LOAD before starting
 #   KEEP_DATA=0               1 = keep the data dirs
@@ -42,7 +43,7 @@ SCRIPT=bench-restart.sh BENCH_OUTDIR_PREFIX=kvorum-bench-restart
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-CMDLINE=$(cmdline DATA_FROM ROUNDS KEYS KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE RESTART_TIMEOUT PAUSE QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
+CMDLINE=$(cmdline SERVERS DATA_FROM ROUNDS KEYS KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE RESTART_TIMEOUT PAUSE QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 ROUNDS=${ROUNDS:-5} KEYS=${KEYS:-1000000} KEY_SIZE=${KEY_SIZE:-12} VAL_SIZE=${VAL_SIZE:-256}
 LOAD_CLIENTS=${LOAD_CLIENTS:-200} LOAD_CONNS=${LOAD_CONNS:-20} SETTLE=${SETTLE:-10}
@@ -65,7 +66,7 @@ CSV=$OUTDIR/results.csv
 echo "round,server,keys,serializable_s,linearizable_s,rss_mb,data_mb,load1,keys_counted" >"$CSV"
 echo "loading started: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loadavg)" >>"$OUTDIR/meta.txt"
 
-for srv in kvorum etcd; do
+for srv in $(order 1); do
   dir=$OUTDIR/clusters/$srv
   if [[ -n "${DATA_FROM:-}" ]]; then
     # the members loaded by an earlier run: copy their data dirs and start them again as they were
