@@ -58,7 +58,11 @@ func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
 // obsolete and that are waiting to be deleted.
 func (s *Server) measure() {
 	m := s.db.Metrics()
-	size := int64(m.DiskSpaceUsage())
+	// Not counted: the spent write-ahead logs Pebble keeps to reuse
+	// (preallocated to a memtable's size each); no compaction or defrag
+	// can reclaim them, so counting them could leave a store over its
+	// quota for good.
+	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.ObsoletePhysicalSize)
 	s.space.size.Store(size)
 	s.space.inUse.Store(max(0, size-int64(m.Table.ObsoleteSize+m.Table.ZombieSize)))
 }
