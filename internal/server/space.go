@@ -53,16 +53,18 @@ func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
 }
 
 // measure reads the engine's size: everything it holds on disk (state,
-// raft log and write-ahead log, which is what the quota counts), and the
+// raft log and write-ahead log, which is what the quota counts; see below
+// for the log), and the
 // part of it in use, which excludes table files that compactions made
 // obsolete and that are waiting to be deleted.
 func (s *Server) measure() {
 	m := s.db.Metrics()
-	// Not counted: the spent write-ahead logs Pebble keeps to reuse
-	// (preallocated to a memtable's size each); no compaction or defrag
-	// can reclaim them, so counting them could leave a store over its
-	// quota for good.
-	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.ObsoletePhysicalSize)
+	// The write-ahead log counts with the bytes written to it, not with
+	// its files' sizes: Pebble preallocates each log to a memtable's size
+	// (17.6 MiB with the default memory budget) and keeps spent ones to
+	// reuse. No compaction or defrag reclaims that space, so counting it
+	// could leave a small quota exceeded for good.
+	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize) + int64(m.WAL.Size)
 	s.space.size.Store(size)
 	s.space.inUse.Store(max(0, size-int64(m.Table.ObsoleteSize+m.Table.ZombieSize)))
 }
