@@ -56,6 +56,10 @@ type Result struct {
 	Index uint64        // the raft index of its entry
 	Resp  proto.Message // nil when Err is set
 	Err   error         // the replicated outcome, the same on every member
+	// Term is the term the proposal was tagged with (see TagTerm), 0 when
+	// untagged. A proposer that proposed the same ID again tells by it
+	// which attempt a stale outcome belongs to.
+	Term uint64
 	// Session is set for an applied Authenticate request: the token it
 	// issued to its user, which every member now accepts.
 	Session *Session
@@ -175,8 +179,9 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 				a.lg.Error("skipping undecodable raft entry", "index", ent.GetIndex(), "err", err)
 				continue
 			}
-			if t := proposalTerm(req); t != 0 && t != ent.GetTerm() {
-				out.Results = append(out.Results, Result{ID: req.GetID(), Index: ent.GetIndex(), Err: ErrStaleProposal})
+			tag := proposalTerm(req)
+			if tag != 0 && tag != ent.GetTerm() {
+				out.Results = append(out.Results, Result{ID: req.GetID(), Index: ent.GetIndex(), Err: ErrStaleProposal, Term: tag})
 				continue
 			}
 			r := e.request(req)
@@ -187,7 +192,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 			if r.member != nil {
 				out.Members = append(out.Members, MemberChange{Index: ent.GetIndex(), ID: r.member.GetID(), Member: r.member})
 			}
-			res := Result{ID: req.GetID(), Index: ent.GetIndex(), Resp: r.resp, Err: r.err}
+			res := Result{ID: req.GetID(), Index: ent.GetIndex(), Resp: r.resp, Err: r.err, Term: tag}
 			if r.err == nil && req.Authenticate != nil {
 				res.Session = &Session{Token: req.Authenticate.GetSimpleToken(), User: req.Authenticate.GetName()}
 			}

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -251,6 +252,11 @@ func formatOutcome(out Outcome) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "applied=%d rev=%d\n", out.Applied, out.Rev)
 	for _, r := range out.Results {
+		if errors.Is(r.Err, ErrStaleProposal) {
+			// The proposer matches the outcome to its attempt by the tag.
+			fmt.Fprintf(&b, "%d: tagged=%d error: %v\n", r.Index, r.Term, r.Err)
+			continue
+		}
 		if r.Err != nil {
 			fmt.Fprintf(&b, "%d: error: %v\n", r.Index, r.Err)
 			continue

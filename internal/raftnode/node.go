@@ -104,7 +104,10 @@ type Node struct {
 	// was applied since the start); termNotify is closed and replaced
 	// whenever it grows.
 	appliedTerm atomic.Uint64
-	termNotify  chan struct{}
+	// installed counts the snapshots installed from a leader since the
+	// start.
+	installed  atomic.Uint64
+	termNotify chan struct{}
 
 	// goneMu guards goneTerm, the last term in which ReportPeerGone
 	// acted on a gone leader.
@@ -458,6 +461,7 @@ func (n *Node) installSnapshot(snap *pb.Snapshot) error {
 	n.confState = proto.Clone(meta.GetConfState()).(*pb.ConfState)
 	n.snapIndex = meta.GetIndex()
 	n.setApplied(n.cfg.StateMachine.AppliedIndex())
+	n.installed.Add(1)
 	n.setAppliedTerm(meta.GetTerm())
 	n.lg.Info("snapshot installed", "index", meta.GetIndex(), "applied", n.applied.Load())
 	return nil
@@ -826,6 +830,12 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 // before the first). An entry of an earlier term that was not applied by
 // then never will be: terms never decrease along the log.
 func (n *Node) AppliedTerm() uint64 { return n.appliedTerm.Load() }
+
+// SnapshotsInstalled counts the snapshots this member installed from a
+// leader since it started. The entries a snapshot covers are not applied
+// one by one, so whoever waits for a proposal cannot tell from Apply
+// whether a snapshot held it.
+func (n *Node) SnapshotsInstalled() uint64 { return n.installed.Load() }
 
 // AppliedTermChanged returns a channel that is closed when AppliedTerm
 // next grows.

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/kvorum/kvorum/internal/apply"
 
 	raftpb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -17,13 +20,21 @@ type applyResult struct {
 // waiters pairs proposals with the requests waiting for them, by ID.
 type waiters struct {
 	mu sync.Mutex
-	m  map[uint64]chan applyResult
+	m  map[uint64]waiter
 }
 
-func (w *waiters) register(id uint64) chan applyResult {
+// waiter is one attempt at a proposal: its channel and the term it was
+// tagged with (0 for untagged proposals).
+type waiter struct {
+	ch   chan applyResult
+	term uint64
+}
+
+// register waits for proposal id's attempt tagged term.
+func (w *waiters) register(id, term uint64) chan applyResult {
 	ch := make(chan applyResult, 1)
 	w.mu.Lock()
-	w.m[id] = ch
+	w.m[id] = waiter{ch, term}
 	w.mu.Unlock()
 	return ch
 }
@@ -34,13 +45,27 @@ func (w *waiters) cancel(id uint64) {
 	w.mu.Unlock()
 }
 
-func (w *waiters) trigger(id uint64, r applyResult) {
+// trigger hands the outcome of proposal id, tagged term, to its waiter.
+//
+// A proposal made again under the same ID (see Server.propose) can meet
+// the skipped entry of an earlier attempt: that attempt was relayed late to
+// a leader of a later term. Such a stale outcome says nothing about the
+// attempt now waiting, which may yet apply; taking it for that attempt's
+// would make the proposer try a third time and apply the request twice
+// (found by the robustness suite, a paused leader). So a stale outcome
+// answers only the attempt with its own tag.
+func (w *waiters) trigger(id, term uint64, r applyResult) {
 	w.mu.Lock()
-	ch, ok := w.m[id]
-	delete(w.m, id)
+	wt, ok := w.m[id]
+	if ok && errors.Is(r.err, apply.ErrStaleProposal) && wt.term != term {
+		ok = false
+	}
+	if ok {
+		delete(w.m, id)
+	}
 	w.mu.Unlock()
 	if ok {
-		ch <- r
+		wt.ch <- r
 	}
 }
 
@@ -84,14 +109,14 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 		if r.Session != nil && r.Session.Token != "" {
 			sm.s.tokens.Register(r.Session.Token, r.Session.User)
 		}
-		sm.s.waiters.trigger(r.ID, applyResult{r.Resp, r.Err})
+		sm.s.waiters.trigger(r.ID, r.Term, applyResult{r.Resp, r.Err})
 	}
 	if sm.s.auth.Revision() != authBefore || sm.s.auth.Enabled() != authOn {
 		sm.s.signalAuthChanged()
 	}
 	for _, c := range out.Members {
 		if c.ProposalID != 0 {
-			sm.s.waiters.trigger(c.ProposalID, applyResult{})
+			sm.s.waiters.trigger(c.ProposalID, 0, applyResult{})
 		}
 		if c.Removed && c.ID == sm.s.memberID {
 			sm.s.lg.Warn("this member was removed from the cluster; stopping", "member-id", fmt.Sprintf("%x", c.ID))

@@ -261,7 +261,7 @@ func (s *Server) proposeConfChangeMarked(ctx context.Context, typ raftpb.ConfCha
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	ch := s.waiters.register(cc.GetId())
+	ch := s.waiters.register(cc.GetId(), 0)
 	if err := s.node.ProposeConfChange(ctx, cc); err != nil {
 		s.waiters.cancel(cc.GetId())
 		return s.ctxError(ctx, lead)

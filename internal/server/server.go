@@ -164,7 +164,7 @@ func New(cfg Config) (*Server, error) {
 		lg:         cfg.Logger,
 		engine:     engine,
 		db:         engine.DB,
-		waiters:    waiters{m: make(map[uint64]chan applyResult)},
+		waiters:    waiters{m: make(map[uint64]waiter)},
 		reqTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		stopped:    make(chan struct{}),
 		ready:      make(chan struct{}),
@@ -500,7 +500,8 @@ func (s *Server) proposeOnce(ctx context.Context, id uint64, data []byte) (resp 
 	}
 	lead, term := s.node.Leader(), s.node.Term()
 	termChanged := s.node.AppliedTermChanged()
-	ch := s.waiters.register(id)
+	installed := s.node.SnapshotsInstalled()
+	ch := s.waiters.register(id, term)
 	// Clip: each attempt's tag goes into a copy; raft may still hold the
 	// bytes of an earlier attempt.
 	if err := s.node.Propose(ctx, apply.TagTerm(slices.Clip(data), term)); err != nil {
@@ -532,8 +533,16 @@ func (s *Server) proposeOnce(ctx context.Context, id uint64, data []byte) (resp 
 			case r := <-ch:
 				return result(r)
 			default:
-				return nil, true, nil
 			}
+			if s.node.SnapshotsInstalled() != installed {
+				// Unless a snapshot from the leader held it: then it
+				// applied without waking ch, or never will. Which one
+				// is unknown, and proposing again could apply it twice.
+				s.waiters.cancel(id)
+				s.metrics.ProposalFailed()
+				return nil, false, ErrTimeoutDueToLeaderFail
+			}
+			return nil, true, nil
 		case <-ctx.Done():
 			s.waiters.cancel(id)
 			s.metrics.ProposalFailed()
