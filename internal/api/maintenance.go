@@ -24,7 +24,7 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 }
 
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	resp, err := m.s.HashKV(r)
+	resp, err := m.s.HashKV(ctx, r)
 	return resp, toGRPC(err)
 }
 

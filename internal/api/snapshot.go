@@ -22,7 +22,7 @@ const snapshotChunkBytes = 32 * 1024
 // saying how many database bytes remain, then its sha256 in a last message
 // with nothing remaining. Every message carries the storage version.
 func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
-	dbPath, cleanup, err := m.s.BuildSnapshot()
+	dbPath, cleanup, err := m.s.BuildSnapshot(srv.Context())
 	if errors.Is(err, server.ErrStopped) {
 		return toGRPC(err)
 	}

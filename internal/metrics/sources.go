@@ -26,6 +26,7 @@ type Sources struct {
 
 	Puts, Deletes, Ranges, Txns func() uint64
 	Rev, CompactRev             func() int64 // key space revisions
+	CompactedRev                func() int64 // history physically compacted up to
 
 	// Cluster describes the voting members as this member sees them.
 	Cluster func() Cluster
@@ -91,6 +92,7 @@ func (m *Metrics) Watch(src Sources) {
 		counter("etcd_mvcc_txn_total", "Txns of more than one op applied or served by this member.", src.Txns),
 		gauge("etcd_debugging_mvcc_current_revision", "The key space's current revision.", func() float64 { return float64(src.Rev()) }),
 		gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction (-1: none).", func() float64 { return float64(src.CompactRev()) }),
+		gauge("kvorum_mvcc_compacted_revision", "The revision up to which this member has deleted the history compactions made unreadable; it trails etcd_debugging_mvcc_compact_revision while compaction steps run in the background.", func() float64 { return float64(src.CompactedRev()) }),
 		gauge("kvorum_cluster_voting_members", "Voting members of the cluster.", func() float64 { return float64(src.Cluster().Voters) }),
 		gauge("kvorum_cluster_quorum_size", "Voting members needed to commit a write.", func() float64 { return float64(src.Cluster().Quorum) }),
 		gauge("kvorum_cluster_reachable_voters", "Voting members this member knows to be up, itself included.", func() float64 { return float64(src.Cluster().Reachable) }),

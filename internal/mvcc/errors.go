@@ -12,6 +12,9 @@ var (
 	// ErrFutureRev: a read or compaction asked for a revision newer than the
 	// current one.
 	ErrFutureRev = errors.New("mvcc: required revision is a future revision")
+	// ErrCompactionInProgress: the stored history is still being compacted
+	// (see Store.WaitCompacted); try again later.
+	ErrCompactionInProgress = errors.New("mvcc: compaction in progress")
 	// ErrKeyNotFound: a put with ignore_value or ignore_lease names a key
 	// that does not exist, or a txn holds an empty request op.
 	ErrKeyNotFound = errors.New("mvcc: key not found")

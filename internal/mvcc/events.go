@@ -103,16 +103,30 @@ func (v *view) events(req EventsRequest) (EventsResult, error) {
 		if req.Match != nil && !req.Match(key) {
 			continue
 		}
-		if req.PrevKV != nil && !isCreate(ev) && req.PrevKV(key) {
-			if history == nil {
-				if history, err = v.r.NewIter(&pebble.IterOptions{
-					LowerBound: storage.HistorySpanStart(nil),
-					UpperBound: storage.HistorySpanEnd(nil),
-				}); err != nil {
-					_ = it.Close()
-					return res, err
-				}
+		needHistory := req.PrevKV != nil && !isCreate(ev) && req.PrevKV(key)
+		// The compact revision's own events are served, but not those
+		// its compaction discards; steps still due may not have yet.
+		stepsDue := r.Main == v.compactRev && v.compacted < v.compactRev
+		if (needHistory || stepsDue) && history == nil {
+			if history, err = v.r.NewIter(&pebble.IterOptions{
+				LowerBound: storage.HistorySpanStart(nil),
+				UpperBound: storage.HistorySpanEnd(nil),
+			}); err != nil {
+				_ = it.Close()
+				return res, err
 			}
+		}
+		if stepsDue {
+			gone, err := discardedByCompaction(history, ev, r, v.compactRev)
+			if err != nil {
+				_ = it.Close()
+				return res, err
+			}
+			if gone {
+				continue
+			}
+		}
+		if needHistory {
 			if ev.PrevKv, err = v.versionBefore(history, key, r.Main); err != nil {
 				_ = it.Close()
 				return res, err
@@ -136,6 +150,25 @@ func (v *view) versionBefore(history *pebble.Iterator, key []byte, rev int64) (*
 		return nil, err
 	}
 	return v.eventKV(r)
+}
+
+// discardedByCompaction reports whether the compaction at compactRev
+// discards the change ev, at revision r: a deletion, or a put the same key
+// changed again at or below compactRev (see compaction.event).
+func discardedByCompaction(history *pebble.Iterator, ev *mvccpb.Event, r storage.Revision, compactRev int64) (bool, error) {
+	if ev.GetType() == mvccpb.Event_DELETE {
+		return true, nil
+	}
+	key := ev.GetKv().GetKey()
+	if !history.SeekGE(storage.HistoryKey(key, storage.Revision{Main: r.Main, Sub: r.Sub + 1})) ||
+		!isHistoryOf(history.Key(), storage.HistoryKeyPrefix(key)) {
+		return false, history.Error()
+	}
+	_, next, err := storage.DecodeHistoryKey(history.Key())
+	if err != nil {
+		return false, err
+	}
+	return next.Main <= compactRev, nil
 }
 
 // isCreate reports a put that created its key: it has no previous version.

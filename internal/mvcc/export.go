@@ -23,6 +23,18 @@ func StoredRevs(r pebble.Reader) (rev, compactRev int64, err error) {
 	return loadRevs(r)
 }
 
+// StoredCompacted reads the revision up to which the history held in r is
+// physically compacted: the compact revision unless compaction steps were
+// still due (see Store.CompactStep).
+func StoredCompacted(r pebble.Reader) (int64, error) {
+	_, compactRev, err := loadRevs(r)
+	if err != nil {
+		return 0, err
+	}
+	compacted, _, err := loadCompacted(r, compactRev)
+	return compacted, err
+}
+
 // ForEachChange calls fn with every change r retains, in revision order:
 // every change after the compact revision, and at or below it the versions
 // that survived compaction. It stops at fn's first error and returns it.

@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"context"
 	"fmt"
 	"hash/crc32"
 
@@ -16,11 +17,25 @@ import (
 // difference means a member's data diverged. It returns the hash, the
 // revision hashed and the compact revision at the time.
 //
+// The history hashed is compacted up to the compact revision: HashKV first
+// waits for the compaction steps (see Store.WaitCompacted), until ctx ends.
+//
 // The hash is Kvorum's own (etcd's depends on bbolt's layout); compare it
 // only between Kvorum members.
-func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
-	v, release := s.committedView()
-	defer release()
+func (s *Store) HashKV(ctx context.Context, rev int64) (hash uint32, hashRev, compactRev int64, err error) {
+	var v *view
+	for {
+		if err := s.WaitCompacted(ctx, 0); err != nil {
+			return 0, 0, 0, err
+		}
+		var release func()
+		v, release = s.committedView()
+		if v.compacted >= v.compactRev {
+			defer release()
+			break
+		}
+		release() // a compaction came in between
+	}
 	cur, compactRev := v.rev, v.compactRev
 	switch {
 	case rev <= 0:

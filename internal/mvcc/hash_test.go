@@ -1,8 +1,10 @@
 package mvcc
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -19,12 +21,22 @@ func TestHashKVEqualForEqualHistoriesAndDiffersOtherwise(t *testing.T) {
 					t.Fatal(err)
 				}
 			})
+			// The history hashed is the compacted one: until the
+			// compaction steps ran, HashKV waits.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			if _, _, _, err := s.HashKV(ctx, 0); !errors.Is(err, ErrCompactionInProgress) {
+				t.Fatalf("hash before the compaction steps: %v, want ErrCompactionInProgress", err)
+			}
+			if err := s.FinishCompaction(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		apply(t, db, s, func(w *Writer) { mustPut(t, w, put("c", lastValue)) })
 		return s
 	}
 	hash := func(s *Store, rev int64) uint32 {
-		h, _, _, err := s.HashKV(rev)
+		h, _, _, err := s.HashKV(context.Background(), rev)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,10 +55,10 @@ func TestHashKVEqualForEqualHistoriesAndDiffersOtherwise(t *testing.T) {
 	if hash(x, 0) == hash(build("4", true), 0) {
 		t.Fatal("a compacted history hashes like an uncompacted one")
 	}
-	if _, _, _, err := x.HashKV(99); !errors.Is(err, ErrFutureRev) {
+	if _, _, _, err := x.HashKV(context.Background(), 99); !errors.Is(err, ErrFutureRev) {
 		t.Fatalf("hash at a future revision: %v", err)
 	}
-	if _, _, _, err := build("4", true).HashKV(3); !errors.Is(err, ErrCompacted) {
+	if _, _, _, err := build("4", true).HashKV(context.Background(), 3); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("hash below the compaction: %v", err)
 	}
 }

@@ -288,6 +288,13 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 		if s.Rev() != h.m.rev || s.CompactRev() != h.m.compactRev {
 			h.fatalf("published revisions %d/%d, model %d/%d", s.Rev(), s.CompactRev(), h.m.rev, h.m.compactRev)
 		}
+		// Compaction steps run behind the writer: some, of a few
+		// changes each, or none; reads must not tell.
+		for n := g.rnd.IntN(3); n > 0; n-- {
+			if _, err := s.CompactStep(1 + g.rnd.IntN(3)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for range 2 {
 			req := g.rangeReq()
 			got, gotErr := s.Range(req)
@@ -310,8 +317,19 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 			h.s = s
 			smallCache(s)
 		}
-		checkLayout(t, db, h.m)
+		if g.rnd.IntN(3) == 0 {
+			h.checkEveryRevision()
+			if err := s.FinishCompaction(); err != nil {
+				t.Fatal(err)
+			}
+			checkLayout(t, db, h.m)
+		}
 	}
+	h.checkEveryRevision()
+	if err := s.FinishCompaction(); err != nil {
+		t.Fatal(err)
+	}
+	checkLayout(t, db, h.m)
 	h.checkEveryRevision()
 }
 

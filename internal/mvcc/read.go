@@ -20,6 +20,7 @@ type view struct {
 	r          pebble.Reader
 	rev        int64
 	compactRev int64
+	compacted  int64        // see Store.CompactedRev; on committed views only
 	cache      *latestCache // set on the Writer's views only
 	keys       *keyFilter   // set on the Writer's views only
 }

@@ -47,6 +47,19 @@ type Store struct {
 	// MemoryUse, which other goroutines call.
 	memCache, memFilter atomic.Int64
 	stats               atomic.Pointer[Stats]
+
+	// The compaction steps (see compact.go). compacted is the revision up
+	// to which the history is physically compacted, published with the
+	// commit of a step under mu; compactedStored tells whether it is
+	// stored (storage.CompactedRevKey) or implied by the compact revision.
+	compacted       atomic.Int64
+	compactedStored atomic.Bool
+	stepMu          sync.Mutex // serializes the steps and StopCompaction
+	stepsStopped    bool
+	stepsStop       chan struct{}
+	compactKick     chan struct{}
+	notifyMu        sync.Mutex
+	compactedNotify chan struct{} // closed when compacted moves
 }
 
 // Memory bounds what a Store holds in memory for its Writer; zero fields
@@ -73,11 +86,18 @@ func OpenWithMemory(db *pebble.DB, mem Memory) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	compacted, stored, err := loadCompacted(db, compactRev)
+	if err != nil {
+		return nil, err
+	}
 	s := &Store{db: db, cache: newLatestCache(int(mem.LatestCache)),
-		filterBytes: mem.KeyFilter, filterMinKeys: keyFilterMinKeys, filterChunk: keyFilterChunk}
+		filterBytes: mem.KeyFilter, filterMinKeys: keyFilterMinKeys, filterChunk: keyFilterChunk,
+		stepsStop: make(chan struct{}), compactKick: make(chan struct{}, 1), compactedNotify: make(chan struct{})}
 	s.build = s.newFilterBuild(0)
 	s.rev.Store(rev)
 	s.compactRev.Store(compactRev)
+	s.compacted.Store(compacted)
+	s.compactedStored.Store(stored)
 	s.publishMemory()
 	return s, nil
 }
@@ -136,10 +156,10 @@ func (s *Store) Range(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeRespon
 // Call release when done with it.
 func (s *Store) committedView() (v *view, release func()) {
 	s.mu.RLock()
-	rev, compactRev := s.rev.Load(), s.compactRev.Load()
+	rev, compactRev, compacted := s.rev.Load(), s.compactRev.Load(), s.compacted.Load()
 	snap := s.db.NewSnapshot()
 	s.mu.RUnlock()
-	return &view{r: snap, rev: rev, compactRev: compactRev}, func() { snap.Close() }
+	return &view{r: snap, rev: rev, compactRev: compactRev, compacted: compacted}, func() { snap.Close() }
 }
 
 // NewWriter starts applying requests into b, which must be an indexed batch
@@ -172,8 +192,15 @@ func (s *Store) Commit(w *Writer, opts *pebble.WriteOptions) error {
 	}
 	s.observeCommit(time.Since(start))
 	s.rev.Store(w.rev)
+	compacting := w.compactRev != s.compactRev.Load()
 	s.compactRev.Store(w.compactRev)
+	if compacting {
+		s.compactedStored.Store(true) // Writer.Compact stored it
+	}
 	s.mu.Unlock()
+	if compacting {
+		s.kickCompactor()
+	}
 	if err := s.stepFilterBuild(); err != nil {
 		return err
 	}
@@ -211,6 +238,21 @@ func loadRevs(r pebble.Reader) (rev, compactRev int64, err error) {
 	}
 	compactRev, err = loadCounter(r, storage.CompactRevKey, neverCompactedRev)
 	return rev, compactRev, err
+}
+
+// loadCompacted reads the revision up to which the history is physically
+// compacted, and whether it is stored: absent, it equals the compact
+// revision (stores from before the compaction steps).
+func loadCompacted(r pebble.Reader, compactRev int64) (compacted int64, stored bool, err error) {
+	b, err := storage.Get(r, storage.CompactedRevKey)
+	if err != nil || b == nil {
+		return compactRev, false, err
+	}
+	v, err := storage.GetUint64(b)
+	if err != nil {
+		return 0, false, fmt.Errorf("mvcc: read %q: %w", storage.CompactedRevKey, err)
+	}
+	return int64(v), true, nil
 }
 
 func loadCounter(r pebble.Reader, key []byte, absent int64) (int64, error) {

@@ -31,6 +31,14 @@ type StateMachine interface {
 	Restore() error
 }
 
+// RestorePreparer is implemented by a StateMachine that must stop
+// something (background writers of the state machine span) before a raft
+// snapshot replaces the span; PrepareRestore is called then, before
+// Restore.
+type RestorePreparer interface {
+	PrepareRestore()
+}
+
 // Transport sends raft messages to peers without blocking.
 type Transport interface {
 	Send(msgs []*pb.Message)
@@ -449,6 +457,9 @@ func (n *Node) observeLeader(lead uint64, hs *pb.HardState) {
 func (n *Node) installSnapshot(snap *pb.Snapshot) error {
 	meta := snap.GetMetadata()
 	n.lg.Info("installing snapshot from leader", "index", meta.GetIndex(), "term", meta.GetTerm())
+	if p, ok := n.cfg.StateMachine.(RestorePreparer); ok {
+		p.PrepareRestore()
+	}
 	if err := n.snaps.install(meta); err != nil {
 		return err
 	}

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/kvorum/kvorum/internal/apply"
+	"github.com/kvorum/kvorum/internal/mvcc"
 
 	raftpb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -78,10 +80,15 @@ type stateMachine struct {
 
 func (sm *stateMachine) AppliedIndex() uint64 { return sm.s.applier.Applied() }
 
+// PrepareRestore stops the compaction steps of the key space a raft
+// snapshot is about to replace.
+func (sm *stateMachine) PrepareRestore() { sm.s.stopCompactor() }
+
 func (sm *stateMachine) Restore() error {
 	if err := sm.s.applier.Restore(); err != nil {
 		return err
 	}
+	sm.s.startCompactor()
 	sm.s.attachKVStats()
 	sm.s.watch.Restored(sm.s.kvStore().Rev())
 	sm.s.signalAuthChanged()
@@ -126,4 +133,47 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 		}
 	}
 	return nil
+}
+
+// compactor runs the compaction steps of the current key space (see
+// mvcc.Store.RunCompactor); a raft snapshot replaces the key space and
+// with it the compactor.
+type compactor struct {
+	mu   sync.Mutex
+	kv   *mvcc.Store
+	done chan struct{}
+}
+
+func (s *Server) startCompactor() {
+	c := &s.compactor
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kv != nil {
+		return
+	}
+	select {
+	case <-s.stopped:
+		return
+	default:
+	}
+	kv, done := s.kvStore(), make(chan struct{})
+	c.kv, c.done = kv, done
+	go func() {
+		defer close(done)
+		kv.RunCompactor(context.Background(), func(err error) {
+			s.lg.Error("compaction step failed; trying again", "err", err)
+		})
+	}()
+}
+
+func (s *Server) stopCompactor() {
+	c := &s.compactor
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kv == nil {
+		return
+	}
+	c.kv.StopCompaction()
+	<-c.done
+	c.kv = nil
 }

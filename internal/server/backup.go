@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -97,7 +98,19 @@ func (s *Server) SaveBackup(dir string) (SavedBackup, error) {
 		return SavedBackup{}, fmt.Errorf("create temporary snapshot dir: %w", err)
 	}
 	defer os.RemoveAll(work)
-	snap := s.db.NewSnapshot()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	snap, err := s.kvStore().SettledSnapshot(ctx)
+	if err != nil {
+		return SavedBackup{}, fmt.Errorf("wait for the compaction in progress: %w", err)
+	}
 	rev, _, err := mvcc.StoredRevs(snap)
 	if err != nil {
 		snap.Close()
@@ -172,7 +185,9 @@ func (s *Server) verifyBackup(path string, rev int64) error {
 	if fileRev > rev {
 		return fmt.Errorf("verify backup %s: it holds revision %d, beyond the revision %d it was taken at", path, fileRev, rev)
 	}
-	want, _, compactRev, err := s.kvStore().HashKV(rev)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	want, _, compactRev, err := s.kvStore().HashKV(ctx, rev)
 	if err != nil {
 		return fmt.Errorf("verify backup %s: the member's hash at revision %d: %w", path, rev, err)
 	}

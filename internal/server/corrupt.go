@@ -29,11 +29,11 @@ const callHashKV = "hashkv"
 
 // hashKVCall answers a peer's HashKV call: the request is the revision (8
 // bytes), the answer a marshaled HashKVResponse.
-func (s *Server) hashKVCall(_ context.Context, _ uint64, req []byte) ([]byte, error) {
+func (s *Server) hashKVCall(ctx context.Context, _ uint64, req []byte) ([]byte, error) {
 	if len(req) != 8 {
 		return nil, fmt.Errorf("hashkv call: malformed request")
 	}
-	resp, err := s.HashKV(&pb.HashKVRequest{Revision: int64(binary.BigEndian.Uint64(req))})
+	resp, err := s.HashKV(ctx, &pb.HashKVRequest{Revision: int64(binary.BigEndian.Uint64(req))})
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +89,9 @@ func (s *Server) initialCorruptCheck() {
 			answers <- answer{id, resp, err}
 		}()
 	}
-	mine, err := s.HashKV(&pb.HashKVRequest{Revision: rev})
+	hctx, hcancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
+	mine, err := s.HashKV(hctx, &pb.HashKVRequest{Revision: rev})
+	hcancel()
 	if err != nil {
 		s.lg.Warn("initial hash check against the peers skipped: cannot hash the local data", "err", err)
 		return
@@ -150,7 +152,9 @@ func (s *Server) runCompactHashCheck() {
 // reports whether enough members answered for a verdict.
 func (s *Server) compareHashes(rev int64) bool {
 	hashes := make(map[uint64]uint32)
-	mine, err := s.HashKV(&pb.HashKVRequest{Revision: rev})
+	hctx, hcancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
+	mine, err := s.HashKV(hctx, &pb.HashKVRequest{Revision: rev})
+	hcancel()
 	if err != nil || mine.GetCompactRevision() != rev {
 		return false
 	}

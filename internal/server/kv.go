@@ -7,7 +7,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/raftnode"
@@ -142,51 +141,22 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 	return out, nil
 }
 
-// compactStep is the most revisions one replicated compaction covers.
-// Applying a compaction takes time in proportion to the revisions it
-// removes and holds up the applying of everything after it; a million
-// revisions in one entry stopped a cluster for minutes.
-const compactStep = 5000
-
-// Compact replicates a compaction. Compaction is applied synchronously, so
-// once it is applied it is also physical. A compaction over more than
-// compactStep revisions is replicated as a series of compactions to
-// intermediate revisions, each a short apply, ending at the one asked for;
-// the answer is the last one's. The series goes on when the client stops
-// waiting (as a timed-out request may still apply).
+// Compact replicates a compaction. Applying it only records the compact
+// revision, whatever the history it covers: each member then discards
+// that history in the background (see mvcc.Store.CompactStep), so a large
+// compaction holds up no request. With Physical set, as in etcd, the
+// answer waits until this member has discarded it.
 func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	type result struct {
-		resp proto.Message
-		err  error
+	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan result, 1)
-	go func() {
-		bg := context.WithoutCancel(ctx)
-		target := r.GetRevision()
-		// Steps stay below what this member applied, so none is a future
-		// revision: a compaction refused as one compacts nothing, as in
-		// etcd.
-		for from := s.kvStore().CompactRev(); target <= s.kvStore().Rev() && target-from > compactStep; {
-			_, err := s.propose(bg, &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: from + compactStep}})
-			if err != nil && !errors.Is(err, mvcc.ErrCompacted) {
-				done <- result{nil, err}
-				return
-			}
-			from = max(from+compactStep, s.kvStore().CompactRev())
+	if r.GetPhysical() {
+		if err := s.kvStore().WaitCompacted(ctx, r.GetRevision()); err != nil {
+			return nil, s.ctxError(ctx, s.node.Leader())
 		}
-		resp, err := s.propose(bg, &pb.InternalRaftRequest{Compaction: r})
-		done <- result{resp, err}
-	}()
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
-		return nil, s.ctxError(ctx, s.node.Leader())
 	}
-	if res.err != nil {
-		return nil, res.err
-	}
-	out := res.resp.(*pb.CompactionResponse)
+	out := resp.(*pb.CompactionResponse)
 	out.Header = s.header(out.Header)
 	return out, nil
 }
@@ -231,9 +201,10 @@ func attrSet(id uint64, name string, clientURLs []string) *membershippb.ClusterM
 	}
 }
 
-// HashKV hashes the key space history up to rev (see mvcc.Store.HashKV).
-func (s *Server) HashKV(r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	h, rev, compactRev, err := s.kvStore().HashKV(r.GetRevision())
+// HashKV hashes the key space history up to rev (see mvcc.Store.HashKV),
+// once it is compacted up to the compact revision or ctx ends.
+func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	h, rev, compactRev, err := s.kvStore().HashKV(ctx, r.GetRevision())
 	if err != nil {
 		return nil, err
 	}

@@ -58,6 +58,7 @@ func (s *Server) watchMetrics() {
 		Txns:           st.Txns.Load,
 		Rev:            func() int64 { return s.kvStore().Rev() },
 		CompactRev:     func() int64 { return s.kvStore().CompactRev() },
+		CompactedRev:   func() int64 { return s.kvStore().CompactedRev() },
 		Cluster:        s.Quorum,
 		Peers: func() []metrics.Peer {
 			var out []metrics.Peer

@@ -101,6 +101,7 @@ type Server struct {
 	engine    *storage.Engine
 	db        *pebble.DB
 	applier   *apply.Applier
+	compactor compactor
 	lessor    *lease.Lessor
 	renewals  *renewBatcher
 	members   *membership.Store
@@ -347,6 +348,7 @@ func (s *Server) kvStore() *mvcc.Store { return s.applier.KV() }
 // Start starts raft and publishes this member's client URLs to the cluster.
 func (s *Server) Start() {
 	s.startWatchHub()
+	s.startCompactor()
 	s.node.Start(s.transport)
 	go s.runLeases()
 	go s.renewals.run()
@@ -410,6 +412,7 @@ func (s *Server) Stop() {
 		s.HandOffLeadership()
 		close(s.stopped)
 		s.node.Stop()
+		s.stopCompactor()
 		if s.stopWatch != nil {
 			s.stopWatch()
 		}

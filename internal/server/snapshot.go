@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -20,7 +21,10 @@ var processStart = time.Now()
 // The database lives in a temporary directory under the data dir; call
 // cleanup when done with it. A build under way when the server stops
 // fails rather than outlive the engine.
-func (s *Server) BuildSnapshot() (dbPath string, cleanup func(), err error) {
+//
+// The history it holds is compacted up to the compact revision; a build
+// during a compaction waits for its steps until ctx ends.
+func (s *Server) BuildSnapshot(ctx context.Context) (dbPath string, cleanup func(), err error) {
 	parent := filepath.Join(s.cfg.DataDir, "member")
 	removeStaleSnapshots(parent)
 	dir, err := os.MkdirTemp(parent, "snapshot-")
@@ -34,7 +38,11 @@ func (s *Server) BuildSnapshot() (dbPath string, cleanup func(), err error) {
 		return "", nil, ErrStopped
 	default:
 	}
-	snap := s.db.NewSnapshot()
+	snap, err := s.kvStore().SettledSnapshot(ctx)
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
 	defer snap.Close()
 	dbPath = filepath.Join(dir, "db")
 	if err := snapshot.Build(dbPath, snap, snapshot.BuildOptions{Term: s.Term(), Abort: s.stopped}); err != nil {

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"testing"
 
 	"github.com/kvorum/kvorum/internal/mvcc"
@@ -15,7 +16,7 @@ func TestFileHashKVEqualsStoreHashKV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, wantRev, wantCompact, err := kv.HashKV(0)
+	want, wantRev, wantCompact, err := kv.HashKV(context.Background(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

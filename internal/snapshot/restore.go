@@ -256,6 +256,9 @@ func (f *File) importInto(dir string, cfg RestoreConfig) (res *RestoreResult, er
 		if err := kv.Commit(w, pebble.NoSync); err != nil {
 			return nil, err
 		}
+		if err := kv.FinishCompaction(); err != nil {
+			return nil, fmt.Errorf("compact restored data at revision %d: %w", compactTo, err)
+		}
 		res.CompactRev = compactTo
 	}
 	return res, nil

@@ -72,6 +72,9 @@ func loadedEngine(t *testing.T) *storage.Engine {
 		_, err := w.Compact(&pb.CompactionRequest{Revision: 15})
 		return err
 	})
+	if err := kv.FinishCompaction(); err != nil {
+		t.Fatal(err)
+	}
 	step(func(_ *pebble.Batch, w *mvcc.Writer) error {
 		_, err := w.Txn(&pb.TxnRequest{Success: []*pb.RequestOp{
 			{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("t1"), Value: []byte("1")}}},

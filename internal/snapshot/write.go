@@ -110,11 +110,19 @@ func writeMeta(tx *bolt.Tx, r pebble.Reader, opts BuildOptions) error {
 	if err != nil {
 		return err
 	}
+	// A history still being compacted is finished only up to where the
+	// steps were; etcd and a restore compact the rest.
+	compacted, err := mvcc.StoredCompacted(r)
+	if err != nil {
+		return err
+	}
 	if compactRev > 0 {
 		if err := meta.Put(metaScheduledCompact, revKey(compactRev, 0, false)); err != nil {
 			return err
 		}
-		if err := meta.Put(metaFinishedCompact, revKey(compactRev, 0, false)); err != nil {
+	}
+	if compacted > 0 {
+		if err := meta.Put(metaFinishedCompact, revKey(compacted, 0, false)); err != nil {
 			return err
 		}
 	}

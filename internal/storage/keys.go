@@ -63,6 +63,11 @@ var (
 	CurrentRevKey = metaKey("rev")
 	// CompactRevKey holds the revision of the last compaction (8 bytes).
 	CompactRevKey = metaKey("compact")
+	// CompactedRevKey holds the revision up to which the history was
+	// physically compacted (8 bytes): at most CompactRevKey's; absent in
+	// stores written before compaction ran in the background, where the two
+	// are equal.
+	CompactedRevKey = metaKey("compacted")
 	// ClusterKey holds the cluster identity (see server package).
 	ClusterKey = metaKey("cluster")
 	// LocalMemberKey holds this member's identity; it is not replicated, so

@@ -12,15 +12,16 @@ import (
 	"github.com/kvorum/kvorum/internal/testcluster"
 )
 
-// A compaction over many revisions (replicated in steps) answers as one:
-// history below it is gone, everything at or above it reads as before, and
-// every member holds the same history afterwards. One to a future revision
-// compacts nothing.
+// A compaction over many revisions (whose history each member deletes in
+// background steps) answers as one: history below it is gone, everything at
+// or above it reads as before, and every member holds the same history
+// afterwards. With --physical the answer comes once the member that served
+// it has deleted that history. One to a future revision compacts nothing.
 func TestLargeCompactionAnswersAsOne(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	lead, _ := c.WaitLeader(waitTimeout)
 	cli := lead.Client()
-	const revs = 12000 // more than two steps
+	const revs = 12000 // more than ten steps
 	var last int64
 	for i := 0; i < revs; i += 100 {
 		txn := cli.Txn(ctxFor(t, 10*time.Second))
@@ -53,8 +54,11 @@ func TestLargeCompactionAnswersAsOne(t *testing.T) {
 	if _, err := cli.Get(ctxFor(t, 5*time.Second), "k0", clientv3.WithRev(2)); err != nil {
 		t.Fatalf("the refused compaction compacted: %v", err)
 	}
-	if _, err := cli.Compact(ctxFor(t, 30*time.Second), mid); err != nil {
+	if _, err := cli.Compact(ctxFor(t, 30*time.Second), mid, clientv3.WithCompactPhysical()); err != nil {
 		t.Fatalf("compact %d revisions: %v", mid, err)
+	}
+	if got := scrapeValue(t, lead.ClientURL, "kvorum_mvcc_compacted_revision"); got < float64(mid) {
+		t.Fatalf("physical compaction to %d answered with the history deleted up to %v only", mid, got)
 	}
 	if _, err := cli.Get(ctxFor(t, 5*time.Second), "k0", clientv3.WithRev(mid-1)); !errors.Is(err, rpctypes.ErrCompacted) {
 		t.Fatalf("read below the compaction: %v, want %v", err, rpctypes.ErrCompacted)
