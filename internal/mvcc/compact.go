@@ -1,13 +1,14 @@
 package mvcc
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/kvorum/kvorum/internal/storage"
 )
@@ -17,8 +18,8 @@ import (
 // revision, in the batch of the apply, so from then on reads below it are
 // refused; that is cheap whatever the size of the history. Discarding the
 // history the compaction made unreadable is physical work in proportion
-// to the changes it covers (a million revisions take minutes), which in
-// the apply would hold up every later request. Store.CompactStep does it
+// to the history (seconds for a million revisions), which in the apply
+// would hold up every later request. Store.CompactStep does it
 // in short steps, each its own commit, from the member's own goroutine
 // (Store.RunCompactor), while requests go on being applied.
 //
@@ -26,17 +27,18 @@ import (
 // only adds history above the current revision, the steps only delete
 // history at or below the compact revision; and a read at a revision at or
 // above the compact revision answers the same before and after any step
-// (a step deletes a key's superseded versions no later than the version
-// superseding them, and a deletion's tombstone together with everything
-// older). What the steps have done so far is recorded with them
-// (storage.CompactedRevKey), so a restart or a raft snapshot carries on
+// (a step never deletes a key's newest version at or below the compact
+// revision unless it is a deletion, and then no earlier than every older
+// version of the key, which come before it in key order). What the steps
+// have done so far is recorded with them (storage.CompactScanKey and
+// storage.CompactedRevKey), so a restart or a raft snapshot carries on
 // where they were; a step repeated after a crash deletes the same records.
 // Only what hashes or exports the stored history waits for the steps to
 // catch up (Store.WaitCompacted), so every member hashes the same records.
 
-// compactChunk is the most changes one compaction step goes through (it
-// finishes the revision it is in): a few milliseconds of work.
-const compactChunk = 1000
+// compactChunk is the most history records one compaction step goes
+// through: a few milliseconds of work.
+const compactChunk = 20000
 
 // Compact records req.Revision as the compact revision: ranges below it are
 // refused from now on, and the history no read at or above it can see (for
@@ -73,74 +75,137 @@ func (w *Writer) Compact(req *etcdserverpb.CompactionRequest) (*etcdserverpb.Com
 // compacted; it trails CompactRev while compaction steps are due.
 func (s *Store) CompactedRev() int64 { return s.compacted.Load() }
 
-// CompactStep discards, in one commit, the history of up to about
-// maxChanges changes that the compact revision made unreadable and no
-// earlier step discarded. It reports whether none is left. It may run
-// alongside the Writer and reads, but not alongside itself (it is
-// serialized) nor after StopCompaction.
-func (s *Store) CompactStep(maxChanges int) (done bool, err error) {
+// CompactStep discards, in one commit, the history that the compact
+// revision made unreadable, going through up to maxRecords history records
+// (in key order) from where the previous step stopped. It reports whether
+// nothing is left to discard. It may run alongside the Writer and reads,
+// but not alongside itself (it is serialized) nor after StopCompaction.
+//
+// The steps of one compaction go through the whole history span once, in
+// key order, as etcd's compaction goes through its whole key index: for
+// each key, the versions at or below the compaction's revision are
+// discarded but the newest, and that one too if it is a deletion. In key
+// order, a key's versions are next to each other, so one look at the
+// record after a version tells whether it is superseded; the records
+// (key, revision, one byte) are small and read in sequence. A compaction
+// that comes while the steps of an earlier one are under way waits for
+// them to finish, then starts its own.
+func (s *Store) CompactStep(maxRecords int) (done bool, err error) {
 	s.stepMu.Lock()
 	defer s.stepMu.Unlock()
 	if s.stepsStopped {
 		return true, nil
 	}
-	target, prev := s.compactRev.Load(), s.compacted.Load()
-	if prev >= target {
-		return true, nil
+	target, from := s.scanTarget, s.scanFrom
+	if target == 0 {
+		if s.compacted.Load() >= s.compactRev.Load() {
+			return true, nil
+		}
+		target, from = s.compactRev.Load(), storage.HistorySpanStart(nil)
 	}
-	lo, hi := storage.EventSpan(prev+1, target+1)
-	events, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: storage.HistorySpanEnd(nil)})
 	if err != nil {
 		return false, err
 	}
-	defer events.Close()
-	history, err := s.db.NewIter(&pebble.IterOptions{
-		LowerBound: storage.HistorySpanStart(nil),
-		UpperBound: storage.HistorySpanEnd(nil),
-	})
-	if err != nil {
-		return false, err
-	}
-	defer history.Close()
+	defer it.Close()
 	b := s.db.NewBatch()
 	defer b.Close()
-	c := compaction{b: b, history: history, prev: prev, rev: target}
-	reached, n := target, 0
-	for valid := events.First(); valid; valid = events.Next() {
-		r, err := storage.DecodeEventKey(events.Key())
+
+	drop := func(hk []byte, rev storage.Revision) error {
+		if err := b.Delete(hk, nil); err != nil {
+			return err
+		}
+		return b.Delete(storage.EventKey(rev), nil)
+	}
+	// prev is the last version at or below target, not yet judged: it is
+	// discarded if it is a deletion or the next record is a later version
+	// of its key at or below target.
+	var (
+		prev       []byte
+		prevPrefix []byte
+		prevRev    storage.Revision
+		prevTomb   bool
+		resume     []byte
+	)
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		hk := it.Key()
+		prefix, rev, err := storage.SplitHistoryKey(hk)
 		if err != nil {
 			return false, err
 		}
-		if n >= maxChanges && r.Main != reached {
-			reached = r.Main - 1 // every change of the revisions before r is done
+		if prev != nil {
+			if prevTomb || (rev.Main <= target && bytes.Equal(prefix, prevPrefix)) {
+				if err := drop(prev, prevRev); err != nil {
+					return false, err
+				}
+			}
+			prev = nil
+		}
+		if n >= maxRecords {
+			resume = bytes.Clone(hk)
 			break
 		}
-		if err := c.event(events.Key(), events.Value(), r); err != nil {
+		n++
+		if rev.Main > target {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
 			return false, err
 		}
-		reached, n = r.Main, n+1
+		put, err := decodeHistoryValue(hk, v)
+		if err != nil {
+			return false, err
+		}
+		prev = append(prev[:0:0], hk...)
+		prevPrefix, prevRev, prevTomb = prev[:len(prefix)], rev, !put
 	}
-	if err := events.Error(); err != nil {
+	if err := it.Error(); err != nil {
 		return false, err
 	}
-	if !events.Valid() {
-		reached = target
+	if prev != nil && prevTomb { // the last key's newest version
+		if err := drop(prev, prevRev); err != nil {
+			return false, err
+		}
 	}
-	if err := putCounter(b, storage.CompactedRevKey, reached); err != nil {
-		return false, err
+	compacted := s.compacted.Load()
+	if resume == nil {
+		compacted = target
+		if err := b.Delete(storage.CompactScanKey, nil); err != nil {
+			return false, err
+		}
+		if err := putCounter(b, storage.CompactedRevKey, target); err != nil {
+			return false, err
+		}
+	} else {
+		progress := binary.BigEndian.AppendUint64(nil, uint64(target))
+		if err := b.Set(storage.CompactScanKey, append(progress, resume...), nil); err != nil {
+			return false, err
+		}
+		if !s.compactedStored.Load() {
+			if err := putCounter(b, storage.CompactedRevKey, compacted); err != nil {
+				return false, err
+			}
+		}
 	}
 	s.mu.Lock()
 	err = b.Commit(pebble.NoSync)
 	if err == nil {
-		s.compacted.Store(reached)
+		s.compacted.Store(compacted)
 		s.compactedStored.Store(true)
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return false, err
 	}
+	if resume == nil {
+		s.scanTarget, s.scanFrom = 0, nil
+	} else {
+		s.scanTarget, s.scanFrom = target, resume
+	}
 	s.notifyCompacted()
-	return reached >= target, nil
+	return resume == nil && compacted >= s.compactRev.Load(), nil
 }
 
 // FinishCompaction runs compaction steps until none is due.
@@ -263,69 +328,4 @@ func (s *Store) kickCompactor() {
 	case s.compactKick <- struct{}{}:
 	default:
 	}
-}
-
-// compaction is one compaction step's state. For each change of key k at
-// revision r in (prev, rev] it deletes:
-//   - the version of k that survived the earlier steps, if r is the first
-//     change of k after them (that version is now superseded);
-//   - r itself, if k changed again at or below rev, or if r is a deletion.
-//
-// history reads the committed state, without the step's own deletions;
-// the rules need only records the step does not delete.
-type compaction struct {
-	b         *pebble.Batch
-	history   *pebble.Iterator
-	prev, rev int64
-}
-
-func (c *compaction) event(ek, ev []byte, r storage.Revision) error {
-	e, err := decodeEvent(ek, ev)
-	if err != nil {
-		return err
-	}
-	key := e.GetKv().GetKey()
-	prefix := storage.HistoryKeyPrefix(key)
-	hk := storage.HistoryKey(key, r)
-	history := c.history
-
-	if history.SeekLT(hk) && isHistoryOf(history.Key(), prefix) {
-		_, older, err := storage.DecodeHistoryKey(history.Key())
-		if err != nil {
-			return err
-		}
-		if older.Main <= c.prev {
-			if err := c.drop(key, older); err != nil {
-				return err
-			}
-		}
-	}
-	if err := history.Error(); err != nil {
-		return err
-	}
-
-	drop := e.GetType() == mvccpb.Event_DELETE
-	if !drop && history.SeekGE(storage.HistoryKey(key, storage.Revision{Main: r.Main, Sub: r.Sub + 1})) &&
-		isHistoryOf(history.Key(), prefix) {
-		_, next, err := storage.DecodeHistoryKey(history.Key())
-		if err != nil {
-			return err
-		}
-		drop = next.Main <= c.rev
-	}
-	if err := history.Error(); err != nil {
-		return err
-	}
-	if drop {
-		return c.drop(key, r)
-	}
-	return nil
-}
-
-// drop deletes the history record and the event of key's change at rev.
-func (c *compaction) drop(key []byte, rev storage.Revision) error {
-	if err := c.b.Delete(storage.HistoryKey(key, rev), nil); err != nil {
-		return err
-	}
-	return c.b.Delete(storage.EventKey(rev), nil)
 }

@@ -1,6 +1,8 @@
 package mvcc
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -56,6 +58,11 @@ type Store struct {
 	compactedStored atomic.Bool
 	stepMu          sync.Mutex // serializes the steps and StopCompaction
 	stepsStopped    bool
+	// scanTarget and scanFrom are the progress of the steps under way
+	// (storage.CompactScanKey): the revision they compact to (0: none
+	// under way) and the history key they go on from. Under stepMu.
+	scanTarget      int64
+	scanFrom        []byte
 	stepsStop       chan struct{}
 	compactKick     chan struct{}
 	notifyMu        sync.Mutex
@@ -90,6 +97,10 @@ func OpenWithMemory(db *pebble.DB, mem Memory) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	scanTarget, scanFrom, err := loadCompactScan(db)
+	if err != nil {
+		return nil, err
+	}
 	s := &Store{db: db, cache: newLatestCache(int(mem.LatestCache)),
 		filterBytes: mem.KeyFilter, filterMinKeys: keyFilterMinKeys, filterChunk: keyFilterChunk,
 		stepsStop: make(chan struct{}), compactKick: make(chan struct{}, 1), compactedNotify: make(chan struct{})}
@@ -98,6 +109,7 @@ func OpenWithMemory(db *pebble.DB, mem Memory) (*Store, error) {
 	s.compactRev.Store(compactRev)
 	s.compacted.Store(compacted)
 	s.compactedStored.Store(stored)
+	s.scanTarget, s.scanFrom = scanTarget, scanFrom
 	s.publishMemory()
 	return s, nil
 }
@@ -253,6 +265,19 @@ func loadCompacted(r pebble.Reader, compactRev int64) (compacted int64, stored b
 		return 0, false, fmt.Errorf("mvcc: read %q: %w", storage.CompactedRevKey, err)
 	}
 	return int64(v), true, nil
+}
+
+// loadCompactScan reads the progress of the compaction steps under way:
+// the revision they compact to (0: none) and the history key to go on from.
+func loadCompactScan(r pebble.Reader) (target int64, from []byte, err error) {
+	b, err := storage.Get(r, storage.CompactScanKey)
+	if err != nil || b == nil {
+		return 0, nil, err
+	}
+	if len(b) < 8 {
+		return 0, nil, fmt.Errorf("mvcc: read %q: %w: %x", storage.CompactScanKey, storage.ErrMalformedKey, b)
+	}
+	return int64(binary.BigEndian.Uint64(b)), bytes.Clone(b[8:]), nil
 }
 
 func loadCounter(r pebble.Reader, key []byte, absent int64) (int64, error) {

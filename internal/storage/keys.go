@@ -68,6 +68,10 @@ var (
 	// stores written before compaction ran in the background, where the two
 	// are equal.
 	CompactedRevKey = metaKey("compacted")
+	// CompactScanKey holds the progress of the compaction steps under way:
+	// the revision they compact to (8 bytes) and the history key they go
+	// on from. Absent when none are under way.
+	CompactScanKey = metaKey("compactscan")
 	// ClusterKey holds the cluster identity (see server package).
 	ClusterKey = metaKey("cluster")
 	// LocalMemberKey holds this member's identity; it is not replicated, so
@@ -149,6 +153,17 @@ func HistorySpanEnd(end []byte) []byte {
 // ErrMalformedKey reports a stored key that no encoder here produces:
 // corruption or a foreign data dir.
 var ErrMalformedKey = errors.New("storage: malformed key")
+
+// SplitHistoryKey splits a history key into the part that names its user
+// key (HistoryKeyPrefix of it) and its revision, without decoding the user
+// key; the prefix aliases hk.
+func SplitHistoryKey(hk []byte) ([]byte, Revision, error) {
+	if len(hk) < 1+2+revisionLen || hk[0] != prefixHistory {
+		return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+	}
+	rev, err := decodeRevision(hk[len(hk)-revisionLen:])
+	return hk[:len(hk)-revisionLen], rev, err
+}
 
 // DecodeHistoryKey splits a history key into its user key and revision.
 func DecodeHistoryKey(hk []byte) ([]byte, Revision, error) {
