@@ -38,7 +38,18 @@ import (
 
 // compactChunk is the most history records one compaction step goes
 // through: a few milliseconds of work.
-const compactChunk = 20000
+const compactChunk = 2000
+
+// compactRate paces RunCompactor: history records gone through per
+// second at most. Going through them is cheap (about 1.5 µs a revision);
+// what costs is the storage engine's work on the deletions afterwards
+// (flushing them, compacting the deleted records out of its levels).
+// Unpaced, the steps of a 1M-revision compaction issued two million
+// deletions in 16 s on each member of a busy 3-member cluster on two
+// cores: writes waited for memtable flushes, a leader's raft log writes
+// with them, and it lost its leadership. At this pace that compaction
+// takes a little over a minute.
+const compactRate = 15000
 
 // Compact records req.Revision as the compact revision: ranges below it are
 // refused from now on, and the history no read at or above it can see (for
@@ -220,8 +231,9 @@ func (s *Store) FinishCompaction() error {
 
 // RunCompactor runs the compaction steps each compaction leaves, until
 // ctx ends or StopCompaction is called; errors go to onError, and the
-// steps are tried again a second later. Steps yield the processor
-// between them, so requests being served meanwhile wait little.
+// steps are tried again a second later. The steps are paced (compactRate)
+// and take half of the time at most, so that requests served meanwhile
+// wait little.
 func (s *Store) RunCompactor(ctx context.Context, onError func(error)) {
 	for {
 		start := time.Now()
@@ -241,9 +253,8 @@ func (s *Store) RunCompactor(ctx context.Context, onError func(error)) {
 			}
 			continue
 		default:
-			// Half the time for the steps at most, so that a long
-			// compaction on a busy member takes a bounded share.
-			wait = time.Since(start)
+			took := time.Since(start)
+			wait = max(took, compactChunk*time.Second/compactRate-took)
 		}
 		select {
 		case <-ctx.Done():
