@@ -25,6 +25,13 @@ const (
 	DefaultMaxRequestBytes     = 1536 * 1024
 	DefaultMaxTxnOps           = 128
 
+	// The pace of the background deletion of compacted history: about
+	// 15,000 history records a second (etcd's defaults, 1000 revisions
+	// and 10ms, would let a large compaction flood the storage engine; see
+	// docs/benchmarks.md).
+	DefaultCompactionBatchLimit    = 2000
+	DefaultCompactionSleepInterval = 130 * time.Millisecond
+
 	// MaxElectionTimeout is the longest election timeout etcd accepts.
 	MaxElectionTimeout = 50 * time.Second
 )
@@ -101,6 +108,13 @@ type Config struct {
 	AutoCompactionMode      string        // CompactionPeriodic or CompactionRevision
 	AutoCompactionRetention time.Duration // periodic: history to keep
 	AutoCompactionRevisions int64         // revision: revisions to keep
+
+	// CompactionBatchLimit and CompactionSleepInterval pace the deletion
+	// of compacted history that each member does in the background: at
+	// most that many history records a step, and at least that long
+	// between steps (etcd's flags of the same names pace its own).
+	CompactionBatchLimit    int
+	CompactionSleepInterval time.Duration
 
 	LogLevel   string   // debug, info, warn, error, panic or fatal
 	Logger     string   // always "zap"
@@ -228,6 +242,8 @@ func Default() *Config {
 		CompactHashCheck:         true,
 		CompactHashCheckTime:     time.Minute,
 		AutoCompactionMode:       CompactionPeriodic,
+		CompactionBatchLimit:     DefaultCompactionBatchLimit,
+		CompactionSleepInterval:  DefaultCompactionSleepInterval,
 		LogFormat:                "json",
 		LogLevel:                 "info",
 		Logger:                   "zap",

@@ -65,6 +65,8 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		AuthTokenTTL:             300 * time.Second,
 		BcryptCost:               10,
 		AutoCompactionMode:       "periodic",
+		CompactionBatchLimit:     2000,
+		CompactionSleepInterval:  130 * time.Millisecond,
 		BackupRetention:          7,
 		LogFormat:                "json",
 		LogLevel:                 "info",
@@ -185,6 +187,7 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
 		AutoCompactionMode: "revision", AutoCompactionRevisions: 1000,
+		CompactionBatchLimit: 2000, CompactionSleepInterval: 130 * time.Millisecond,
 		BackupRetention: 7,
 		LogLevel:        "debug", Logger: "zap", LogOutputs: []string{"stderr", "/var/log/k.log"}, LogFormat: "console",
 		EnablePprof: true, EnableGRPCGateway: true,
@@ -510,6 +513,7 @@ peer-transport-security:
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
 		AutoCompactionMode: "periodic", AutoCompactionRetention: 8 * time.Hour,
+		CompactionBatchLimit: 2000, CompactionSleepInterval: 130 * time.Millisecond,
 		BackupRetention: 7,
 		LogLevel:        "warn", Logger: "zap", LogOutputs: []string{"stderr"}, LogFormat: "json",
 		EnablePprof: true, EnableGRPCGateway: true,
@@ -703,6 +707,7 @@ func TestRealWorldEtcdCommandLinesParse(t *testing.T) {
 				"--max-request-bytes=33554432", "--max-txn-ops=1024", "--logger=zap", "--log-level=info",
 				"--log-outputs=stderr", "--enable-v2=false", "--experimental-enable-lease-checkpoint=true",
 				"--experimental-compact-hash-check-enabled=true", "--experimental-compact-hash-check-time=1m",
+				"--experimental-compaction-batch-limit=1000", "--experimental-compaction-sleep-interval=10ms",
 				"--experimental-enable-distributed-tracing=false", "--unsafe-no-fsync=false",
 				"--pre-vote=true", "--strict-reconfig-check=true", "--enable-grpc-gateway=true",
 				"--initial-cluster=etcd-0=http://localhost:2380",
@@ -923,6 +928,33 @@ func TestEveryEtcdConfigFileKeyIsAccepted(t *testing.T) {
 		}
 		if err != nil {
 			t.Errorf("key %s: %v", key, err)
+		}
+	}
+}
+
+// etcd's compaction pacing flags pace the background deletion of
+// compacted history, under either name; nonsense is refused naming them.
+func TestCompactionPaceFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--compaction-batch-limit=500", "--compaction-sleep-interval=20ms"},
+		{"--experimental-compaction-batch-limit=500", "--experimental-compaction-sleep-interval=20ms"},
+	} {
+		c, err := Parse(args, nil)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if c.CompactionBatchLimit != 500 || c.CompactionSleepInterval != 20*time.Millisecond {
+			t.Fatalf("%v: batch limit %d, sleep %v", args, c.CompactionBatchLimit, c.CompactionSleepInterval)
+		}
+		for _, name := range c.Ignored {
+			if strings.Contains(name, "compaction") {
+				t.Fatalf("%v: %s listed as ignored", args, name)
+			}
+		}
+	}
+	for _, bad := range []string{"--compaction-batch-limit=0", "--compaction-sleep-interval=0s", "--compaction-sleep-interval=-1s"} {
+		if _, err := Parse([]string{bad}, nil); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(strings.Split(bad, "=")[0], "--")) {
+			t.Fatalf("%s: %v, want an error naming the flag", bad, err)
 		}
 	}
 }

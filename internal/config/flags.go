@@ -117,6 +117,14 @@ var options = []option{
 		setBool(func(c *Config) *bool { return &c.InitialCorruptCheck })},
 	{"experimental-compact-hash-check-enabled", kindBool, "true", "Have the leader compare the members' hashes at each compaction revision; a difference raises the CORRUPT alarm. On by default in Kvorum.",
 		setBool(func(c *Config) *bool { return &c.CompactHashCheck })},
+	{"compaction-batch-limit", kindInt, "2000", "Most history records one step of the background deletion of compacted history goes through.",
+		setCompactionBatchLimit},
+	{"experimental-compaction-batch-limit", kindInt, "2000", "Old name of --compaction-batch-limit.",
+		setCompactionBatchLimit},
+	{"compaction-sleep-interval", kindDuration, "130ms", "Least time between two steps of the background deletion of compacted history (and at least as long as the step took).",
+		setCompactionSleepInterval},
+	{"experimental-compaction-sleep-interval", kindDuration, "130ms", "Old name of --compaction-sleep-interval.",
+		setCompactionSleepInterval},
 	{"compact-hash-check-time", kindDuration, "1m0s", "How often the leader compares hashes at compaction revisions.",
 		setCompactHashTime},
 	{"experimental-compact-hash-check-time", kindDuration, "1m0s", "Old name of --compact-hash-check-time.",
@@ -328,10 +336,9 @@ func init() {
 			"unsafe-no-fsync",
 		},
 		kindDuration: {
-			"backend-batch-interval", "compaction-sleep-interval",
+			"backend-batch-interval",
 			"corrupt-check-time", "discovery-dial-timeout", "discovery-keepalive-time",
 			"discovery-keepalive-timeout", "discovery-request-timeout", "downgrade-check-time",
-			"experimental-compaction-sleep-interval",
 			"experimental-corrupt-check-time", "experimental-downgrade-check-time",
 			"experimental-warning-apply-duration", "experimental-warning-unary-request-duration",
 			"grpc-keepalive-interval",
@@ -345,8 +352,8 @@ func init() {
 			"proxy-write-timeout", "max-concurrent-streams",
 		},
 		kindInt: {
-			"backend-batch-limit", "compaction-batch-limit", "distributed-tracing-sampling-rate",
-			"experimental-compaction-batch-limit", "experimental-distributed-tracing-sampling-rate",
+			"backend-batch-limit", "distributed-tracing-sampling-rate",
+			"experimental-distributed-tracing-sampling-rate",
 		},
 		kindText: {
 			"backend-bbolt-freelist-type", "discovery", "discovery-cacert", "discovery-cert", "discovery-key",
@@ -565,6 +572,24 @@ func setCatchUp(c *Config, v string) error {
 	n, err := parseUint(v, 64)
 	c.SnapshotCatchUpEntries = n
 	return err
+}
+
+func setCompactionBatchLimit(c *Config, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return fmt.Errorf("want a whole number, 1 or more")
+	}
+	c.CompactionBatchLimit = n
+	return nil
+}
+
+func setCompactionSleepInterval(c *Config, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want a duration above 0, such as 100ms")
+	}
+	c.CompactionSleepInterval = d
+	return nil
 }
 
 func setCompactHashTime(c *Config, v string) error {

@@ -29,6 +29,7 @@ import (
 	"github.com/kvorum/kvorum/internal/config"
 	"github.com/kvorum/kvorum/internal/membudget"
 	"github.com/kvorum/kvorum/internal/metrics"
+	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/server"
 	"github.com/kvorum/kvorum/internal/version"
 )
@@ -90,6 +91,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 			NoCompactHash:       !cfg.CompactHashCheck,
 			CompactHashInterval: cfg.CompactHashCheckTime,
 		},
+		CompactionPace: mvcc.Pace{Records: cfg.CompactionBatchLimit, Sleep: cfg.CompactionSleepInterval},
 		AutoCompaction: server.AutoCompaction{
 			Retention: cfg.AutoCompactionRetention,
 			Revisions: cfg.AutoCompactionRevisions,

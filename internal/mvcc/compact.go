@@ -36,20 +36,26 @@ import (
 // Only what hashes or exports the stored history waits for the steps to
 // catch up (Store.WaitCompacted), so every member hashes the same records.
 
-// compactChunk is the most history records one compaction step goes
-// through: a few milliseconds of work.
-const compactChunk = 2000
+// Pace paces RunCompactor. Going through the history is cheap (about
+// 1.5 µs a revision); what costs is the storage engine's work on the
+// deletions afterwards (flushing them, compacting the deleted records out
+// of its levels). Unpaced, the steps of a 1M-revision compaction issued two
+// million deletions in 16 s on each member of a busy 3-member cluster on
+// two cores: writes waited for memtable flushes, a leader's raft log
+// writes with them, and it lost its leadership. At the default pace
+// (about 15,000 records a second) that compaction takes a little over a
+// minute.
+type Pace struct {
+	Records int           // most history records a step goes through (0: 2000)
+	Sleep   time.Duration // least time between steps (0: 130ms)
+}
 
-// compactRate paces RunCompactor: history records gone through per
-// second at most. Going through them is cheap (about 1.5 µs a revision);
-// what costs is the storage engine's work on the deletions afterwards
-// (flushing them, compacting the deleted records out of its levels).
-// Unpaced, the steps of a 1M-revision compaction issued two million
-// deletions in 16 s on each member of a busy 3-member cluster on two
-// cores: writes waited for memtable flushes, a leader's raft log writes
-// with them, and it lost its leadership. At this pace that compaction
-// takes a little over a minute.
-const compactRate = 15000
+// DefaultPace is the pace of a zero Pace.
+var DefaultPace = Pace{Records: 2000, Sleep: 130 * time.Millisecond}
+
+// compactChunk is the most history records one step of FinishCompaction
+// goes through.
+const compactChunk = 2000
 
 // Compact records req.Revision as the compact revision: ranges below it are
 // refused from now on, and the history no read at or above it can see (for
@@ -231,13 +237,19 @@ func (s *Store) FinishCompaction() error {
 
 // RunCompactor runs the compaction steps each compaction leaves, until
 // ctx ends or StopCompaction is called; errors go to onError, and the
-// steps are tried again a second later. The steps are paced (compactRate)
+// steps are tried again a second later. The steps are paced (see Pace)
 // and take half of the time at most, so that requests served meanwhile
 // wait little.
-func (s *Store) RunCompactor(ctx context.Context, onError func(error)) {
+func (s *Store) RunCompactor(ctx context.Context, pace Pace, onError func(error)) {
+	if pace.Records <= 0 {
+		pace.Records = DefaultPace.Records
+	}
+	if pace.Sleep <= 0 {
+		pace.Sleep = DefaultPace.Sleep
+	}
 	for {
 		start := time.Now()
-		done, err := s.CompactStep(compactChunk)
+		done, err := s.CompactStep(pace.Records)
 		wait := time.Duration(0)
 		switch {
 		case err != nil:
@@ -253,8 +265,7 @@ func (s *Store) RunCompactor(ctx context.Context, onError func(error)) {
 			}
 			continue
 		default:
-			took := time.Since(start)
-			wait = max(took, compactChunk*time.Second/compactRate-took)
+			wait = max(time.Since(start), pace.Sleep)
 		}
 		select {
 		case <-ctx.Done():

@@ -106,7 +106,7 @@ func TestCompactorAlongsideWriterKeepsAnswers(t *testing.T) {
 	compactorDone := make(chan struct{})
 	go func() {
 		defer close(compactorDone)
-		s.RunCompactor(ctx, func(err error) { t.Error(err) })
+		s.RunCompactor(ctx, Pace{Records: 50, Sleep: time.Millisecond}, func(err error) { t.Error(err) })
 	}()
 	done := make(chan struct{})
 	errs := make(chan error, 3)

@@ -160,7 +160,7 @@ func (s *Server) startCompactor() {
 	c.kv, c.done = kv, done
 	go func() {
 		defer close(done)
-		kv.RunCompactor(context.Background(), func(err error) {
+		kv.RunCompactor(context.Background(), s.cfg.CompactionPace, func(err error) {
 			s.lg.Error("compaction step failed; trying again", "err", err)
 		})
 	}()

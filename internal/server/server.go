@@ -77,6 +77,9 @@ type Config struct {
 	WatchProgressNotifyInterval time.Duration
 	// CorruptCheck says when members compare their data.
 	CorruptCheck CorruptCheck
+	// CompactionPace paces the background deletion of compacted history
+	// (see mvcc.Store.RunCompactor); zero fields take its defaults.
+	CompactionPace mvcc.Pace
 	// AutoCompaction is the leader's automatic compaction of history.
 	AutoCompaction AutoCompaction
 	// LeaseCheckpointInterval is how often the leader replicates the
