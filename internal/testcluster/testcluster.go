@@ -294,7 +294,7 @@ func (c *Cluster) agreedLeader() (*Member, uint64, string) {
 }
 
 // WaitApplied waits until every running member has applied at least what
-// the given member has applied now.
+// the leader has committed now.
 func (c *Cluster) WaitApplied(timeout time.Duration) {
 	c.t.Helper()
 	lead, _ := c.WaitLeader(timeout)
@@ -302,8 +302,11 @@ func (c *Cluster) WaitApplied(timeout time.Duration) {
 	if err != nil {
 		c.t.Fatalf("status of leader %s: %v", lead.Name, err)
 	}
+	// The leader's commit index, not its applied index: a follower may
+	// apply an entry before the leader does (a put through it returns
+	// then), and waiting for the leader's applied index would miss it.
 	for _, m := range c.Running() {
-		m.WaitAppliedIndex(st.RaftAppliedIndex, timeout)
+		m.WaitAppliedIndex(st.RaftIndex, timeout)
 	}
 }
 

@@ -408,5 +408,18 @@ func TestStoppingLeaderAfterAFollowerHandsLeadershipToTheLiveFollower(t *testing
 		}
 		gone.Restart()
 		lead.Restart()
+		// Before the next round, every member serves a linearizable
+		// read: its streams to and from the leader are up again after
+		// the restarts. Otherwise a leader elected meanwhile may not have
+		// heard from the live follower yet and have nobody to hand over
+		// to (seen in CI).
+		waitFor(t, waitTimeout, "every member serves a linearizable read", func() error {
+			for _, m := range c.Running() {
+				if _, err := m.Client().Get(ctxFor(t, 2*time.Second), "probe"); err != nil {
+					return fmt.Errorf("%s: %w", m.Name, err)
+				}
+			}
+			return nil
+		})
 	}
 }
