@@ -583,20 +583,20 @@ func setCompactionBatchLimit(c *Config, v string) error {
 	return nil
 }
 
-func setCompactionSleepInterval(c *Config, v string) error {
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return fmt.Errorf("want a duration above 0, such as 100ms")
+// setPositiveDuration sets the duration field returns, refusing zero and
+// negative ones; example shows a valid value in the error.
+func setPositiveDuration(field func(*Config) *time.Duration, example string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("want a duration above 0, such as %s", example)
+		}
+		*field(c) = d
+		return nil
 	}
-	c.CompactionSleepInterval = d
-	return nil
 }
 
-func setCompactHashTime(c *Config, v string) error {
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return fmt.Errorf("want a duration above 0, such as 1m")
-	}
-	c.CompactHashCheckTime = d
-	return nil
-}
+var (
+	setCompactionSleepInterval = setPositiveDuration(func(c *Config) *time.Duration { return &c.CompactionSleepInterval }, "100ms")
+	setCompactHashTime         = setPositiveDuration(func(c *Config) *time.Duration { return &c.CompactHashCheckTime }, "1m")
+)
