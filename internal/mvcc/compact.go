@@ -2,9 +2,11 @@ package mvcc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -37,14 +39,14 @@ import (
 // catch up (Store.WaitCompacted), so every member hashes the same records.
 
 // Pace paces RunCompactor. Going through the history is cheap (about
-// 1.5 µs a revision); what costs is the storage engine's work on the
-// deletions afterwards (flushing them, compacting the deleted records out
-// of its levels). Unpaced, the steps of a 1M-revision compaction issued two
-// million deletions in 16 s on each member of a busy 3-member cluster on
-// two cores: writes waited for memtable flushes, a leader's raft log
-// writes with them, and it lost its leadership. At the default pace
-// (about 15,000 records a second) that compaction takes a little over a
-// minute.
+// 0.4 µs a revision, most of it reading the history in key order); the
+// deletions are range deletions, one per key's run of superseded versions
+// and one per gap between kept events (see compactScan), which the storage
+// engine resolves by dropping whole tables. Point deletions, one per
+// record, were what made unpaced steps hurt: the 2 million deletions of a
+// 1M-revision compaction flooded the memtables and compactions of a busy
+// 3-member cluster on two cores, and a leader lost its leadership. The
+// pace still bounds how much of the machine the reading takes.
 type Pace struct {
 	Records int           // most history records a step goes through (0: 2000)
 	Sleep   time.Duration // least time between steps (0: 130ms)
@@ -56,6 +58,16 @@ var DefaultPace = Pace{Records: 2000, Sleep: 130 * time.Millisecond}
 // compactChunk is the most history records one step of FinishCompaction
 // goes through.
 const compactChunk = 2000
+
+const (
+	// compactKeptMax bounds the list of kept versions the events pass of
+	// a compaction uses (16 bytes an entry; see compactScan).
+	compactKeptMax = 1 << 18
+	// compactRangeMin is the fewest records deleted with a range deletion
+	// rather than one by one: a range deletion costs the engine more than
+	// a point deletion, until it covers a few records.
+	compactRangeMin = 8
+)
 
 // Compact records req.Revision as the compact revision: ranges below it are
 // refused from now on, and the history no read at or above it can see (for
@@ -92,51 +104,166 @@ func (w *Writer) Compact(req *etcdserverpb.CompactionRequest) (*etcdserverpb.Com
 // compacted; it trails CompactRev while compaction steps are due.
 func (s *Store) CompactedRev() int64 { return s.compacted.Load() }
 
-// CompactStep discards, in one commit, the history that the compact
-// revision made unreadable, going through up to maxRecords history records
-// (in key order) from where the previous step stopped. It reports whether
-// nothing is left to discard. It may run alongside the Writer and reads,
-// but not alongside itself (it is serialized) nor after StopCompaction.
+// CompactStep discards, in one commit, some of the history that the
+// compact revision made unreadable, going through up to maxRecords records
+// from where the previous step stopped. It reports whether nothing is left
+// to discard. It may run alongside the Writer and reads, but not alongside
+// itself (it is serialized) nor after StopCompaction.
 //
-// The steps of one compaction go through the whole history span once, in
-// key order, as etcd's compaction goes through its whole key index: for
-// each key, the versions at or below the compaction's revision are
-// discarded but the newest, and that one too if it is a deletion. In key
-// order, a key's versions are next to each other, so one look at the
-// record after a version tells whether it is superseded; the records
-// (key, revision, one byte) are small and read in sequence. A compaction
-// that comes while the steps of an earlier one are under way waits for
-// them to finish, then starts its own.
+// The steps of one compaction make two passes (see compactScan): through
+// the history in key order, then through the events the compaction
+// covers in revision order. A compaction that comes while the steps of an
+// earlier one are under way waits for them to finish, then starts its own.
 func (s *Store) CompactStep(maxRecords int) (done bool, err error) {
 	s.stepMu.Lock()
 	defer s.stepMu.Unlock()
 	if s.stepsStopped {
 		return true, nil
 	}
-	target, from := s.scanTarget, s.scanFrom
-	if target == 0 {
-		if s.compacted.Load() >= s.compactRev.Load() {
+	sc := s.scan
+	if sc == nil {
+		base := s.compacted.Load()
+		if base >= s.compactRev.Load() {
 			return true, nil
 		}
-		target, from = s.compactRev.Load(), storage.HistorySpanStart(nil)
+		sc = &compactScan{target: s.compactRev.Load(), base: base,
+			history: storage.HistorySpanStart(nil), keptAll: true}
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: storage.HistorySpanEnd(nil)})
-	if err != nil {
-		return false, err
-	}
-	defer it.Close()
 	b := s.db.NewBatch()
 	defer b.Close()
+	next := *sc
+	if next.history != nil {
+		err = s.historyStep(b, &next, maxRecords)
+	} else {
+		err = s.eventsStep(b, &next, maxRecords)
+	}
+	if err == nil {
+		err = s.commitStep(b, &next)
+	}
+	if err != nil {
+		// The list of kept versions is shared with next, which may have
+		// changed it (appended, sorted): trust it no more.
+		sc.kept, sc.keptAll = nil, false
+		s.scan = sc
+		return false, err
+	}
+	s.scan = &next
+	if next.history == nil && next.events == nil {
+		s.scan = nil
+	}
+	s.notifyCompacted()
+	return s.scan == nil && s.compacted.Load() >= s.compactRev.Load(), nil
+}
 
-	drop := func(hk []byte, rev storage.Revision) error {
-		if err := b.Delete(hk, nil); err != nil {
+// commitStep commits the deletions of a step in b with its progress, sc.
+func (s *Store) commitStep(b *pebble.Batch, sc *compactScan) error {
+	finished := sc.history == nil && sc.events == nil
+	compacted := s.compacted.Load()
+	if finished {
+		compacted = sc.target
+		if err := b.Delete(storage.CompactScanKey, nil); err != nil {
 			return err
 		}
-		return b.Delete(storage.EventKey(rev), nil)
+		if err := putCounter(b, storage.CompactedRevKey, sc.target); err != nil {
+			return err
+		}
+	} else {
+		progress := binary.BigEndian.AppendUint64(nil, uint64(sc.target))
+		if sc.history != nil {
+			progress = append(progress, sc.history...)
+		} else {
+			progress = append(progress, sc.events...)
+		}
+		if err := b.Set(storage.CompactScanKey, progress, nil); err != nil {
+			return err
+		}
+		if !s.compactedStored.Load() {
+			if err := putCounter(b, storage.CompactedRevKey, compacted); err != nil {
+				return err
+			}
+		}
 	}
-	// prev is the last version at or below target, not yet judged: it is
-	// discarded if it is a deletion or the next record is a later version
-	// of its key at or below target.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	s.compacted.Store(compacted)
+	s.compactedStored.Store(true)
+	return nil
+}
+
+// compactScan is the progress of one compaction's steps.
+//
+// The history pass goes through the whole history span once, in key order,
+// as etcd's compaction goes through its whole key index: for each key, the
+// versions at or below the target are discarded but the newest, and that
+// one too if it is a deletion. In key order, a key's versions are next to
+// each other, so one look at the record after a version tells whether it
+// is superseded, and the versions a key loses are one run of records,
+// deleted with one range deletion (the storage engine then drops whole
+// tables a deletion covers instead of rewriting them record by record).
+// The event of a discarded version that an earlier compaction had kept
+// (at or below base) is deleted with it; the others wait for the events
+// pass.
+//
+// The events pass deletes the events of the revisions in (base, target]
+// that the history pass discarded: every one of them but the events of
+// the versions it kept. With the list of those (kept, in revision order),
+// the gaps between them are deleted without reading them, each with one
+// range deletion. A list that would have grown past keptMax entries, or
+// that a restart lost, is not trusted: the pass then reads each event and
+// looks for its history record, which exists exactly for the kept ones.
+//
+// Between the passes, events without history may exist at or below the
+// target; nothing reads them (reads below the compact revision are
+// refused, and events at it are filtered, see discardedByCompaction), and
+// hashes and exports wait for the compaction to finish.
+type compactScan struct {
+	target int64 // the revision compacted to
+	base   int64 // the revision the history was compacted to before
+	// history is the history key the next step goes on from; nil once
+	// the history pass is over. events is then the event key the events
+	// pass goes on from; nil once it is over too.
+	history, events []byte
+	// kept lists the revisions in (base, target] of the versions the
+	// history pass kept, in key order until the pass ends, then sorted;
+	// keptAll says it lists every one of them.
+	kept    []storage.Revision
+	keptAll bool
+}
+
+// historyStep goes on with the history pass through up to maxRecords
+// records.
+func (s *Store) historyStep(b *pebble.Batch, sc *compactScan, maxRecords int) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sc.history, UpperBound: storage.HistorySpanEnd(nil)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	run := deletionRun{min: s.rangeMin}
+	drop := func(hk []byte, prefix []byte, rev storage.Revision) error {
+		if err := run.add(b, hk, prefix); err != nil {
+			return err
+		}
+		if rev.Main <= sc.base {
+			return b.Delete(storage.EventKey(rev), nil)
+		}
+		return nil
+	}
+	keep := func(rev storage.Revision) {
+		if rev.Main <= sc.base || !sc.keptAll {
+			return
+		}
+		if len(sc.kept) >= s.keptMax {
+			sc.kept, sc.keptAll = nil, false
+			return
+		}
+		sc.kept = append(sc.kept, rev)
+	}
+	// prev is the last version at or below the target, not yet judged:
+	// it is discarded if it is a deletion or the next record is a later
+	// version of its key at or below the target.
 	var (
 		prev       []byte
 		prevPrefix []byte
@@ -149,13 +276,15 @@ func (s *Store) CompactStep(maxRecords int) (done bool, err error) {
 		hk := it.Key()
 		prefix, rev, err := storage.SplitHistoryKey(hk)
 		if err != nil {
-			return false, err
+			return err
 		}
 		if prev != nil {
-			if prevTomb || (rev.Main <= target && bytes.Equal(prefix, prevPrefix)) {
-				if err := drop(prev, prevRev); err != nil {
-					return false, err
+			if prevTomb || (rev.Main <= sc.target && bytes.Equal(prefix, prevPrefix)) {
+				if err := drop(prev, prevPrefix, prevRev); err != nil {
+					return err
 				}
+			} else {
+				keep(prevRev)
 			}
 			prev = nil
 		}
@@ -164,65 +293,205 @@ func (s *Store) CompactStep(maxRecords int) (done bool, err error) {
 			break
 		}
 		n++
-		if rev.Main > target {
+		if rev.Main > sc.target {
 			continue
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return false, err
+			return err
 		}
 		put, err := decodeHistoryValue(hk, v)
 		if err != nil {
-			return false, err
+			return err
 		}
 		prev = append(prev[:0:0], hk...)
 		prevPrefix, prevRev, prevTomb = prev[:len(prefix)], rev, !put
 	}
 	if err := it.Error(); err != nil {
-		return false, err
+		return err
 	}
-	if prev != nil && prevTomb { // the last key's newest version
-		if err := drop(prev, prevRev); err != nil {
-			return false, err
-		}
-	}
-	compacted := s.compacted.Load()
-	if resume == nil {
-		compacted = target
-		if err := b.Delete(storage.CompactScanKey, nil); err != nil {
-			return false, err
-		}
-		if err := putCounter(b, storage.CompactedRevKey, target); err != nil {
-			return false, err
-		}
-	} else {
-		progress := binary.BigEndian.AppendUint64(nil, uint64(target))
-		if err := b.Set(storage.CompactScanKey, append(progress, resume...), nil); err != nil {
-			return false, err
-		}
-		if !s.compactedStored.Load() {
-			if err := putCounter(b, storage.CompactedRevKey, compacted); err != nil {
-				return false, err
+	if prev != nil { // the last key's newest version at or below the target
+		if prevTomb {
+			if err := drop(prev, prevPrefix, prevRev); err != nil {
+				return err
 			}
+		} else {
+			keep(prevRev)
 		}
 	}
-	s.mu.Lock()
-	err = b.Commit(pebble.NoSync)
-	if err == nil {
-		s.compacted.Store(compacted)
-		s.compactedStored.Store(true)
+	if err := run.flush(b); err != nil {
+		return err
 	}
-	s.mu.Unlock()
-	if err != nil {
-		return false, err
-	}
+	sc.history = resume
 	if resume == nil {
-		s.scanTarget, s.scanFrom = 0, nil
-	} else {
-		s.scanTarget, s.scanFrom = target, resume
+		slices.SortFunc(sc.kept, compareRevisions)
+		sc.events = storage.EventKey(storage.Revision{Main: sc.base + 1})
 	}
-	s.notifyCompacted()
-	return resume == nil && compacted >= s.compactRev.Load(), nil
+	return nil
+}
+
+// eventsStep goes on with the events pass, through up to maxRecords kept
+// versions or events.
+func (s *Store) eventsStep(b *pebble.Batch, sc *compactScan, maxRecords int) error {
+	end := storage.EventKey(storage.Revision{Main: sc.target + 1})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sc.events, UpperBound: end})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	if sc.keptAll {
+		return s.deleteEventGaps(b, it, sc, end, maxRecords)
+	}
+	run := deletionRun{min: s.rangeMin}
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if n >= maxRecords {
+			if err := run.flush(b); err != nil {
+				return err
+			}
+			sc.events = bytes.Clone(it.Key())
+			return nil
+		}
+		n++
+		rev, err := storage.DecodeEventKey(it.Key())
+		if err != nil {
+			return err
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		ev, err := decodeEvent(it.Key(), v)
+		if err != nil {
+			return err
+		}
+		hist, err := storage.Get(s.db, storage.HistoryKey(ev.GetKv().GetKey(), rev))
+		if err != nil {
+			return err
+		}
+		if hist != nil { // a kept version
+			if err := run.flush(b); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := run.add(b, it.Key(), nil); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	sc.events = nil
+	return run.flush(b)
+}
+
+// deleteEventGaps deletes the events between the kept versions, from
+// sc.events on, up to maxRecords of those (or of the events it reads, see
+// deleteEvents).
+func (s *Store) deleteEventGaps(b *pebble.Batch, it *pebble.Iterator, sc *compactScan, end []byte, maxRecords int) error {
+	lo, n := sc.events, 0
+	for len(sc.kept) > 0 && n < maxRecords {
+		k := sc.kept[0]
+		read, err := s.deleteEvents(b, it, lo, storage.EventKey(k))
+		if err != nil {
+			return err
+		}
+		n += 1 + read
+		lo = storage.EventKey(storage.Revision{Main: k.Main, Sub: k.Sub + 1})
+		sc.kept = sc.kept[1:]
+	}
+	if len(sc.kept) > 0 {
+		sc.events = lo
+		return nil
+	}
+	if _, err := s.deleteEvents(b, it, lo, end); err != nil {
+		return err
+	}
+	sc.events = nil
+	return nil
+}
+
+// deleteEvents deletes the events in [lo, hi): with one range deletion if
+// they may be many (rangeMin revisions apart or more), else one by one,
+// reading their keys with it; it returns how many it read.
+func (s *Store) deleteEvents(b *pebble.Batch, it *pebble.Iterator, lo, hi []byte) (int, error) {
+	if bytes.Compare(lo, hi) >= 0 {
+		return 0, nil
+	}
+	from, err := storage.DecodeEventKey(lo)
+	if err != nil {
+		return 0, err
+	}
+	to, err := storage.DecodeEventKey(hi)
+	if err != nil {
+		return 0, err
+	}
+	if to.Main-from.Main >= int64(s.rangeMin) {
+		return 0, b.DeleteRange(lo, hi, nil)
+	}
+	n := 0
+	for valid := it.SeekGE(lo); valid && bytes.Compare(it.Key(), hi) < 0; valid = it.Next() {
+		if err := b.Delete(it.Key(), nil); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, it.Error()
+}
+
+// deletionRun gathers records to delete that are next to each other in
+// key order (with nothing between them), and deletes them together: with
+// one range deletion from min records on, one by one below.
+type deletionRun struct {
+	min    int
+	prefix []byte   // what the records share (see add)
+	keys   [][]byte // the first min of them
+	last   []byte
+	n      int
+}
+
+// add adds the record at k. The run is flushed first when prefix differs
+// from the run's (a run of history records holds one key's versions).
+func (r *deletionRun) add(b *pebble.Batch, k, prefix []byte) error {
+	if r.n > 0 && !bytes.Equal(prefix, r.prefix) {
+		if err := r.flush(b); err != nil {
+			return err
+		}
+	}
+	if r.n == 0 {
+		r.prefix = bytes.Clone(prefix)
+	}
+	if r.n < r.min {
+		r.keys = append(r.keys, bytes.Clone(k))
+	}
+	r.last = append(r.last[:0], k...)
+	r.n++
+	return nil
+}
+
+// flush deletes the records of the run and empties it.
+func (r *deletionRun) flush(b *pebble.Batch) error {
+	defer func() { r.keys, r.n = r.keys[:0], 0 }()
+	if r.n == 0 {
+		return nil
+	}
+	if r.n >= r.min {
+		return b.DeleteRange(r.keys[0], append(bytes.Clone(r.last), 0), nil)
+	}
+	for _, k := range r.keys {
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func compareRevisions(a, b storage.Revision) int {
+	if c := cmp.Compare(a.Main, b.Main); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Sub, b.Sub)
 }
 
 // FinishCompaction runs compaction steps until none is due.

@@ -55,13 +55,14 @@ func (m *model) wantEvents(from, to int64, match func([]byte) bool, prev bool) [
 // the model: every change in order, nothing compacted served, PrevKv equal
 // to a read at the previous revision, and Limit never splitting a revision.
 func TestEventsMatchModelOnRandomHistories(t *testing.T) {
-	for _, seed := range []uint64{1, 2, 3, 7, 42} {
+	for _, seed := range []uint64{1, 2, 3, 5, 7, 42} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			db := openMemDB(t)
 			s, err := Open(db)
 			if err != nil {
 				t.Fatal(err)
 			}
+			tuneCompaction(s, seed)
 			h := &harness{t: t, db: db, s: s, m: newModel()}
 			g := &gen{rnd: rand.New(rand.NewPCG(seed, seed+1)), m: h.m}
 			for step := 0; step < 300; step++ {

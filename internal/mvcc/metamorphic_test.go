@@ -266,6 +266,7 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 			s.filterMinKeys, s.filterChunk = 4, 3
 			s.build = s.newFilterBuild(0)
 		}
+		tuneCompaction(s, seed)
 	}
 	smallCache(s)
 
@@ -331,6 +332,20 @@ func runRandomHistory(t *testing.T, seed uint64, steps int) {
 	}
 	checkLayout(t, db, h.m)
 	h.checkEveryRevision()
+}
+
+// tuneCompaction varies, by seed, how the compaction steps delete: range
+// deletions from 1, 2 or the default number of records on, and a list of
+// kept versions that always, sometimes or (mostly) never overflows, so
+// the events pass runs both ways (see compactScan).
+func tuneCompaction(s *Store, seed uint64) {
+	s.rangeMin = []int{1, 2, compactRangeMin}[(seed/2)%3]
+	switch seed % 5 {
+	case 0:
+		s.keptMax = 0
+	case 1:
+		s.keptMax = 3
+	}
 }
 
 func (h *harness) applyRandom(g *gen, w *Writer) {

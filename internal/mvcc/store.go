@@ -58,11 +58,11 @@ type Store struct {
 	compactedStored atomic.Bool
 	stepMu          sync.Mutex // serializes the steps and StopCompaction
 	stepsStopped    bool
-	// scanTarget and scanFrom are the progress of the steps under way
-	// (storage.CompactScanKey): the revision they compact to (0: none
-	// under way) and the history key they go on from. Under stepMu.
-	scanTarget      int64
-	scanFrom        []byte
+	// scan is the progress of the steps under way (nil: none), under
+	// stepMu; keptMax and rangeMin tune them (see compactScan).
+	scan            *compactScan
+	keptMax         int
+	rangeMin        int
 	stepsStop       chan struct{}
 	compactKick     chan struct{}
 	notifyMu        sync.Mutex
@@ -97,19 +97,19 @@ func OpenWithMemory(db *pebble.DB, mem Memory) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	scanTarget, scanFrom, err := loadCompactScan(db)
+	scan, err := loadCompactScan(db, compacted)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{db: db, cache: newLatestCache(int(mem.LatestCache)),
 		filterBytes: mem.KeyFilter, filterMinKeys: keyFilterMinKeys, filterChunk: keyFilterChunk,
+		scan: scan, keptMax: compactKeptMax, rangeMin: compactRangeMin,
 		stepsStop: make(chan struct{}), compactKick: make(chan struct{}, 1), compactedNotify: make(chan struct{})}
 	s.build = s.newFilterBuild(0)
 	s.rev.Store(rev)
 	s.compactRev.Store(compactRev)
 	s.compacted.Store(compacted)
 	s.compactedStored.Store(stored)
-	s.scanTarget, s.scanFrom = scanTarget, scanFrom
 	s.publishMemory()
 	return s, nil
 }
@@ -267,17 +267,24 @@ func loadCompacted(r pebble.Reader, compactRev int64) (compacted int64, stored b
 	return int64(v), true, nil
 }
 
-// loadCompactScan reads the progress of the compaction steps under way:
-// the revision they compact to (0: none) and the history key to go on from.
-func loadCompactScan(r pebble.Reader) (target int64, from []byte, err error) {
+// loadCompactScan reads the progress of the compaction steps under way
+// (nil: none); compacted is the revision the history was physically
+// compacted to before they began.
+func loadCompactScan(r pebble.Reader, compacted int64) (*compactScan, error) {
 	b, err := storage.Get(r, storage.CompactScanKey)
 	if err != nil || b == nil {
-		return 0, nil, err
+		return nil, err
 	}
-	if len(b) < 8 {
-		return 0, nil, fmt.Errorf("mvcc: read %q: %w: %x", storage.CompactScanKey, storage.ErrMalformedKey, b)
+	if len(b) < 9 {
+		return nil, fmt.Errorf("mvcc: read %q: %w: %x", storage.CompactScanKey, storage.ErrMalformedKey, b)
 	}
-	return int64(binary.BigEndian.Uint64(b)), bytes.Clone(b[8:]), nil
+	sc := &compactScan{target: int64(binary.BigEndian.Uint64(b)), base: compacted}
+	if from := bytes.Clone(b[8:]); storage.IsEventKey(from) {
+		sc.events = from
+	} else {
+		sc.history = from
+	}
+	return sc, nil
 }
 
 func loadCounter(r pebble.Reader, key []byte, absent int64) (int64, error) {

@@ -69,8 +69,8 @@ var (
 	// are equal.
 	CompactedRevKey = metaKey("compacted")
 	// CompactScanKey holds the progress of the compaction steps under way:
-	// the revision they compact to (8 bytes) and the history key they go
-	// on from. Absent when none are under way.
+	// the revision they compact to (8 bytes) and the history key or the
+	// event key they go on from. Absent when none are under way.
 	CompactScanKey = metaKey("compactscan")
 	// ClusterKey holds the cluster identity (see server package).
 	ClusterKey = metaKey("cluster")
@@ -231,6 +231,9 @@ func EventKey(rev Revision) []byte {
 func EventSpan(fromMain, toMain int64) (lo, hi []byte) {
 	return EventKey(Revision{Main: fromMain}), EventKey(Revision{Main: toMain})
 }
+
+// IsEventKey reports whether k is in the span of event keys.
+func IsEventKey(k []byte) bool { return len(k) > 0 && k[0] == prefixEvents }
 
 // DecodeEventKey returns the revision of an event key.
 func DecodeEventKey(k []byte) (Revision, error) {
