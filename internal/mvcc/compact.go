@@ -48,12 +48,12 @@ import (
 // 3-member cluster on two cores, and a leader lost its leadership. The
 // pace still bounds how much of the machine the reading takes.
 type Pace struct {
-	Records int           // most history records a step goes through (0: 2000)
+	Records int           // most history records a step goes through (0: 10000)
 	Sleep   time.Duration // least time between steps (0: 130ms)
 }
 
 // DefaultPace is the pace of a zero Pace.
-var DefaultPace = Pace{Records: 2000, Sleep: 130 * time.Millisecond}
+var DefaultPace = Pace{Records: 10000, Sleep: 130 * time.Millisecond}
 
 // compactChunk is the most history records one step of FinishCompaction
 // goes through.
