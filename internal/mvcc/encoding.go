@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/storage"
@@ -49,4 +50,35 @@ func decodeEvent(k, v []byte) (*mvccpb.Event, error) {
 
 func encode(m proto.Message) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
+}
+
+// Field numbers of mvccpb.Event (etcd's kv.proto).
+const (
+	eventTypeField protowire.Number = 1
+	eventKVField   protowire.Number = 2
+)
+
+// appendEvent appends the encoding of ev without its PrevKv, the same bytes
+// as encode gives, and reports where the encoding of ev.Kv starts in it.
+// Encoding the fields by hand lets a put store the key-value's bytes as its
+// latest record without encoding it twice.
+func appendEvent(dst []byte, ev *mvccpb.Event) ([]byte, int, error) {
+	opts := proto.MarshalOptions{Deterministic: true}
+	size := opts.Size(ev.Kv)
+	if t := ev.GetType(); t != 0 {
+		dst = protowire.AppendTag(dst, eventTypeField, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(t))
+	}
+	dst = protowire.AppendTag(dst, eventKVField, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(size))
+	start := len(dst)
+	opts.UseCachedSize = true
+	dst, err := opts.MarshalAppend(dst, ev.Kv)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(dst)-start != size {
+		return nil, 0, fmt.Errorf("mvcc: key-value of %x encoded to %d bytes, sized %d", ev.Kv.GetKey(), len(dst)-start, size)
+	}
+	return dst, start, nil
 }

@@ -1,7 +1,6 @@
 package mvcc
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -31,6 +30,9 @@ type Writer struct {
 	// changes counts the changes made so far by the request being applied;
 	// it is the sub-revision of the next change.
 	changes int64
+	// key and val are reused for the records' keys and values: the batch
+	// copies what it is given.
+	key, val []byte
 }
 
 // Events returns the changes made through w, in revision order. Unlike the
@@ -84,7 +86,9 @@ func (w *Writer) Range(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeRespo
 	return w.view().execRange(req)
 }
 
-// Put writes a new version of a key.
+// Put writes a new version of a key. The version keeps req's key and value
+// slices (the store's caches and the events share them), so the caller must
+// not change them afterwards.
 func (w *Writer) Put(req *etcdserverpb.PutRequest) (*etcdserverpb.PutResponse, error) {
 	if err := w.begin(); err != nil {
 		return nil, err
@@ -162,9 +166,10 @@ func (w *Writer) checkPut(v *view, req *etcdserverpb.PutRequest) (*mvccpb.KeyVal
 // put writes req's version of its key; prev is the key's live version.
 func (w *Writer) put(req *etcdserverpb.PutRequest, prev *mvccpb.KeyValue) (*etcdserverpb.PutResponse, error) {
 	rev := storage.Revision{Main: w.rev + 1, Sub: w.changes}
+	// The key-value keeps req's key and value (see Put).
 	kv := &mvccpb.KeyValue{
-		Key:            bytes.Clone(req.GetKey()),
-		Value:          bytes.Clone(req.GetValue()),
+		Key:            req.GetKey(),
+		Value:          req.GetValue(),
 		CreateRevision: rev.Main,
 		ModRevision:    rev.Main,
 		Version:        1,
@@ -229,30 +234,34 @@ func (w *Writer) deleteRange(req *etcdserverpb.DeleteRangeRequest) (*etcdserverp
 
 // writeChange records one change at rev: the latest version (kv, or its
 // absence for a delete), the history record and the event (stored without
-// PrevKv).
+// PrevKv). The key-value is encoded once: the latest record holds the same
+// bytes as the event's kv field.
 func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvccpb.Event) error {
 	key := ev.Kv.Key
-	evBytes, err := encode(ev)
+	var kvStart int
+	var err error
+	w.val, kvStart, err = appendEvent(w.val[:0], ev)
 	if err != nil {
 		return w.fail(err)
 	}
 	hist := historyTombstone
+	w.key = storage.AppendLatestKey(w.key[:0], key)
 	if kv != nil {
 		hist = historyPut
-		kvBytes, err := encode(kv)
-		if err != nil {
-			return w.fail(err)
-		}
-		if err := w.b.Set(storage.LatestKey(key), kvBytes, nil); err != nil {
-			return w.fail(err)
-		}
-	} else if err := w.b.Delete(storage.LatestKey(key), nil); err != nil {
+		// ev.Kv is kv: the encoded key-value is the event's field.
+		err = w.b.Set(w.key, w.val[kvStart:], nil)
+	} else {
+		err = w.b.Delete(w.key, nil)
+	}
+	if err != nil {
 		return w.fail(err)
 	}
-	if err := w.b.Set(storage.HistoryKey(key, rev), hist, nil); err != nil {
+	w.key = storage.AppendHistoryKey(w.key[:0], key, rev)
+	if err := w.b.Set(w.key, hist, nil); err != nil {
 		return w.fail(err)
 	}
-	if err := w.b.Set(storage.EventKey(rev), evBytes, nil); err != nil {
+	w.key = storage.AppendEventKey(w.key[:0], rev)
+	if err := w.b.Set(w.key, w.val, nil); err != nil {
 		return w.fail(err)
 	}
 	w.s.cache.set(key, kv)

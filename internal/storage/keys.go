@@ -86,10 +86,12 @@ func metaKey(name string) []byte { return append([]byte{prefixMeta}, name...) }
 
 // LatestKey is the key under which the latest live version of user key k is
 // kept. Ordering of LatestKey equals ordering of user keys.
-func LatestKey(k []byte) []byte {
-	out := make([]byte, 0, 1+len(k))
-	out = append(out, prefixLatest)
-	return append(out, k...)
+func LatestKey(k []byte) []byte { return AppendLatestKey(make([]byte, 0, 1+len(k)), k) }
+
+// AppendLatestKey appends LatestKey(k) to dst.
+func AppendLatestKey(dst, k []byte) []byte {
+	dst = append(dst, prefixLatest)
+	return append(dst, k...)
 }
 
 // LatestSpan returns the engine span holding latest versions of user keys in
@@ -135,7 +137,13 @@ func HistoryKeyPrefix(k []byte) []byte {
 
 // HistoryKey is the key of the version of user key k written at revision rev.
 func HistoryKey(k []byte, rev Revision) []byte {
-	return rev.append(HistoryKeyPrefix(k))
+	return AppendHistoryKey(make([]byte, 0, len(k)+3+revisionLen), k, rev)
+}
+
+// AppendHistoryKey appends HistoryKey(k, rev) to dst.
+func AppendHistoryKey(dst, k []byte, rev Revision) []byte {
+	dst = append(dst, prefixHistory)
+	return rev.append(appendEscaped(dst, k))
 }
 
 // HistorySpanStart is the smallest history key of any user key >= k.
@@ -223,9 +231,10 @@ func decodeRevision(b []byte) (Revision, error) {
 }
 
 // EventKey is the key of the change made at rev in the revision-major log.
-func EventKey(rev Revision) []byte {
-	return rev.append([]byte{prefixEvents})
-}
+func EventKey(rev Revision) []byte { return AppendEventKey(make([]byte, 0, 1+revisionLen), rev) }
+
+// AppendEventKey appends EventKey(rev) to dst.
+func AppendEventKey(dst []byte, rev Revision) []byte { return rev.append(append(dst, prefixEvents)) }
 
 // EventSpan is the span of events with main revision in [fromMain, toMain).
 func EventSpan(fromMain, toMain int64) (lo, hi []byte) {
