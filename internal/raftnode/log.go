@@ -22,6 +22,13 @@ type raftLog struct {
 	last uint64 // index of the last entry written to the engine
 	// observer, if set, hears how long each synced write took.
 	observer Observer
+	// savedCommit is the commit index of the last hard state written to
+	// the engine. The Ready loop writes it; the applier reads it, because a
+	// compaction point must not pass it: committed entries are applied while
+	// the hard state that commits them is still being written, and a
+	// restart with a compaction point past the stored commit index would
+	// make raft refuse the log.
+	savedCommit atomic.Uint64
 	// bytes is the encoded size of the entries mem holds, for the memory
 	// metrics. The Ready loop (save) and the applier (compact) change it
 	// for disjoint index ranges: compaction never passes the applied
@@ -96,9 +103,16 @@ func loadRaftLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
 		if err := proto.Unmarshal(hsBytes, hs); err != nil {
 			return nil, false, fmt.Errorf("raft hard state is corrupt: %w", err)
 		}
+		if snap, _ := l.mem.Snapshot(); hs.GetCommit() < snap.GetMetadata().GetIndex() {
+			// Written by a version that could compact past the stored
+			// commit index (see savedCommit). The compaction point was
+			// applied, so it is committed: raise the commit index to it.
+			hs.Commit = proto.Uint64(snap.GetMetadata().GetIndex())
+		}
 		if err := l.mem.SetHardState(hs); err != nil {
 			return nil, false, err
 		}
+		l.savedCommit.Store(hs.GetCommit())
 	}
 	return l, false, nil
 }
@@ -170,7 +184,10 @@ func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 		l.bytes.Add(added)
 	}
 	if hs != nil && !raft.IsEmptyHardState(hs) {
-		return l.mem.SetHardState(hs)
+		if err := l.mem.SetHardState(hs); err != nil {
+			return err
+		}
+		l.savedCommit.Store(hs.GetCommit())
 	}
 	return nil
 }
@@ -205,27 +222,16 @@ func (l *raftLog) applySnapshot(snap *pb.Snapshot) error {
 }
 
 // compact records a compaction point at index (whose state must already be
-// durable) and removes entries below keepFrom from engine and memory.
+// durable). It removes the entries below keepFrom from memory, where the
+// ones kept serve followers that are a little behind, and every entry up to
+// index from the engine: a member restarts with its log starting after its
+// compaction point, so the engine never reads them again.
 func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error {
 	snap, err := l.mem.CreateSnapshot(index, cs, nil)
 	if err != nil {
 		return err
 	}
-	v, err := proto.Marshal(snap.GetMetadata())
-	if err != nil {
-		return err
-	}
-	b := l.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(storage.SnapshotMetaKey, v, nil); err != nil {
-		return err
-	}
-	if keepFrom > 1 {
-		if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(keepFrom), nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := l.trimEngine(snap.GetMetadata()); err != nil {
 		return err
 	}
 	if keepFrom > 1 {
@@ -241,6 +247,25 @@ func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error
 		l.bytes.Add(-dropped)
 	}
 	return nil
+}
+
+// trimEngine records meta as the engine's compaction point and deletes the
+// engine's entries up to it; the in-memory log is left as it is. The state
+// up to meta's index must already be durable: a restart begins there.
+func (l *raftLog) trimEngine(meta *pb.SnapshotMetadata) error {
+	v, err := proto.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(storage.SnapshotMetaKey, v, nil); err != nil {
+		return err
+	}
+	if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(meta.GetIndex()+1), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
 }
 
 // keepWithin moves keepFrom up so that the entries kept for followers,

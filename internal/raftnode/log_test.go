@@ -3,8 +3,12 @@ package raftnode
 import (
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kvorum/kvorum/internal/storage"
 )
 
 func ents(term uint64, from, to uint64) []*pb.Entry {
@@ -147,5 +151,103 @@ func TestKeepWithinKeepsNewestEntriesThatFit(t *testing.T) {
 		if got := l.keepWithin(5, 10, tc.limit); got != tc.want {
 			t.Errorf("keepWithin(5, 10, %d) = %d, want %d", tc.limit, got, tc.want)
 		}
+	}
+}
+
+// engineEntries lists the indexes of the raft entries stored in the engine.
+func engineEntries(t *testing.T, db *pebble.DB) []uint64 {
+	t.Helper()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: storage.EntryKey(0), UpperBound: storage.EntryKey(^uint64(0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var out []uint64
+	for it.First(); it.Valid(); it.Next() {
+		idx, err := storage.EntryKeyIndex(it.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, idx)
+	}
+	return out
+}
+
+// A compaction keeps its catch-up entries in memory only: the engine drops
+// every entry up to the compaction point, since a reload starts after it.
+func TestCompactionKeepsCatchUpEntriesInMemoryOnly(t *testing.T) {
+	db := memDB(t)
+	l, _, _ := loadRaftLog(db)
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(100)}, ents(1, 1, 100), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.compact(80, &pb.ConfState{Voters: []uint64{1}}, 60); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := l.mem.FirstIndex(); first != 60 {
+		t.Fatalf("in-memory log starts at %d, want 60 (the catch-up entries)", first)
+	}
+	if got := engineEntries(t, db); len(got) != 20 || got[0] != 81 {
+		t.Fatalf("engine holds entries %v, want 81..100", got)
+	}
+}
+
+// Trimming the engine leaves the in-memory log whole, and a reload starts
+// after the trimmed point with the conf state recorded there.
+func TestTrimEngineLeavesMemoryAndReloadsFromTrimPoint(t *testing.T) {
+	db := memDB(t)
+	l, _, _ := loadRaftLog(db)
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(100)}, ents(1, 1, 100), true); err != nil {
+		t.Fatal(err)
+	}
+	meta := &pb.SnapshotMetadata{Index: proto.Uint64(90), Term: proto.Uint64(1), ConfState: &pb.ConfState{Voters: []uint64{1, 2}}}
+	if err := l.trimEngine(meta); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := l.mem.FirstIndex(); first != 1 {
+		t.Fatalf("in-memory log starts at %d after an engine trim, want 1", first)
+	}
+	if got := engineEntries(t, db); len(got) != 10 || got[0] != 91 {
+		t.Fatalf("engine holds entries %v, want 91..100", got)
+	}
+	r, _, err := loadRaftLog(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := r.mem.FirstIndex()
+	last, _ := r.mem.LastIndex()
+	snap, _ := r.mem.Snapshot()
+	if first != 91 || last != 100 || snap.GetMetadata().GetIndex() != 90 || len(snap.GetMetadata().GetConfState().GetVoters()) != 2 {
+		t.Fatalf("reloaded log %d..%d with snapshot metadata %v, want 91..100 after index 90 with 2 voters", first, last, snap.GetMetadata())
+	}
+}
+
+// A compaction point past the stored commit index (entries are applied
+// while the hard state committing them is written, and an earlier version
+// could compact in that window) reloads with the commit index raised to
+// it; raft would refuse to start on the stored one.
+func TestReloadRaisesCommitToCompactionPoint(t *testing.T) {
+	db := memDB(t)
+	l, _, _ := loadRaftLog(db)
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(50)}, ents(1, 1, 100), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.savedCommit.Load(); got != 50 {
+		t.Fatalf("savedCommit = %d after saving commit 50", got)
+	}
+	if err := l.compact(80, &pb.ConfState{Voters: []uint64{1}}, 81); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := loadRaftLog(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, _, _ := r.mem.InitialState()
+	if hs.GetCommit() != 80 || r.savedCommit.Load() != 80 {
+		t.Fatalf("reloaded commit %d (savedCommit %d), want 80", hs.GetCommit(), r.savedCommit.Load())
+	}
+	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: r.mem, MaxInflightMsgs: 16, Applied: 80})
+	if err != nil || rn == nil {
+		t.Fatalf("raft refuses the reloaded log: %v", err)
 	}
 }

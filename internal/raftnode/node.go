@@ -554,9 +554,10 @@ func (n *Node) maybeCompact() error {
 		return nil
 	}
 	last, _ := n.log.mem.LastIndex()
-	if applied > last {
+	if applied > last || applied > n.log.savedCommit.Load() {
 		// The state machine is ahead of the local log (a snapshot carried
-		// newer state); compact once the log has caught up.
+		// newer state), or of the stored hard state (the entries were
+		// applied while it was being written); compact once they caught up.
 		return nil
 	}
 	// The state at applied was written without sync; make it durable before
