@@ -18,11 +18,9 @@ import (
 // metadata, set by clientv3.WithRequireLeader) to fail at once rather than
 // wait when the member it talks to knows no leader.
 func requiresLeader(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return false
-	}
-	for _, v := range md.Get(rpctypes.MetadataRequireLeaderKey) {
+	// Only the one key: FromIncomingContext would copy all the metadata
+	// of every request.
+	for _, v := range metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataRequireLeaderKey) {
 		if v == rpctypes.MetadataHasLeader {
 			return true
 		}

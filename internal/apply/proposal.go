@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"encoding/binary"
 	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -15,6 +16,9 @@ var ErrStaleProposal = errors.New("apply: proposal appended in a later term than
 // proposalTermField is a Kvorum-only field of InternalRaftRequest: the raft
 // term its proposer was in. etcd's fields are numbered below 10000.
 const proposalTermField protowire.Number = 50001
+
+// TagSize is the most bytes TagTerm appends.
+const TagSize = 3 + binary.MaxVarintLen64 // a 3-byte tag for field 50001, the term
 
 // TagTerm appends the proposer's term to a marshaled request.
 //

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -62,8 +63,12 @@ type Metrics struct {
 	peerRTT         *prometheus.HistogramVec
 	peerSent        *prometheus.CounterVec
 	peerReceived    *prometheus.CounterVec
-	clientSent      prometheus.Counter
-	clientReceived  prometheus.Counter
+	// peerCounters holds each peer's sent and received counters: the
+	// transport counts every message, and looking a series up by its
+	// label (formatting the ID, hashing it) cost more than the count.
+	peerCounters   sync.Map // uint64 -> *peerCounters
+	clientSent     prometheus.Counter
+	clientReceived prometheus.Counter
 
 	grpc   *grpcprom.ServerMetrics
 	health healthMetrics
@@ -164,16 +169,26 @@ func (m *Metrics) PeerRoundTrip(id uint64, d time.Duration) {
 	m.peerRTT.WithLabelValues(hexID(id)).Observe(d.Seconds())
 }
 
+type peerCounters struct{ sent, received prometheus.Counter }
+
+func (m *Metrics) peer(id uint64) *peerCounters {
+	if c, ok := m.peerCounters.Load(id); ok {
+		return c.(*peerCounters)
+	}
+	c := &peerCounters{sent: m.peerSent.WithLabelValues(hexID(id)), received: m.peerReceived.WithLabelValues(hexID(id))}
+	got, _ := m.peerCounters.LoadOrStore(id, c)
+	return got.(*peerCounters)
+}
+
 // PeerSent counts n bytes sent to peer id.
-func (m *Metrics) PeerSent(id uint64, n int) { m.peerSent.WithLabelValues(hexID(id)).Add(float64(n)) }
+func (m *Metrics) PeerSent(id uint64, n int) { m.peer(id).sent.Add(float64(n)) }
 
 // PeerReceived counts n bytes received from peer id.
-func (m *Metrics) PeerReceived(id uint64, n int) {
-	m.peerReceived.WithLabelValues(hexID(id)).Add(float64(n))
-}
+func (m *Metrics) PeerReceived(id uint64, n int) { m.peer(id).received.Add(float64(n)) }
 
 // RemovePeer forgets the per-peer series of a removed member.
 func (m *Metrics) RemovePeer(id uint64) {
+	m.peerCounters.Delete(id)
 	m.peerRTT.DeleteLabelValues(hexID(id))
 	m.peerSent.DeleteLabelValues(hexID(id))
 	m.peerReceived.DeleteLabelValues(hexID(id))

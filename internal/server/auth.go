@@ -31,31 +31,30 @@ const GatewayMetadataKey = "kvorum-gateway"
 // or else the common name of its verified client certificate; "" for
 // neither. An unknown or expired token is an error.
 func (s *Server) Identify(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if md != nil {
-		ts := md.Get(rpctypes.TokenFieldNameGRPC)
-		if len(ts) == 0 {
-			// The JSON gateway passes the Authorization header on.
-			ts = md.Get(rpctypes.TokenFieldNameSwagger)
-		}
-		if len(ts) > 0 {
-			user, ok := s.tokens.User(ts[0])
-			if !ok {
-				// The token may come from an Authenticate entry this
-				// member has not applied yet (another member answered
-				// it): catch up with what is committed and look again.
-				if err := s.linearizableBarrier(ctx); err != nil {
-					return "", err
-				}
-				user, ok = s.tokens.User(ts[0])
-			}
-			if !ok || !s.auth.HasUser(user) {
-				return "", auth.ErrInvalidAuthToken
-			}
-			return user, nil
-		}
+	// Key by key: FromIncomingContext would copy all the metadata of every
+	// request.
+	ts := metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameGRPC)
+	if len(ts) == 0 {
+		// The JSON gateway passes the Authorization header on.
+		ts = metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameSwagger)
 	}
-	if len(md.Get(GatewayMetadataKey)) > 0 {
+	if len(ts) > 0 {
+		user, ok := s.tokens.User(ts[0])
+		if !ok {
+			// The token may come from an Authenticate entry this
+			// member has not applied yet (another member answered
+			// it): catch up with what is committed and look again.
+			if err := s.linearizableBarrier(ctx); err != nil {
+				return "", err
+			}
+			user, ok = s.tokens.User(ts[0])
+		}
+		if !ok || !s.auth.HasUser(user) {
+			return "", auth.ErrInvalidAuthToken
+		}
+		return user, nil
+	}
+	if len(metadata.ValueFromIncomingContext(ctx, GatewayMetadataKey)) > 0 {
 		// The JSON gateway's connection carries the member's own
 		// certificate, not the HTTP client's: without a token a gateway
 		// request has no user, as in etcd.

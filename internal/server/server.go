@@ -470,7 +470,9 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 		h.ID = req.ID
 		req.Header = h
 	}
-	data, err := proto.Marshal(req)
+	// Room for the term tag, so that the first attempt tags data in place.
+	size := proto.Size(req)
+	data, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(make([]byte, 0, size+apply.TagSize), req)
 	if err != nil {
 		return nil, err
 	}
@@ -479,8 +481,8 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
 	defer cancel()
-	for {
-		resp, lost, err := s.proposeOnce(ctx, req.ID, data)
+	for attempt := 0; ; attempt++ {
+		resp, lost, err := s.proposeOnce(ctx, req.ID, data, attempt == 0)
 		if !lost {
 			return resp, err
 		}
@@ -491,7 +493,7 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 
 // proposeOnce proposes data, tagged with the current term, and waits until
 // it applied or provably never will (lost is then set).
-func (s *Server) proposeOnce(ctx context.Context, id uint64, data []byte) (resp proto.Message, lost bool, err error) {
+func (s *Server) proposeOnce(ctx context.Context, id uint64, data []byte, first bool) (resp proto.Message, lost bool, err error) {
 	if s.node.Leader() == raft.None {
 		wctx, wcancel := context.WithTimeout(ctx, s.cfg.ElectionTimeout)
 		err := s.node.WaitLeader(wctx)
@@ -508,9 +510,12 @@ func (s *Server) proposeOnce(ctx context.Context, id uint64, data []byte) (resp 
 	termChanged := s.node.AppliedTermChanged()
 	installed := s.node.SnapshotsInstalled()
 	ch := s.waiters.register(id, term)
-	// Clip: each attempt's tag goes into a copy; raft may still hold the
-	// bytes of an earlier attempt.
-	if err := s.node.Propose(ctx, apply.TagTerm(slices.Clip(data), term)); err != nil {
+	// The first attempt tags data in its spare capacity; later ones tag a
+	// copy, since raft may still hold the bytes of an earlier attempt.
+	if !first {
+		data = slices.Clip(data)
+	}
+	if err := s.node.Propose(ctx, apply.TagTerm(data, term)); err != nil {
 		s.waiters.cancel(id)
 		s.metrics.ProposalFailed()
 		if errors.Is(err, raftnode.ErrNoLeader) {
