@@ -135,13 +135,20 @@ func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 		}
 	}
 	newLast := l.last
+	first, _ := l.mem.FirstIndex()
+	added := int64(0) // encoded size of the entries mem will hold
+	var key, v []byte // reused: the batch copies what it is given
 	for _, e := range ents {
-		v, err := proto.Marshal(e)
-		if err != nil {
+		var err error
+		if v, err = (proto.MarshalOptions{}).MarshalAppend(v[:0], e); err != nil {
 			return err
 		}
-		if err := b.Set(storage.EntryKey(e.GetIndex()), v, nil); err != nil {
+		key = storage.AppendEntryKey(key[:0], e.GetIndex())
+		if err := b.Set(key, v, nil); err != nil {
 			return err
+		}
+		if e.GetIndex() >= first {
+			added += int64(len(v))
 		}
 		newLast = e.GetIndex()
 	}
@@ -165,16 +172,9 @@ func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 	if len(ents) > 0 {
 		// Entries at or after the first new one are replaced; those below
 		// the first index mem keeps are not stored by Append.
-		first, _ := l.mem.FirstIndex()
 		if lo := max(ents[0].GetIndex(), first); lo <= l.last {
 			if old, err := l.mem.Entries(lo, l.last+1, math.MaxUint64); err == nil {
 				l.bytes.Add(-entriesSize(old))
-			}
-		}
-		added := int64(0)
-		for _, e := range ents {
-			if e.GetIndex() >= first {
-				added += int64(proto.Size(e))
 			}
 		}
 		l.last = newLast

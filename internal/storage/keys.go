@@ -40,10 +40,11 @@ var (
 )
 
 // EntryKey is the key of the raft log entry at index.
-func EntryKey(index uint64) []byte {
-	k := make([]byte, 0, len(entryPrefix)+8)
-	k = append(k, entryPrefix...)
-	return binary.BigEndian.AppendUint64(k, index)
+func EntryKey(index uint64) []byte { return AppendEntryKey(make([]byte, 0, len(entryPrefix)+8), index) }
+
+// AppendEntryKey appends EntryKey(index) to dst.
+func AppendEntryKey(dst []byte, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, entryPrefix...), index)
 }
 
 // EntryKeyIndex decodes a key made by EntryKey.
