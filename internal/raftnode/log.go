@@ -196,19 +196,7 @@ func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 // log entry it covers.
 func (l *raftLog) applySnapshot(snap *pb.Snapshot) error {
 	meta := snap.GetMetadata()
-	v, err := proto.Marshal(meta)
-	if err != nil {
-		return err
-	}
-	b := l.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(storage.SnapshotMetaKey, v, nil); err != nil {
-		return err
-	}
-	if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(meta.GetIndex()+1), nil); err != nil {
-		return err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := l.trimEngine(meta, pebble.Sync); err != nil {
 		return err
 	}
 	if err := l.mem.ApplySnapshot(snap); err != nil {
@@ -231,7 +219,7 @@ func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error
 	if err != nil {
 		return err
 	}
-	if err := l.trimEngine(snap.GetMetadata()); err != nil {
+	if err := l.trimEngine(snap.GetMetadata(), pebble.NoSync); err != nil {
 		return err
 	}
 	if keepFrom > 1 {
@@ -249,10 +237,11 @@ func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error
 	return nil
 }
 
-// trimEngine records meta as the engine's compaction point and deletes the
-// engine's entries up to it; the in-memory log is left as it is. The state
-// up to meta's index must already be durable: a restart begins there.
-func (l *raftLog) trimEngine(meta *pb.SnapshotMetadata) error {
+// trimEngine records meta as the engine's compaction point (or installed
+// snapshot) and deletes the engine's entries up to it; the in-memory log is
+// left as it is. The state up to meta's index must already be durable: a
+// restart begins there.
+func (l *raftLog) trimEngine(meta *pb.SnapshotMetadata, opts *pebble.WriteOptions) error {
 	v, err := proto.Marshal(meta)
 	if err != nil {
 		return err
@@ -265,7 +254,7 @@ func (l *raftLog) trimEngine(meta *pb.SnapshotMetadata) error {
 	if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(meta.GetIndex()+1), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.NoSync)
+	return b.Commit(opts)
 }
 
 // keepWithin moves keepFrom up so that the entries kept for followers,

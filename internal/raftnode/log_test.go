@@ -201,7 +201,7 @@ func TestTrimEngineLeavesMemoryAndReloadsFromTrimPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := &pb.SnapshotMetadata{Index: proto.Uint64(90), Term: proto.Uint64(1), ConfState: &pb.ConfState{Voters: []uint64{1, 2}}}
-	if err := l.trimEngine(meta); err != nil {
+	if err := l.trimEngine(meta, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	if first, _ := l.mem.FirstIndex(); first != 1 {
