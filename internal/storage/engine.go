@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -59,6 +60,9 @@ func OpenWithBudget(dataDir string, b membudget.Budget) (*Engine, error) {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, opts)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, fmt.Errorf("data dir %s is in use by another process (it holds %s): stop that member first, or give this one another --data-dir", dataDir, filepath.Join(dir, "LOCK"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open storage in %s (corrupt or not a Kvorum data dir?): %w", dir, err)
 	}
