@@ -54,6 +54,8 @@ func OpenWithBudget(dataDir string, b membudget.Budget) (*Engine, error) {
 		MemTableStopWritesThreshold: b.MemTables,
 		FormatMajorVersion:          pebble.FormatNewest,
 	}
+	// Every table file holds keys of one prefix only (see tableSpan).
+	opts.Experimental.SpanPolicyFunc = tableSpan
 	// Point lookups of keys that are not in a table (a put of a new key
 	// asks for its previous version) skip the table by its bloom filter.
 	for i := range opts.Levels {
@@ -67,6 +69,23 @@ func OpenWithBudget(dataDir string, b membudget.Budget) (*Engine, error) {
 		return nil, fmt.Errorf("open storage in %s (corrupt or not a Kvorum data dir?): %w", dir, err)
 	}
 	return &Engine{DB: db, dir: dir, opts: opts}, nil
+}
+
+// tableSpan ends the key span a table file written from startKey may cover
+// at the next one-byte prefix (storage keeps each kind of record under its
+// own prefix). Without it, every flushed table mixes the raft log and the
+// event log, which grow at their ends, with the latest versions and the
+// history, which change all over the key space: each such table overlaps
+// every table of the next level, and compacting it rewrites the event log
+// again and again. Split by prefix, tables of appended records rarely
+// overlap others and move down the levels without being rewritten, and the
+// raft log's deleted entries go as whole tables. In a run of 300,000 puts on
+// three members this wrote 13% fewer bytes (docs/benchmarks.md).
+func tableSpan(startKey []byte) (pebble.SpanPolicy, []byte, error) {
+	if len(startKey) == 0 || startKey[0] == 0xff {
+		return pebble.SpanPolicy{}, nil, nil
+	}
+	return pebble.SpanPolicy{}, []byte{startKey[0] + 1}, nil
 }
 
 // WriteHeadroom is the free disk space the engine needs to go on taking
