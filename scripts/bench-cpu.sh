@@ -3,6 +3,7 @@
 #
 #   scripts/bench-cpu.sh                    # 3 rounds of the standard put run on each server
 #   PUT_TOTAL=10000 ROUNDS=1 scripts/bench-cpu.sh   # smoke test
+#   PUT_TOTAL=300000 PROF_DELAY=15 PROF_SECONDS=10 scripts/bench-cpu.sh   # a sustained load (~45 s a run)
 #   scripts/bench-cpu.sh -h                 # this help
 #
 # For every round, Kvorum and etcd alternately (etcd first in even rounds), each on a fresh
@@ -10,8 +11,9 @@
 #   1. the standard put run of bench.sh: benchmark --target-leader --conns CONNS --clients CLIENTS
 #      put --key-size 8 --key-space-size KEY_SPACE --val-size VAL_SIZE --total PUT_TOTAL;
 #   2. the CPU time (user + system, /proc/PID/stat) each member spent during it, per put: all
-#      members together (the issue's "server CPU per put"), the leader, and a follower; and the
-#      leader's RSS and peak RSS (VmRSS, VmHWM) at the end;
+#      members together (the issue's "server CPU per put"), the leader, and a follower; the
+#      leader's RSS and peak RSS (VmRSS, VmHWM) at the end; the bytes the members wrote to storage
+#      (/proc/PID/io write_bytes) per put;
 #   3. if PROFILE=1, a CPU profile of the leader and of one follower over PROF_SECONDS, taken
 #      PROF_DELAY seconds into the run, split into categories by the frames on each sample's stack
 #      (client gRPC, apply and the state machine's storage, raft, peer transport, the storage
@@ -59,10 +61,11 @@ log "output: $OUTDIR"
 wait_quiet
 
 CSV=$OUTDIR/results.csv CATS=$OUTDIR/categories.csv
-echo "round,server,rps,p99_ms,errors,cpu_us_all,cpu_us_leader,cpu_us_follower,leader_rss_mb,leader_hwm_mb,load1" >"$CSV"
+echo "round,server,rps,p99_ms,errors,cpu_us_all,cpu_us_leader,cpu_us_follower,leader_rss_mb,leader_hwm_mb,disk_bytes,load1" >"$CSV"
 echo "round,server,role,category,share,us_per_put" >"$CATS"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; } # PID -> user+system clock ticks
+disk_bytes() { awk '/^write_bytes:/ {print $2}' "/proc/$1/io" 2>/dev/null; } # PID -> bytes written to storage
 
 # categorize PROFILE: "category seconds" lines, one category per sample by the frames on its stack
 categorize() {
@@ -87,10 +90,10 @@ categorize() {
 }
 
 putrun() { # SERVER ROUND
-  local srv=$1 r=$2 dir="$OUTDIR/clusters/r$2-$1" raw="$OUTDIR/raw/r$2-$1.txt" l0 lead fol n pids=() t0=() t1=() i ep
+  local srv=$1 r=$2 dir="$OUTDIR/clusters/r$2-$1" raw="$OUTDIR/raw/r$2-$1.txt" l0 lead fol n pids=() t0=() t1=() w0=() w1=() i ep
   l0=$(load1)
-  start_cluster "$srv" "$dir" 3 || { echo "$r,$srv,,,,,,,,,$l0" >>"$CSV"; return; }
-  lead=$(leader_of "$dir") || { log "  no leader in $dir"; kill_servers "$dir"; echo "$r,$srv,,,,,,,,,$l0" >>"$CSV"; return; }
+  start_cluster "$srv" "$dir" 3 || { echo "$r,$srv,,,,,,,,,,$l0" >>"$CSV"; return; }
+  lead=$(leader_of "$dir") || { log "  no leader in $dir"; kill_servers "$dir"; echo "$r,$srv,,,,,,,,,,$l0" >>"$CSV"; return; }
   for n in $(member_names "$dir"); do [[ $n != "$lead" ]] && { fol=$n; break; }; done
   for n in "$lead" "$fol" $(member_names "$dir"); do
     [[ " ${pids[*]} " == *" $(member_pid "$dir" "$n") "* ]] || pids+=("$(member_pid "$dir" "$n")")
@@ -104,22 +107,23 @@ putrun() { # SERVER ROUND
       prof+=($!); BG_PIDS+=($!)
     done
   fi
-  for i in "${!pids[@]}"; do t0[i]=$(cpu_ticks "${pids[i]}"); done
+  for i in "${!pids[@]}"; do t0[i]=$(cpu_ticks "${pids[i]}") w0[i]=$(disk_bytes "${pids[i]}"); done
   echo "# $(date -u -Is) $srv: benchmark --endpoints=$EPS --target-leader --conns=$CONNS --clients=$CLIENTS put --key-size=8 --key-space-size=$KEY_SPACE --val-size=$VAL_SIZE --total=$PUT_TOTAL" >"$raw"
   bg_wait "$raw.full" timeout "$BENCH_TIMEOUT" "$BENCHMARK" --endpoints="$EPS" --target-leader --conns="$CONNS" --clients="$CLIENTS" \
     --precise put --key-size=8 --key-space-size="$KEY_SPACE" --val-size="$VAL_SIZE" --total="$PUT_TOTAL"
-  for i in "${!pids[@]}"; do t1[i]=$(cpu_ticks "${pids[i]}"); done
+  for i in "${!pids[@]}"; do t1[i]=$(cpu_ticks "${pids[i]}") w1[i]=$(disk_bytes "${pids[i]}"); done
   for i in "${prof[@]}"; do wait "$i"; done
   filter_bench_output <"$raw.full" >>"$raw"; rm -f "$raw.full"
-  local rps p99 errs all=0 us_l us_f rss hwm
+  local rps p99 errs all=0 us_l us_f rss hwm disk=0
   rps=$(bench_field "$raw" rps) p99=$(bench_field "$raw" p99) errs=$(bench_field "$raw" errors)
   rss=$(mb "$(vm_kb "${pids[0]}" VmRSS)") hwm=$(mb "$(vm_kb "${pids[0]}" VmHWM)")
-  for i in "${!pids[@]}"; do all=$(( all + t1[i] - t0[i] )); done
+  for i in "${!pids[@]}"; do all=$(( all + t1[i] - t0[i] )) disk=$(( disk + ${w1[i]:-0} - ${w0[i]:-0} )); done
+  disk=$(( disk / PUT_TOTAL ))
   per() { awk -v t="$1" -v hz="$HZ" -v n="$PUT_TOTAL" 'BEGIN{printf "%.1f", t / hz / n * 1e6}'; }
   us_l=$(per $(( t1[0] - t0[0] ))) us_f=$(per $(( t1[1] - t0[1] ))) all=$(per "$all")
-  echo "$r,$srv,$rps,$p99,$errs,$all,$us_l,$us_f,$rss,$hwm,$l0" >>"$CSV"
-  printf '  r%s %-6s %8s put/s  p99 %7s ms  %s errors  CPU per put: %6s us (leader %s, follower %s)  leader RSS %s MB (peak %s)  load %s\n' \
-    "$r" "$srv" "${rps:-?}" "${p99:-?}" "$errs" "$all" "$us_l" "$us_f" "$rss" "$hwm" "$l0" >&2
+  echo "$r,$srv,$rps,$p99,$errs,$all,$us_l,$us_f,$rss,$hwm,$disk,$l0" >>"$CSV"
+  printf '  r%s %-6s %8s put/s  p99 %7s ms  %s errors  CPU per put: %6s us (leader %s, follower %s)  leader RSS %s MB (peak %s)  disk %s B/put  load %s\n' \
+    "$r" "$srv" "${rps:-?}" "${p99:-?}" "$errs" "$all" "$us_l" "$us_f" "$rss" "$hwm" "$disk" "$l0" >&2
   if (( PROFILE )); then
     local role us f
     for role in leader follower; do
@@ -147,7 +151,7 @@ summarize() {
   echo
   awk -F, -v R="$ROUNDS" "$AWK_LIB"'
     NR == 1 || $3 == "" { next }
-    { for (c = 3; c <= 10; c++) { v[$2, c] = v[$2, c] " " $c; per[$2, c, $1] = $c } }
+    { for (c = 3; c <= 11; c++) { v[$2, c] = v[$2, c] " " $c; per[$2, c, $1] = $c } }
     function row(label, c, fmt,   a, b, s, r) {
       a = med(v["kvorum", c]); b = med(v["etcd", c]); s = ""
       for (r = 1; r <= R; r++) s = s ((("kvorum", c, r) in per && ("etcd", c, r) in per) ? ratio(per["kvorum", c, r], per["etcd", c, r]) " " : "- ")
@@ -160,6 +164,7 @@ summarize() {
       row("server CPU per put, all 3 members, µs", 6, "%.1f")
       row("CPU per put, leader, µs", 7, "%.1f"); row("CPU per put, a follower, µs", 8, "%.1f")
       row("leader RSS at the end, MB", 9, "%.0f"); row("leader peak RSS (VmHWM), MB", 10, "%.0f")
+      row("bytes written to disk per put, all 3 members", 11, "%.0f")
       print ""
       print "Medians over " R " round(s); ratio = Kvorum/etcd. CPU = user + system time of the member processes"
       print "during the run, divided by the puts."
