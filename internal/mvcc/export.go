@@ -81,31 +81,12 @@ func ForEachChange(r pebble.Reader, fn func(Change) error) error {
 // space, so that the last import of a key leaves its live version. The
 // records written are exactly those a Writer writes for the same change.
 func ImportChange(w pebble.Writer, c Change) error {
-	key := c.KV.GetKey()
-	ev := eventOf(c)
-	hist := historyPut
-	if c.Tombstone {
-		hist = historyTombstone
-		if err := w.Delete(storage.LatestKey(key), nil); err != nil {
-			return err
-		}
-	} else {
-		kvBytes, err := encode(c.KV)
-		if err != nil {
-			return err
-		}
-		if err := w.Set(storage.LatestKey(key), kvBytes, nil); err != nil {
-			return err
-		}
+	var kv *mvccpb.KeyValue
+	if !c.Tombstone {
+		kv = c.KV
 	}
-	evBytes, err := encode(ev)
-	if err != nil {
-		return err
-	}
-	if err := w.Set(storage.HistoryKey(key, c.Rev), hist, nil); err != nil {
-		return err
-	}
-	return w.Set(storage.EventKey(c.Rev), evBytes, nil)
+	var r recordWriter
+	return r.write(w, c.Rev, kv, eventOf(c))
 }
 
 // ImportRevs records the current and compact revisions of an imported key

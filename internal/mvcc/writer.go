@@ -30,9 +30,7 @@ type Writer struct {
 	// changes counts the changes made so far by the request being applied;
 	// it is the sub-revision of the next change.
 	changes int64
-	// key and val are reused for the records' keys and values: the batch
-	// copies what it is given.
-	key, val []byte
+	rec     recordWriter
 }
 
 // Events returns the changes made through w, in revision order. Unlike the
@@ -232,38 +230,13 @@ func (w *Writer) deleteRange(req *etcdserverpb.DeleteRangeRequest) (*etcdserverp
 	return resp, nil
 }
 
-// writeChange records one change at rev: the latest version (kv, or its
-// absence for a delete), the history record and the event (stored without
-// PrevKv). The key-value is encoded once: the latest record holds the same
-// bytes as the event's kv field.
+// writeChange records one change at rev (see writeRecords) and keeps the
+// caches in step.
 func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvccpb.Event) error {
+	if err := w.rec.write(w.b, rev, kv, ev); err != nil {
+		return w.fail(err)
+	}
 	key := ev.Kv.Key
-	var kvStart int
-	var err error
-	w.val, kvStart, err = appendEvent(w.val[:0], ev)
-	if err != nil {
-		return w.fail(err)
-	}
-	hist := historyTombstone
-	w.key = storage.AppendLatestKey(w.key[:0], key)
-	if kv != nil {
-		hist = historyPut
-		// ev.Kv is kv: the encoded key-value is the event's field.
-		err = w.b.Set(w.key, w.val[kvStart:], nil)
-	} else {
-		err = w.b.Delete(w.key, nil)
-	}
-	if err != nil {
-		return w.fail(err)
-	}
-	w.key = storage.AppendHistoryKey(w.key[:0], key, rev)
-	if err := w.b.Set(w.key, hist, nil); err != nil {
-		return w.fail(err)
-	}
-	w.key = storage.AppendEventKey(w.key[:0], rev)
-	if err := w.b.Set(w.key, w.val, nil); err != nil {
-		return w.fail(err)
-	}
 	w.s.cache.set(key, kv)
 	if kv != nil && w.s.keys != nil {
 		w.s.keys.add(key)
@@ -273,6 +246,40 @@ func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvcc
 	}
 	w.changes++
 	return nil
+}
+
+// recordWriter writes the records of one change, reusing its buffers for
+// their keys and values (a batch copies what it is given).
+type recordWriter struct{ key, val []byte }
+
+// write records the change at rev: the latest version (kv, or its absence
+// for a delete), the history record and the event ev (stored without
+// PrevKv; for a put ev.Kv is kv). The key-value is encoded once: the latest
+// record holds the same bytes as the event's kv field.
+func (r *recordWriter) write(b pebble.Writer, rev storage.Revision, kv *mvccpb.KeyValue, ev *mvccpb.Event) error {
+	key := ev.Kv.Key
+	var kvStart int
+	var err error
+	if r.val, kvStart, err = appendEvent(r.val[:0], ev); err != nil {
+		return err
+	}
+	hist := historyTombstone
+	r.key = storage.AppendLatestKey(r.key[:0], key)
+	if kv != nil {
+		hist = historyPut
+		err = b.Set(r.key, r.val[kvStart:], nil)
+	} else {
+		err = b.Delete(r.key, nil)
+	}
+	if err != nil {
+		return err
+	}
+	r.key = storage.AppendHistoryKey(r.key[:0], key, rev)
+	if err := b.Set(r.key, hist, nil); err != nil {
+		return err
+	}
+	r.key = storage.AppendEventKey(r.key[:0], rev)
+	return b.Set(r.key, r.val, nil)
 }
 
 func cloneKV(kv *mvccpb.KeyValue) *mvccpb.KeyValue { return proto.Clone(kv).(*mvccpb.KeyValue) }
