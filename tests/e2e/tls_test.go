@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
@@ -431,5 +432,68 @@ func TestAutoTLSCluster(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(m.dataDir, "fixtures", "peer", "cert.pem")); err != nil {
 			t.Errorf("%s: no auto TLS peer certificate: %v", m.name, err)
 		}
+	}
+}
+
+// TestClusterHelperRunsMutualTLS checks the mutual-TLS mode of the
+// multi-process cluster helper (the one the kube-apiserver test uses):
+// members formed a cluster over TLS peer links, the helper's own client
+// and a further client certificate it made are served, and a client
+// without a certificate is refused.
+func TestClusterHelperRunsMutualTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := rcluster.Start(ctx, rcluster.Config{Bin: kvorumBin, Members: 3, Dir: t.TempDir(), Flags: fastRaft, TLS: true, TLSClients: []string{"other-client"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, m := range c.Members {
+		if !strings.HasPrefix(m.ClientURL, "https://") || !strings.HasPrefix(m.PeerURL, "https://") {
+			t.Fatalf("%s: client URL %s, peer URL %s; want https", m.Name, m.ClientURL, m.PeerURL)
+		}
+	}
+	cli, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(ctx, "name", "john"); err != nil {
+		t.Fatalf("put with the helper's client certificate: %v", err)
+	}
+
+	caFile, certFile, keyFile, ok := c.ClientCertificate("other-client")
+	if !ok {
+		t.Fatal("no certificate for other-client")
+	}
+	other, err := (transport.TLSInfo{TrustedCAFile: caFile, CertFile: certFile, KeyFile: keyFile}).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Members {
+		oc, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, TLS: other, DialTimeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := oc.Get(ctx, "name")
+		oc.Close()
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "john" {
+			t.Fatalf("get name from %s with other-client's certificate: %v %v; want john", m.Name, resp, err)
+		}
+	}
+
+	noCert, err := (transport.TLSInfo{TrustedCAFile: caFile}).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), TLS: noCert, DialTimeout: 2 * time.Second})
+	if err == nil {
+		short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+		_, err = nc.Get(short, "name")
+		cancelShort()
+		nc.Close()
+	}
+	if err == nil {
+		t.Fatal("a client without a certificate was served by members started with --client-cert-auth")
 	}
 }

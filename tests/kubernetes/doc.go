@@ -1,5 +1,7 @@
 // Package kubernetes runs a real kube-apiserver on a 3-member Kvorum
-// cluster and drives it with kubectl: namespaces, ConfigMaps, Secrets,
+// cluster with mutual TLS on its client and peer ports (certificates from
+// the pki package, as kvorumctl pki init makes them, the layout an etcd HA
+// guide sets up by hand) and drives it with kubectl: namespaces, ConfigMaps, Secrets,
 // coordination.k8s.io Leases, a CustomResourceDefinition and its objects,
 // paginated lists, watches, optimistic-concurrency conflicts, and the loss
 // of the Kvorum leader under a serving apiserver.

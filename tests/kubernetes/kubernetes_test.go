@@ -75,7 +75,7 @@ func TestKubeAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	a := startAPIServer(t, kube, c.Endpoints())
+	a := startAPIServer(t, kube, c)
 	t.Logf("kube-apiserver %s on %s, storage on %s members %v", kubeVersion, a.url, backendName(backend), c.Endpoints())
 
 	var v struct {
@@ -430,9 +430,14 @@ func backendName(env string) string {
 	return env
 }
 
+// apiserverClient is the common name of the client certificate
+// kube-apiserver presents to the storage members.
+const apiserverClient = "kube-apiserver-etcd-client"
+
 // startBackend starts 3 members of Kvorum, built from this module, or of
-// the official etcd (backend "etcd"), on loopback ports; the cluster is
-// closed when the test ends.
+// the official etcd (backend "etcd"), on loopback ports with mutual TLS on
+// the client and peer ports, certificates made by kvorumctl pki's package;
+// the cluster is closed when the test ends.
 func startBackend(ctx context.Context, t *testing.T, backend string) *cluster.Cluster {
 	var bin string
 	switch backendName(backend) {
@@ -452,7 +457,7 @@ func startBackend(ctx context.Context, t *testing.T, backend string) *cluster.Cl
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Config{Bin: bin, Members: 3, Dir: t.TempDir()})
+	c, err := cluster.Start(ctx, cluster.Config{Bin: bin, Members: 3, Dir: t.TempDir(), TLS: true, TLSClients: []string{apiserverClient}})
 	if err != nil {
 		t.Fatalf("start 3 %s members: %v", backendName(backend), err)
 	}
@@ -483,10 +488,15 @@ type apiServer struct {
 }
 
 // startAPIServer starts kube-apiserver on a free loopback port with
-// storage on endpoints, and waits until it is ready. It gets a CA of its
+// storage on the members of c, which it reaches with its client
+// certificate (apiserverClient), and waits until it is ready. It gets a CA of its
 // own that signs its serving certificate and the admin's client
 // certificate, and a service-account signing key.
-func startAPIServer(t *testing.T, kube *testbin.Kube, endpoints []string) *apiServer {
+func startAPIServer(t *testing.T, kube *testbin.Kube, c *cluster.Cluster) *apiServer {
+	etcdCA, etcdCert, etcdKey, ok := c.ClientCertificate(apiserverClient)
+	if !ok {
+		t.Fatal("the storage cluster has no client certificate for kube-apiserver")
+	}
 	dir := t.TempDir()
 	ca, caKey, caPEM, _ := issue(t, nil, nil, &x509.Certificate{
 		Subject: pkix.Name{CommonName: "kvorum-test-ca"}, IsCA: true, BasicConstraintsValid: true,
@@ -553,7 +563,10 @@ current-context: kvorum
 	}}
 
 	args := []string{
-		"--etcd-servers=" + strings.Join(endpoints, ","),
+		"--etcd-servers=" + strings.Join(c.Endpoints(), ","),
+		"--etcd-cafile=" + etcdCA,
+		"--etcd-certfile=" + etcdCert,
+		"--etcd-keyfile=" + etcdKey,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=" + advertiseAddress,
 		fmt.Sprintf("--event-ttl=%v", eventTTL),

@@ -17,6 +17,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,8 +35,11 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/kvorum/kvorum/internal/pki"
 )
 
 // Config describes a cluster to start.
@@ -52,14 +56,28 @@ type Config struct {
 	// DiskMB, if positive, gives each member a data dir of its own small
 	// tmpfs of this size (root needed), for filling it up with FillDisk.
 	DiskMB int
+	// TLS runs mutual TLS on the client and the peer ports, as a
+	// production cluster does: the pki package (kvorumctl pki init) makes a
+	// CA and every member's server and peer certificates in Dir/pki, and
+	// client certificates for the cluster's own clients (ClientName) and
+	// for each of TLSClients. Members then take only clients and peers
+	// with a certificate of that CA.
+	TLS        bool
+	TLSClients []string
 }
+
+// ClientName is the common name of the client certificate the cluster's
+// own clients (Client, the health checks) present when Config.TLS is set.
+const ClientName = "cluster-client"
 
 // Cluster is a set of members, each running or not.
 type Cluster struct {
 	cfg     Config
 	token   string
 	Members []*Member
-	net     *network // nil in loopback mode
+	net     *network    // nil in loopback mode
+	pki     *pki.Layout // nil without Config.TLS
+	tls     *tls.Config // what the cluster's own clients present; nil without Config.TLS
 }
 
 // Member is one server of a cluster, with its current process if any.
@@ -137,13 +155,17 @@ func New(cfg Config) (*Cluster, error) {
 			clientPort, peerPort = append(clientPort, ports[2*i]), append(peerPort, ports[2*i+1])
 		}
 	}
+	scheme := "http"
+	if cfg.TLS {
+		scheme = "https"
+	}
 	var initial []string
 	for i := range cfg.Members {
 		m := &Member{
 			Name:      fmt.Sprintf("m%d", i+1),
 			IP:        ips[i],
-			ClientURL: fmt.Sprintf("http://%s:%d", ips[i], clientPort[i]),
-			PeerURL:   fmt.Sprintf("http://%s:%d", ips[i], peerPort[i]),
+			ClientURL: fmt.Sprintf("%s://%s:%d", scheme, ips[i], clientPort[i]),
+			PeerURL:   fmt.Sprintf("%s://%s:%d", scheme, ips[i], peerPort[i]),
 			c:         c,
 		}
 		if c.net != nil {
@@ -166,6 +188,12 @@ func New(cfg Config) (*Cluster, error) {
 			"--initial-cluster-state=new",
 			"--initial-cluster-token=" + c.token,
 		}, cfg.Flags...)
+	}
+	if cfg.TLS {
+		if err := c.makeCertificates(); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	if cfg.DiskMB > 0 {
 		for _, m := range c.Members {
@@ -210,7 +238,60 @@ func (c *Cluster) Client(ms ...*Member) (*clientv3.Client, error) {
 		Endpoints:   c.Endpoints(ms...),
 		DialTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
+		TLS:         c.tls,
 	})
+}
+
+// makeCertificates creates the CA and certificates of Config.TLS and adds
+// the TLS flags to every member's command line.
+func (c *Cluster) makeCertificates() error {
+	l := pki.Layout{Dir: filepath.Join(c.cfg.Dir, "pki")}
+	plan := pki.Plan{CAName: "cluster-test-ca", Validity: pki.DefaultValidity, Clients: append([]string{ClientName}, c.cfg.TLSClients...)}
+	for _, m := range c.Members {
+		plan.Members = append(plan.Members, pki.Member{Name: m.Name, IPs: []net.IP{net.ParseIP(m.IP)}})
+	}
+	if _, err := l.Init(plan, time.Now()); err != nil {
+		return fmt.Errorf("certificates for the cluster: %w", err)
+	}
+	caFile, _ := l.CA()
+	certFile, keyFile := l.Client(ClientName)
+	cfg, err := (transport.TLSInfo{TrustedCAFile: caFile, CertFile: certFile, KeyFile: keyFile}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("client TLS of the cluster: %w", err)
+	}
+	c.pki, c.tls = &l, cfg
+	for _, m := range c.Members {
+		serverCert, serverKey := l.Member(m.Name, pki.Server)
+		peerCert, peerKey := l.Member(m.Name, pki.Peer)
+		m.args = append(m.args,
+			"--cert-file="+serverCert, "--key-file="+serverKey,
+			"--trusted-ca-file="+caFile, "--client-cert-auth",
+			"--peer-cert-file="+peerCert, "--peer-key-file="+peerKey,
+			"--peer-trusted-ca-file="+caFile, "--peer-client-cert-auth")
+	}
+	return nil
+}
+
+// ClientCertificate returns the CA file and the certificate and key files
+// of the client name (ClientName or one of Config.TLSClients), for a
+// client the test starts itself; ok is false without Config.TLS.
+func (c *Cluster) ClientCertificate(name string) (caFile, certFile, keyFile string, ok bool) {
+	if c.pki == nil {
+		return "", "", "", false
+	}
+	caFile, _ = c.pki.CA()
+	certFile, keyFile = c.pki.Client(name)
+	return caFile, certFile, keyFile, true
+}
+
+// httpClient is what the cluster asks the members' HTTP endpoints
+// (/health) with.
+func (c *Cluster) httpClient() *http.Client {
+	hc := &http.Client{Timeout: time.Second}
+	if c.tls != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: c.tls}
+	}
+	return hc
 }
 
 // startMarker begins the line Member.Start writes to the log before each
@@ -416,7 +497,7 @@ func Tail(s string, n int) string {
 // WaitHealthy waits until each of ms answers /health with true (a leader
 // is known and a linearizable read succeeds).
 func (c *Cluster) WaitHealthy(ctx context.Context, ms ...*Member) error {
-	hc := &http.Client{Timeout: time.Second}
+	hc := c.httpClient()
 	for _, m := range ms {
 		for !healthy(hc, m.ClientURL) {
 			if err := m.ExitedOnItsOwn(); err != nil {
@@ -645,7 +726,7 @@ func (c *Cluster) Describe(ctx context.Context) string {
 		return err.Error()
 	}
 	defer cli.Close()
-	hc := &http.Client{Timeout: time.Second}
+	hc := c.httpClient()
 	var b strings.Builder
 	for _, m := range c.Members {
 		fmt.Fprintf(&b, "%s: running %v, paused %v, healthy %v", m.Name, m.Running(), m.Paused(), healthy(hc, m.ClientURL))
@@ -664,7 +745,7 @@ func (c *Cluster) Describe(ctx context.Context) string {
 // stacks to the member's log (and exits), and returns their names. Used
 // when a cluster does not recover, to see where a member is stuck.
 func (c *Cluster) DumpUnhealthy() []string {
-	hc := &http.Client{Timeout: time.Second}
+	hc := c.httpClient()
 	var dumped []string
 	for _, m := range c.Members {
 		if !m.Running() || healthy(hc, m.ClientURL) {
