@@ -221,6 +221,10 @@ func New(cfg Config) (*Node, error) {
 // data.
 func (n *Node) Snapshots() *snapshotter { return n.snaps }
 
+// maxSizePerMsg bounds the entries of one MsgApp (raft's MaxSizePerMsg,
+// and coalesce's limit for merged ones).
+const maxSizePerMsg = 1 << 20
+
 // Start starts raft and the Ready loop.
 func (n *Node) Start(tr Transport) {
 	n.tr = tr
@@ -230,7 +234,7 @@ func (n *Node) Start(tr Transport) {
 		HeartbeatTick:             1,
 		Storage:                   n.log.mem,
 		Applied:                   n.snapIndex,
-		MaxSizePerMsg:             1 << 20,
+		MaxSizePerMsg:             maxSizePerMsg,
 		MaxCommittedSizePerReady:  16 << 20,
 		MaxUncommittedEntriesSize: 1 << 30,
 		MaxInflightMsgs:           512,
@@ -416,15 +420,16 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return err
 		}
 	}
+	msgs := coalesce(rd.Messages, maxSizePerMsg)
 	isLeader := n.lead.Load() == n.cfg.ID
 	if isLeader {
-		n.tr.Send(rd.Messages)
+		n.tr.Send(msgs)
 	}
 	if err := n.log.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 		return err
 	}
 	if !isLeader {
-		n.tr.Send(rd.Messages)
+		n.tr.Send(msgs)
 	}
 	return nil
 }
