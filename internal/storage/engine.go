@@ -45,7 +45,12 @@ func OpenWithBudget(dataDir string, b membudget.Budget) (*Engine, error) {
 	// The memtables and the block cache are the engine's memory, and both
 	// are fixed by the budget rather than by the data: a member with more
 	// keys reads more from disk (and the page cache), it does not hold more.
-	cache := pebble.NewCache(b.BlockCache)
+	// Pebble reserves every memtable it allocates in its cache, so the
+	// cache is made large enough for both: sized for the blocks alone, the
+	// memtables' reservation (up to 3 × 1/16 of the budget against 1/8)
+	// left the blocks no room at all, and every table read went to the
+	// operating system (TestBlockCacheHasRoomBesideTheMemtables).
+	cache := pebble.NewCache(b.BlockCache + b.MemTableBytes())
 	defer cache.Unref() // the DB holds its own reference
 	opts := &pebble.Options{
 		Logger:                      quietLogger{},
