@@ -43,6 +43,7 @@ func TestRobustnessPartitions(t *testing.T) {
 	runScenario(t, scenario{
 		members: 3,
 		netns:   true,
+		tls:     true,
 		rounds:  1,
 		round:   envDuration(t, "KVORUM_ROBUSTNESS_ROUND", 30*time.Second),
 		faults:  append(slices.Clone(partitionFaults), killLeader, pauseMember),
@@ -162,7 +163,8 @@ func seed(t *testing.T) uint64 {
 type scenario struct {
 	members int
 	netns   bool
-	diskMB  int // each member's data dir is a tmpfs of this size (for disk-full faults)
+	tls     bool // mutual TLS on the client and peer ports (links are cut and healed under TLS)
+	diskMB  int  // each member's data dir is a tmpfs of this size (for disk-full faults)
 	rounds  int
 	round   time.Duration
 	faults  []faultKind
@@ -190,7 +192,7 @@ func runScenario(t *testing.T, sc scenario) {
 	sc.faults = faultsFromEnv(sc.faults)
 	t.Logf("seed %d (replay with KVORUM_ROBUSTNESS_SEED=%d); %d members, netns %v, %d round(s) of %v, faults %v",
 		seed, seed, sc.members, sc.netns, sc.rounds, sc.round, sc.faults)
-	c := startCluster(t, cluster.Config{Members: sc.members, Netns: sc.netns, DiskMB: sc.diskMB})
+	c := startCluster(t, cluster.Config{Members: sc.members, Netns: sc.netns, DiskMB: sc.diskMB, TLS: sc.tls})
 	total := figures{faults: map[faultKind]int{}}
 	for r := range sc.rounds {
 		f, ok := runRound(t, c, sc, seed, r)
