@@ -1,6 +1,6 @@
-# bench-lib.sh — shared parts of the measurement scripts (bench-memory.sh, bench-restart.sh,
-# bench-failover.sh, bench-stall.sh). Sourced, not run. It builds or finds the binaries (the same
-# cache as bench.sh: etcd, etcdctl and the benchmark tool in ~/.cache/kvorum-bench/bin), starts and
+# bench-lib.sh — shared parts of the measurement scripts (bench.sh, bench-cpu.sh, bench-memory.sh,
+# bench-restart.sh, bench-failover.sh, bench-stall.sh). Sourced, not run. It builds or finds the
+# binaries (etcd, etcdctl and the benchmark tool in ~/.cache/kvorum-bench/bin), starts and
 # restarts members on free loopback ports, reads a process's memory, and kills every process it
 # started when the script exits, fails or is interrupted.
 #

@@ -57,12 +57,13 @@ if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set -uo/p' "$0" 
 (( $# == 0 )) || { echo "bench.sh: takes no arguments (configure with environment variables; -h for help)" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CMDLINE="scripts/bench.sh"
-for v in ROUNDS ORDER WORKLOADS CONNS CLIENTS KEY_SIZE VAL_SIZE KEY_SPACE PUT_TOTAL PUT1C_TOTAL RANGE_TOTAL \
-         RANGES_TOTAL PRELOAD_KEYS WATCH_STREAMS WATCH_PER_STREAM WATCH_PUT_TOTAL WL_STREAMS WL_WATCHERS WL_RATE \
-         WL_PUT_TOTAL LEASE_TOTAL EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS WAIT_LOAD WAIT_MAX ETCD_VERSION BENCH_VERSION; do
-  [[ -n "${!v+x}" ]] && CMDLINE="$v=$(printf %q "${!v}") $CMDLINE"
-done
+SCRIPT=bench.sh BENCH_OUTDIR_PREFIX=kvorum-bench
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-600} WAIT_MAX=${WAIT_MAX:-1500}
+# shellcheck source=scripts/bench-lib.sh
+source "$REPO/scripts/bench-lib.sh"
+CMDLINE=$(cmdline ROUNDS ORDER WORKLOADS CONNS CLIENTS KEY_SIZE VAL_SIZE KEY_SPACE PUT_TOTAL PUT1C_TOTAL RANGE_TOTAL \
+  RANGES_TOTAL PRELOAD_KEYS WATCH_STREAMS WATCH_PER_STREAM WATCH_PUT_TOTAL WL_STREAMS WL_WATCHERS WL_RATE \
+  WL_PUT_TOTAL LEASE_TOTAL EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS WAIT_LOAD WAIT_MAX ETCD_VERSION BENCH_VERSION)
 
 ROUNDS=${ROUNDS:-3} ORDER=${ORDER:-abba}
 WORKLOADS=${WORKLOADS:-put put-1client range-l range-s watch watch-latency lease-keepalive}
@@ -74,17 +75,8 @@ PRELOAD_KEYS=${PRELOAD_KEYS:-10000} RANGE_KEY=${RANGE_KEY:-bench-range-key}
 WATCH_STREAMS=${WATCH_STREAMS:-10} WATCH_PER_STREAM=${WATCH_PER_STREAM:-100} WATCH_PUT_TOTAL=${WATCH_PUT_TOTAL:-3000}
 WL_STREAMS=${WL_STREAMS:-10} WL_WATCHERS=${WL_WATCHERS:-10} WL_RATE=${WL_RATE:-200} WL_PUT_TOTAL=${WL_PUT_TOTAL:-2000}
 LEASE_TOTAL=${LEASE_TOTAL:-100000}
-ETCD_VERSION=${ETCD_VERSION:-v3.7.3} BENCH_VERSION=${BENCH_VERSION:-v3.6.8}
-CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvorum-bench/bin}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-600} HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
-WAIT_MAX=${WAIT_MAX:-1500} KEEP_DATA=${KEEP_DATA:-0}
-OUTDIR=${OUTDIR:-${TMPDIR:-/tmp}/kvorum-bench-$(date -u +%Y%m%d-%H%M%S)}
+KEEP_DATA=${KEEP_DATA:-0}
 MEMBERS=3
-
-die() { echo "bench.sh: $*" >&2; exit 1; }
-log() { echo "$*" >&2; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ "$ORDER" == ab || "$ORDER" == abba ]] || die "ORDER must be ab or abba"
@@ -94,161 +86,9 @@ for w in $WORKLOADS; do
     *) die "unknown workload '$w' (known: put put-1client range-l range-s watch watch-latency lease-keepalive)" ;;
   esac
 done
-command -v timeout >/dev/null || die "needs coreutils 'timeout'"
 
-# ---------------------------------------------------------------- cleanup ----
-# Every server we start is recorded in SERVERS ("pid dir"); CUR_BG is the benchmark/build in flight.
-SERVERS=() CUR_BG="" CLEANED=0
-
-alive() { # running and not a zombie
-  [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null || return 1
-  local st; st=$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null) || return 1
-  [[ -n "$st" && "$st" != Z && "$st" != X ]]
-}
-ours() { # pid dir: still our process (guards against PID reuse)
-  alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "$2/"
-}
-kill_servers() { # [dir]: kill (KILL) our servers, all or those of one cluster dir
-  local e pid dir keep=()
-  for e in "${SERVERS[@]}"; do
-    pid=${e%% *} dir=${e#* }
-    if [[ -n "${1:-}" && "$dir" != "$1" ]]; then keep+=("$e"); continue; fi
-    ours "$pid" "$dir" && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  SERVERS=("${keep[@]}")
-}
-cleanup() {
-  (( CLEANED )) && return; CLEANED=1
-  if [[ -n "$CUR_BG" ]] && alive "$CUR_BG"; then
-    kill -TERM "$CUR_BG" 2>/dev/null; sleep 0.5; alive "$CUR_BG" && kill -KILL "$CUR_BG" 2>/dev/null
-  fi
-  kill_servers
-}
-on_signal() { log ""; log "bench.sh: interrupted ($1), stopping everything we started"; cleanup; trap - EXIT; exit "$2"; }
-trap cleanup EXIT
-trap 'on_signal INT 130' INT
-trap 'on_signal TERM 143' TERM
-trap 'on_signal HUP 129' HUP
-
-bg_wait() { # OUTFILE CMD...: run CMD in the background with output to OUTFILE and wait for it
-  local out=$1; shift  # (waiting in the builtin `wait` lets the traps run at once on Ctrl-C)
-  "$@" </dev/null >"$out" 2>&1 & CUR_BG=$!
-  wait "$CUR_BG"; local rc=$?
-  CUR_BG=""; return $rc
-}
-
-# ----------------------------------------------------------------- build -----
-mkdir -p "$OUTDIR/bin" "$OUTDIR/raw" "$OUTDIR/clusters" || die "cannot create $OUTDIR"
-OUTDIR=$(cd "$OUTDIR" && pwd)
-
-build_anchors() {
-  mkdir -p "$CACHE_DIR" || die "cannot create $CACHE_DIR"
-  CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
-  local need=0 f
-  for f in etcd etcdctl; do [[ -n "${!f+x}" ]] || [[ -x "$CACHE_DIR/$f" && -f "$CACHE_DIR/$f.$ETCD_VERSION" ]] || need=1; done
-  if (( need )); then
-    log "building etcd $ETCD_VERSION and etcdctl from the Go module proxy into $CACHE_DIR (a few minutes the first time) ..."
-    local w; w=$(mktemp -d "${TMPDIR:-/tmp}/kvorum-bench-build.XXXXXX")
-    if ! ( cd "$w" && printf 'module kvorumbench\n\ngo 1.24\n' >go.mod &&
-           GOWORK=off GOFLAGS=-mod=mod go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" &&
-           GOWORK=off GOFLAGS=-mod=mod go build -o "$CACHE_DIR/etcd.tmp" go.etcd.io/etcd/server/v3 &&
-           GOWORK=off GOFLAGS=-mod=mod go build -o "$CACHE_DIR/etcdctl.tmp" go.etcd.io/etcd/etcdctl/v3 ) >"$OUTDIR/build-etcd.log" 2>&1; then
-      tail -30 "$OUTDIR/build-etcd.log" >&2; rm -rf "$w"; die "building etcd failed (log: $OUTDIR/build-etcd.log)"
-    fi
-    rm -rf "$w"
-    mv "$CACHE_DIR/etcd.tmp" "$CACHE_DIR/etcd" && mv "$CACHE_DIR/etcdctl.tmp" "$CACHE_DIR/etcdctl" &&
-      touch "$CACHE_DIR/etcd.$ETCD_VERSION" "$CACHE_DIR/etcdctl.$ETCD_VERSION"
-  fi
-  if [[ -z "${BENCHMARK+x}" ]] && ! [[ -x "$CACHE_DIR/benchmark" && -f "$CACHE_DIR/benchmark.$BENCH_VERSION" ]]; then
-    log "building the benchmark tool (go.etcd.io/etcd/v3@$BENCH_VERSION tools/benchmark) into $CACHE_DIR ..."
-    local w; w=$(mktemp -d "${TMPDIR:-/tmp}/kvorum-bench-build.XXXXXX")
-    if ! ( cd "$w" && printf 'module kvorumbench\n\ngo 1.24\n' >go.mod &&
-           GOWORK=off GOFLAGS=-mod=mod go get "go.etcd.io/etcd/v3@$BENCH_VERSION" &&
-           GOWORK=off GOFLAGS=-mod=mod go build -o "$CACHE_DIR/benchmark.tmp" go.etcd.io/etcd/v3/tools/benchmark ) >"$OUTDIR/build-benchmark.log" 2>&1; then
-      tail -30 "$OUTDIR/build-benchmark.log" >&2; rm -rf "$w"; die "building the benchmark tool failed (log: $OUTDIR/build-benchmark.log)"
-    fi
-    rm -rf "$w"
-    mv "$CACHE_DIR/benchmark.tmp" "$CACHE_DIR/benchmark" && touch "$CACHE_DIR/benchmark.$BENCH_VERSION"
-  fi
-}
-
-command -v go >/dev/null || die "needs Go in PATH"
-build_anchors
-ETCD=${ETCD:-$CACHE_DIR/etcd} ETCDCTL=${ETCDCTL:-$CACHE_DIR/etcdctl} BENCHMARK=${BENCHMARK:-$CACHE_DIR/benchmark}
-if [[ -z "${KVORUM:-}" ]]; then
-  log "building kvorum from $REPO ..."
-  ( cd "$REPO" && go build -o "$OUTDIR/bin/kvorum" ./cmd/kvorum ) || die "go build ./cmd/kvorum failed"
-  KVORUM=$OUTDIR/bin/kvorum
-fi
-for b in KVORUM ETCD ETCDCTL BENCHMARK; do
-  [[ -x "${!b}" ]] || die "$b=${!b} is not executable"
-  printf -v "$b" '%s' "$(cd "$(dirname "${!b}")" && pwd)/$(basename "${!b}")"
-done
-
-# --------------------------------------------------------------- clusters ----
-port_in_use() { # port -> 0 if something uses it
-  if command -v ss >/dev/null; then
-    ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q . && return 0
-    return 1
-  fi
-  local hex; hex=$(printf ':%04X ' "$1")
-  grep -qF "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-pick_base() { # free block of 2*MEMBERS ports in 10000-19999 (below the ephemeral range)
-  local tries base p ok
-  for (( tries = 0; tries < 200; tries++ )); do
-    base=$(( 10000 + (RANDOM * 32768 + RANDOM) % 4900 * 2 )) ok=1
-    for (( p = base; p < base + 2 * MEMBERS; p++ )); do port_in_use "$p" && { ok=0; break; }; done
-    (( ok )) && { echo "$base"; return 0; }
-  done
-  return 1
-}
-
-# start_cluster BIN DIR FLAGS -> sets EPS (client endpoints) and START_S (seconds to healthy); 1 on failure
-start_cluster() {
-  local bin=$1 dir=$2 flags=$3 base token i initial="" n=$MEMBERS
-  EPS="" START_S=""
-  mkdir -p "$dir"
-  base=$(pick_base) || { log "  no free port block"; return 1; }
-  token=bench-$RANDOM$RANDOM
-  for (( i = 1; i <= n; i++ )); do
-    initial+="${initial:+,}m$i=http://127.0.0.1:$((base + 2 * (i - 1) + 1))"
-    EPS+="${EPS:+,}http://127.0.0.1:$((base + 2 * (i - 1)))"
-  done
-  local -a extra=(); [[ -n "$flags" ]] && read -r -a extra <<<"$flags"
-  local t0; t0=$(date +%s.%N)
-  : >"$dir/pids"
-  for (( i = 1; i <= n; i++ )); do
-    local cport=$((base + 2 * (i - 1))) pport=$((base + 2 * (i - 1) + 1))
-    rm -rf "${dir:?}/m$i.data"
-    "$bin" --name "m$i" --data-dir "$dir/m$i.data" \
-      --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-      --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-      --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token "$token" \
-      "${extra[@]}" >"$dir/m$i.log" 2>&1 </dev/null &
-    SERVERS+=("$! $dir")
-    echo "m$i $! http://127.0.0.1:$cport" >>"$dir/pids"
-  done
-  local healthy name pid ep
-  while :; do
-    healthy=0
-    while read -r name pid ep; do
-      if ! alive "$pid"; then
-        log "  member $name exited during start-up; log tail:"; tail -15 "$dir/$name.log" >&2
-        kill_servers "$dir"; return 1
-      fi
-      "$ETCDCTL" --endpoints="$ep" --dial-timeout=1s --command-timeout=2s endpoint health </dev/null >/dev/null 2>&1 &&
-        healthy=$((healthy + 1))
-    done <"$dir/pids"
-    (( healthy == n )) && break
-    if awk -v a="$t0" -v b="$(date +%s.%N)" -v t="$HEALTH_TIMEOUT" 'BEGIN{exit !(b - a >= t)}'; then
-      log "  only $healthy/$n members healthy after ${HEALTH_TIMEOUT}s (logs in $dir)"; kill_servers "$dir"; return 1
-    fi
-    sleep 0.2
-  done
-  START_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
-}
+build_all
+mkdir -p "$OUTDIR/raw" "$OUTDIR/clusters" || die "cannot create $OUTDIR"
 
 # ------------------------------------------------------------- workloads ----
 # wl_args NAME -> ARGS (benchmark argv after --endpoints), PRELOAD (0/1)
@@ -283,28 +123,12 @@ log_trouble() {
   done
   echo "$e $w"
 }
-# filter_bench_output < benchmark output: drop the progress bar and gRPC's INFO logging
-filter_bench_output() {
-  tr '\r' '\n' | awk '
-    /INFO: .*Resolver state updated: \{$/ { skip = 1; next }
-    skip { if (/^\} \(service config updated\)/) skip = 0; next }
-    /^[0-9][0-9][0-9][0-9]\/[0-9][0-9]\/[0-9][0-9] [0-9:.]+ INFO: / { next }
-    /^ *[0-9]+ \/ [0-9]+ / && (/p\/s *$/ || /[0-9]s *$/ || /\[/) { next }
-    /^ *$/ { next }
-    { print }'
-}
-
 run_one() { # round server(kvorum|etcd) workload
-  local round=$1 srv=$2 wl=$3 bin flags
-  if [[ $srv == kvorum ]]; then bin=$KVORUM flags="${EXTRA_FLAGS:-} ${KVORUM_FLAGS:-}"; else bin=$ETCD flags="${EXTRA_FLAGS:-} ${ETCD_FLAGS:-}"; fi
+  local round=$1 srv=$2 wl=$3
   wl_args "$wl"
-  local dir=$OUTDIR/clusters/r$round-$srv-$wl raw=$OUTDIR/raw/r$round-$srv-$wl.txt l0 try ok=0
+  local dir=$OUTDIR/clusters/r$round-$srv-$wl raw=$OUTDIR/raw/r$round-$srv-$wl.txt l0
   l0=$(load1)
-  for try in 1 2 3; do   # retry: someone else may grab the randomly picked ports
-    if start_cluster "$bin" "$dir" "$flags"; then ok=1; break; fi
-    log "  cluster start attempt $try failed for $srv/$wl"
-  done
-  if (( ! ok )); then
+  if ! start_cluster "$srv" "$dir" "$MEMBERS"; then   # (it tries 3 times, on new ports each time)
     echo "$round,$srv,$wl,,,,,start-failed,,,$l0,$(load1),,," >>"$CSV"
     printf '  r%s %-7s %-12s CLUSTER START FAILED (logs in %s)\n' "$round" "$srv" "$wl" "$dir" >&2
     return
@@ -335,9 +159,7 @@ run_one() { # round server(kvorum|etcd) workload
   kill_servers "$dir"
   (( KEEP_DATA )) || rm -rf "$dir"/m*.data
   local rps p50 p99 errs bs
-  rps=$(grep -a 'Requests/sec:' "$raw" | tail -1 | awk '{printf "%.1f", $2}')
-  p50=$(grep -a ' 50% in ' "$raw" | tail -1 | awk '{printf "%.3f", $3 * 1000}')
-  p99=$(grep -a ' 99% in ' "$raw" | tail -1 | awk '{printf "%.3f", $3 * 1000}')
+  rps=$(bench_field "$raw" rps) p50=$(bench_field "$raw" p50) p99=$(bench_field "$raw" p99)
   errs=$(awk '/^# .*: benchmark --endpoints/{m=1} m && /Error distribution/{e=1; next} m && e && /^ *\[[0-9]+\]/{gsub(/[^0-9]/, "", $1); s += $1} END{print s + 0}' "$raw")
   bs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b - a}')
   echo "$round,$srv,$wl,${rps:-},${p50:-},${p99:-},$errs,$rc,$START_S,$bs,$l0,$(load1),$lerr,$lwarn,$nalive" >>"$CSV"
@@ -346,25 +168,12 @@ run_one() { # round server(kvorum|etcd) workload
 }
 
 # ------------------------------------------------------------------- run -----
-{
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC') (script start)"
-  echo "command: $CMDLINE"
-  echo "machine: $(nproc) cores ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
-  echo "data dirs: $OUTDIR/clusters on $(df -PT "$OUTDIR" | awk 'NR==2{print $2" ("$1")"}')"
-  echo "kvorum: $KVORUM ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n "$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null | head -1)" ]] && echo ', uncommitted changes'))"
-  echo "etcd: $ETCD ($("$ETCD" --version 2>/dev/null | awk -F': ' '/etcd Version/{print $2}'))  benchmark: $BENCHMARK ($BENCH_VERSION)  $(go version | awk '{print $3}')"
-  echo "rounds: $ROUNDS  order: $ORDER  workloads: $WORKLOADS"
-  echo "CONNS=$CONNS CLIENTS=$CLIENTS KEY_SIZE=$KEY_SIZE VAL_SIZE=$VAL_SIZE KEY_SPACE=$KEY_SPACE PUT_TOTAL=$PUT_TOTAL PUT1C_TOTAL=$PUT1C_TOTAL RANGE_TOTAL=$RANGE_TOTAL RANGES_TOTAL=$RANGES_TOTAL PRELOAD_KEYS=$PRELOAD_KEYS WATCH=${WATCH_STREAMS}x${WATCH_PER_STREAM}/${WATCH_PUT_TOTAL} WL=${WL_STREAMS}x${WL_WATCHERS}@${WL_RATE}/${WL_PUT_TOTAL} LEASE_TOTAL=$LEASE_TOTAL EXTRA_FLAGS=${EXTRA_FLAGS:-} KVORUM_FLAGS=${KVORUM_FLAGS:-} ETCD_FLAGS=${ETCD_FLAGS:-}"
-} >"$OUTDIR/meta.txt"
+write_meta "$OUTDIR/meta.txt" "$CMDLINE" "rounds: $ROUNDS  order: $ORDER  workloads: $WORKLOADS
+CONNS=$CONNS CLIENTS=$CLIENTS KEY_SIZE=$KEY_SIZE VAL_SIZE=$VAL_SIZE KEY_SPACE=$KEY_SPACE PUT_TOTAL=$PUT_TOTAL PUT1C_TOTAL=$PUT1C_TOTAL RANGE_TOTAL=$RANGE_TOTAL RANGES_TOTAL=$RANGES_TOTAL PRELOAD_KEYS=$PRELOAD_KEYS WATCH=${WATCH_STREAMS}x${WATCH_PER_STREAM}/${WATCH_PUT_TOTAL} WL=${WL_STREAMS}x${WL_WATCHERS}@${WL_RATE}/${WL_PUT_TOTAL} LEASE_TOTAL=$LEASE_TOTAL EXTRA_FLAGS=${EXTRA_FLAGS:-} KVORUM_FLAGS=${KVORUM_FLAGS:-} ETCD_FLAGS=${ETCD_FLAGS:-}"
 cat "$OUTDIR/meta.txt" >&2
 log "output: $OUTDIR"
 
-if [[ -n "${WAIT_LOAD:-}" ]]; then
-  w0=$SECONDS
-  while awk -v l="$(load1)" -v m="$WAIT_LOAD" 'BEGIN{exit !(l >= m)}' && (( SECONDS - w0 < WAIT_MAX )); do
-    log "waiting for 1-min load < $WAIT_LOAD (now $(loadavg), waited $((SECONDS - w0))s of ${WAIT_MAX}s)"; sleep 20
-  done
-fi
+wait_quiet
 echo "benchmarks started: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loadavg)" >>"$OUTDIR/meta.txt"
 log "benchmarks started: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loadavg)"
 
@@ -386,14 +195,7 @@ log "benchmarks ended: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(loada
 summarize() {
   sed 's/^/    /' "$OUTDIR/meta.txt"
   echo
-  awk -F, -v WLS="$WORKLOADS" -v R="$ROUNDS" -v CONNS="$CONNS" -v CLIENTS="$CLIENTS" '
-    function med(s,   n, a, i, j, t) {
-      n = split(s, a, " "); if (n == 0) return ""
-      for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-      return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    function ratio(x, y) { return (x == "" || y == "" || y + 0 == 0) ? "n/a" : sprintf("%.2f", x / y) }
-    function f(x, fmt) { return x == "" ? "n/a" : sprintf(fmt, x) }
+  awk -F, -v WLS="$WORKLOADS" -v R="$ROUNDS" -v CONNS="$CONNS" -v CLIENTS="$CLIENTS" "$AWK_LIB"'
     NR == 1 { next }
     {
       k = $3 SUBSEP $2
