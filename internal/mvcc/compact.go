@@ -600,18 +600,9 @@ func (s *Store) SettledSnapshot(ctx context.Context) (*pebble.Snapshot, error) {
 	}
 }
 
-func (s *Store) compactedChanged() <-chan struct{} {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
-	return s.compactedNotify
-}
+func (s *Store) compactedChanged() <-chan struct{} { return s.compactedSignal.Changed() }
 
-func (s *Store) notifyCompacted() {
-	s.notifyMu.Lock()
-	close(s.compactedNotify)
-	s.compactedNotify = make(chan struct{})
-	s.notifyMu.Unlock()
-}
+func (s *Store) notifyCompacted() { s.compactedSignal.Notify() }
 
 // kickCompactor tells RunCompactor a compaction was committed.
 func (s *Store) kickCompactor() {

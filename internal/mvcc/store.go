@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/kvorum/kvorum/internal/membudget"
+	"github.com/kvorum/kvorum/internal/notify"
 	"github.com/kvorum/kvorum/internal/storage"
 )
 
@@ -65,8 +66,7 @@ type Store struct {
 	rangeMin        int
 	stepsStop       chan struct{}
 	compactKick     chan struct{}
-	notifyMu        sync.Mutex
-	compactedNotify chan struct{} // closed when compacted moves
+	compactedSignal notify.Signal // when the compacted revision moves
 }
 
 // Memory bounds what a Store holds in memory for its Writer; zero fields
@@ -104,7 +104,7 @@ func OpenWithMemory(db *pebble.DB, mem Memory) (*Store, error) {
 	s := &Store{db: db, cache: newLatestCache(int(mem.LatestCache)),
 		filterBytes: mem.KeyFilter, filterMinKeys: keyFilterMinKeys, filterChunk: keyFilterChunk,
 		scan: scan, keptMax: compactKeptMax, rangeMin: compactRangeMin,
-		stepsStop: make(chan struct{}), compactKick: make(chan struct{}, 1), compactedNotify: make(chan struct{})}
+		stepsStop: make(chan struct{}), compactKick: make(chan struct{}, 1)}
 	s.build = s.newFilterBuild(0)
 	s.rev.Store(rev)
 	s.compactRev.Store(compactRev)

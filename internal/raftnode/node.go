@@ -15,6 +15,8 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kvorum/kvorum/internal/notify"
 )
 
 // StateMachine is what committed entries are applied to.
@@ -106,24 +108,22 @@ type Node struct {
 	commit        atomic.Uint64
 	applied       atomic.Uint64
 
-	appliedMu     sync.Mutex
-	appliedNotify chan struct{} // closed and replaced whenever applied advances
+	appliedChanged notify.Signal // whenever applied advances
 	// appliedTerm is the term of the last applied entry (0 until one
-	// was applied since the start); termNotify is closed and replaced
-	// whenever it grows.
+	// was applied since the start); termChanged is notified whenever it
+	// grows.
 	appliedTerm atomic.Uint64
 	// installed counts the snapshots installed from a leader since the
 	// start.
-	installed  atomic.Uint64
-	termNotify chan struct{}
+	installed   atomic.Uint64
+	termChanged notify.Signal
 
 	// goneMu guards goneTerm, the last term in which ReportPeerGone
 	// acted on a gone leader.
 	goneMu   sync.Mutex
 	goneTerm uint64
 
-	leaderMu     sync.Mutex
-	leaderNotify chan struct{} // closed and replaced whenever the leader changes
+	leaderChanged notify.Signal // whenever the leader changes
 
 	// transferring is set while this member hands its leadership away.
 	// Raft drops every proposal a leader gets in that window, and a
@@ -164,17 +164,14 @@ func New(cfg Config) (*Node, error) {
 		cfg.CatchUpEntries = 5000
 	}
 	n := &Node{
-		cfg:           cfg,
-		lg:            cfg.Logger,
-		appliedNotify: make(chan struct{}),
-		termNotify:    make(chan struct{}),
-		leaderNotify:  make(chan struct{}),
-		applyc:        make(chan applyJob, 16),
-		failc:         make(chan struct{}),
-		startedc:      make(chan struct{}),
-		stopc:         make(chan struct{}),
-		donec:         make(chan struct{}),
-		applierDone:   make(chan struct{}),
+		cfg:         cfg,
+		lg:          cfg.Logger,
+		applyc:      make(chan applyJob, 16),
+		failc:       make(chan struct{}),
+		startedc:    make(chan struct{}),
+		stopc:       make(chan struct{}),
+		donec:       make(chan struct{}),
+		applierDone: make(chan struct{}),
 	}
 	snaps, err := newSnapshotter(cfg.DB, cfg.DataDir)
 	if err != nil {
@@ -453,10 +450,7 @@ func (n *Node) observeLeader(lead uint64, hs *pb.HardState) {
 	default:
 		n.lg.Info("leader elected", "leader", fmt.Sprintf("%x", lead), "term", n.term.Load())
 	}
-	n.leaderMu.Lock()
-	close(n.leaderNotify)
-	n.leaderNotify = make(chan struct{})
-	n.leaderMu.Unlock()
+	n.leaderChanged.Notify()
 }
 
 func (n *Node) installSnapshot(snap *pb.Snapshot) error {
@@ -525,18 +519,12 @@ func (n *Node) setAppliedTerm(term uint64) {
 		return
 	}
 	n.appliedTerm.Store(term)
-	n.appliedMu.Lock()
-	close(n.termNotify)
-	n.termNotify = make(chan struct{})
-	n.appliedMu.Unlock()
+	n.termChanged.Notify()
 }
 
 func (n *Node) setApplied(idx uint64) {
 	n.applied.Store(idx)
-	n.appliedMu.Lock()
-	close(n.appliedNotify)
-	n.appliedNotify = make(chan struct{})
-	n.appliedMu.Unlock()
+	n.appliedChanged.Notify()
 }
 
 // maybeCompact trims the raft log once SnapshotCount entries were applied
@@ -827,9 +815,7 @@ func (n *Node) Status() raft.Status {
 // WaitApplied blocks until the applied index reaches idx.
 func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 	for {
-		n.appliedMu.Lock()
-		ch := n.appliedNotify
-		n.appliedMu.Unlock()
+		ch := n.appliedChanged.Changed()
 		if n.applied.Load() >= idx {
 			return nil
 		}
@@ -856,19 +842,11 @@ func (n *Node) SnapshotsInstalled() uint64 { return n.installed.Load() }
 
 // AppliedTermChanged returns a channel that is closed when AppliedTerm
 // next grows.
-func (n *Node) AppliedTermChanged() <-chan struct{} {
-	n.appliedMu.Lock()
-	defer n.appliedMu.Unlock()
-	return n.termNotify
-}
+func (n *Node) AppliedTermChanged() <-chan struct{} { return n.termChanged.Changed() }
 
 // LeaderChanged returns a channel that is closed at the next change of
 // leader (including to or from none).
-func (n *Node) LeaderChanged() <-chan struct{} {
-	n.leaderMu.Lock()
-	defer n.leaderMu.Unlock()
-	return n.leaderNotify
-}
+func (n *Node) LeaderChanged() <-chan struct{} { return n.leaderChanged.Changed() }
 
 // WaitLeader blocks until a leader is known.
 func (n *Node) WaitLeader(ctx context.Context) error {
@@ -878,9 +856,7 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 // waitLeader blocks until ok holds for the current leader (0: none).
 func (n *Node) waitLeader(ctx context.Context, ok func(lead uint64) bool) error {
 	for {
-		n.leaderMu.Lock()
-		ch := n.leaderNotify
-		n.leaderMu.Unlock()
+		ch := n.leaderChanged.Changed()
 		if ok(n.lead.Load()) {
 			return nil
 		}

@@ -217,16 +217,7 @@ func identityHeader(ctx context.Context) *pb.RequestHeader {
 
 // AuthChanged is closed at the next change of users, roles, permissions or
 // of whether auth is on; call it again for the change after.
-func (s *Server) AuthChanged() <-chan struct{} {
-	s.authMu.Lock()
-	defer s.authMu.Unlock()
-	return s.authCh
-}
+func (s *Server) AuthChanged() <-chan struct{} { return s.authChanged.Changed() }
 
 // signalAuthChanged wakes the waiters of AuthChanged.
-func (s *Server) signalAuthChanged() {
-	s.authMu.Lock()
-	close(s.authCh)
-	s.authCh = make(chan struct{})
-	s.authMu.Unlock()
-}
+func (s *Server) signalAuthChanged() { s.authChanged.Notify() }

@@ -25,6 +25,7 @@ import (
 	"github.com/kvorum/kvorum/internal/membudget"
 	"github.com/kvorum/kvorum/internal/metrics"
 	"github.com/kvorum/kvorum/internal/mvcc"
+	"github.com/kvorum/kvorum/internal/notify"
 	"github.com/kvorum/kvorum/internal/raftnode"
 	"github.com/kvorum/kvorum/internal/storage"
 	"github.com/kvorum/kvorum/internal/transport"
@@ -99,31 +100,30 @@ type Config struct {
 
 // Server is one member.
 type Server struct {
-	cfg       Config
-	lg        *slog.Logger
-	engine    *storage.Engine
-	db        *pebble.DB
-	applier   *apply.Applier
-	compactor compactor
-	lessor    *lease.Lessor
-	renewals  *renewBatcher
-	members   *membership.Store
-	alarms    *alarm.Store
-	auth      *auth.Store
-	tokens    auth.Tokens
-	authMu    sync.Mutex
-	authCh    chan struct{} // closed and replaced on every auth change
-	space     *space
-	raising   sync.Map // alarms being proposed, by type and member
-	node      *raftnode.Node
-	transport *transport.Transport
-	waiters   waiters
-	ids       *idGenerator
-	watch     *watch.Hub
-	stopWatch func()
-	metrics   *metrics.Metrics
-	kvStats   mvcc.Stats // counts of the key space, across restores
-	backups   lastBackup // outcome of scheduled backups, for the status page
+	cfg         Config
+	lg          *slog.Logger
+	engine      *storage.Engine
+	db          *pebble.DB
+	applier     *apply.Applier
+	compactor   compactor
+	lessor      *lease.Lessor
+	renewals    *renewBatcher
+	members     *membership.Store
+	alarms      *alarm.Store
+	auth        *auth.Store
+	tokens      auth.Tokens
+	authChanged notify.Signal // on every auth change
+	space       *space
+	raising     sync.Map // alarms being proposed, by type and member
+	node        *raftnode.Node
+	transport   *transport.Transport
+	waiters     waiters
+	ids         *idGenerator
+	watch       *watch.Hub
+	stopWatch   func()
+	metrics     *metrics.Metrics
+	kvStats     mvcc.Stats // counts of the key space, across restores
+	backups     lastBackup // outcome of scheduled backups, for the status page
 
 	memberID  uint64
 	clusterID uint64
@@ -181,7 +181,6 @@ func New(cfg Config) (*Server, error) {
 	s.members = &membership.Store{}
 	s.alarms = &alarm.Store{}
 	s.auth = &auth.Store{}
-	s.authCh = make(chan struct{})
 	if s.tokens, err = auth.NewTokens(cfg.AuthToken, cfg.AuthTokenTTL); err != nil {
 		engine.Close()
 		return nil, err
