@@ -30,8 +30,7 @@ func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(unaryRequireLeader(s), s.Metrics().UnaryInterceptor(), unaryLog(s.Logger()), unaryAdmit(ac)),
 		grpc.ChainStreamInterceptor(streamRequireLeader(s), s.Metrics().StreamInterceptor(), streamAdmit(ac)),
-		grpc.StatsHandler(s.Metrics().StatsHandler()),
-		grpc.ForceServerCodecV2(newCodec()),
+		grpc.ForceServerCodecV2(newCodec(s.Metrics())),
 	}
 	g := grpc.NewServer(append(base, opts...)...)
 	registerServices(g, s)

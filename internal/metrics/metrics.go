@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -14,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
 )
 
 // Level is --metrics: basic, or extensive, which adds gRPC latency
@@ -210,30 +208,17 @@ func (m *Metrics) StreamInterceptor() grpc.StreamServerInterceptor {
 	return m.grpc.StreamServerInterceptor()
 }
 
-// StatsHandler counts the bytes of client messages for
-// etcd_network_client_grpc_{sent,received}_bytes_total.
-func (m *Metrics) StatsHandler() stats.Handler { return byteCounter{m} }
-
 // InitGRPC creates the grpc_server_* series of every method g serves at
 // zero, as etcd does, so that rates and alerts have data from the start.
 func (m *Metrics) InitGRPC(g *grpc.Server) { m.grpc.InitializeMetrics(g) }
 
-// byteCounter counts the payload bytes of client messages.
-type byteCounter struct{ m *Metrics }
+// ClientBytesSent counts n bytes of a message sent to a client
+// (etcd_network_client_grpc_sent_bytes_total).
+func (m *Metrics) ClientBytesSent(n int) { m.clientSent.Add(float64(n)) }
 
-func (b byteCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-func (b byteCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
-	return ctx
-}
-func (b byteCounter) HandleConn(context.Context, stats.ConnStats) {}
-func (b byteCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
-	switch p := s.(type) {
-	case *stats.InPayload:
-		b.m.clientReceived.Add(float64(p.Length))
-	case *stats.OutPayload:
-		b.m.clientSent.Add(float64(p.Length))
-	}
-}
+// ClientBytesReceived counts n bytes of a message received from a client
+// (etcd_network_client_grpc_received_bytes_total).
+func (m *Metrics) ClientBytesReceived(n int) { m.clientReceived.Add(float64(n)) }
 
 // goVersion is the Go release the binary was built with.
 var goVersion = runtime.Version()

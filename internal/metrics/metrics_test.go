@@ -296,6 +296,14 @@ func TestMetricsMove(t *testing.T) {
 	if got := refused(); got != was+1 {
 		t.Errorf("grpc_server_handled_total{grpc_method=Put,grpc_code=InvalidArgument} went from %v to %v after a refused put", was, got)
 	}
+	// Each put sent its key and 1-byte value and got a response header
+	// back (over 20 bytes each way).
+	afterPuts := scrape(t, leader.ClientURL)
+	for _, name := range []string{"etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total"} {
+		if d := value(t, afterPuts, name) - value(t, before[leader.Name], name); d < 4*puts {
+			t.Errorf("%s: %s grew by %v bytes after %d puts", leader.Name, name, d, puts)
+		}
+	}
 	c.WaitApplied(10 * time.Second)
 	for _, m := range c.Members {
 		after := scrape(t, m.ClientURL)
