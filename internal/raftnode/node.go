@@ -699,8 +699,7 @@ func (n *Node) ReportSnapshot(id uint64, failure bool) {
 // twice: Propose tries again for up to an election timeout, which is what
 // a handoff or an election takes, before it reports ErrNoLeader.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	giveUp := time.NewTimer(time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval)
-	defer giveUp.Stop()
+	var giveUp *time.Timer // from the first drop: most proposals are taken at once
 	for {
 		changed := n.LeaderChanged()
 		if !n.transferring.Load() {
@@ -708,6 +707,10 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 			if !errors.Is(err, raft.ErrProposalDropped) {
 				return err
 			}
+		}
+		if giveUp == nil {
+			giveUp = time.NewTimer(time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval)
+			defer giveUp.Stop()
 		}
 		select {
 		case <-changed:
