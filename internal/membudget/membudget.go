@@ -20,8 +20,10 @@ const Min = 64 << 20
 type Budget struct {
 	// Total is the whole budget.
 	Total int64
-	// BlockCache is the capacity of the storage engine's cache of
-	// uncompressed table blocks (data, index and filter blocks).
+	// BlockCache is the share of uncompressed table blocks (data, index
+	// and filter blocks). The engine's cache holds them and the memtables'
+	// reservations together, BlockCache + MemTableBytes(), so blocks get
+	// at least this and at most what the memtables leave besides.
 	BlockCache int64
 	// MemTable is the size of one memtable of the storage engine. Writes
 	// wait once MemTables of them are full and not flushed yet; the engine

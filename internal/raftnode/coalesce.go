@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // coalesce merges the messages of one Ready that tell the same peer the
@@ -19,12 +20,23 @@ import (
 //   - A MsgApp that continues the previous message to the same peer (that
 //     message is a MsgApp of the same term, and the new one's previous
 //     index and term are its last entry) is appended to it: one MsgApp
-//     with both runs of entries and the later commit index. The follower
-//     accepts or rejects the run as a whole, as it would have accepted or
-//     rejected the second after the first; its one answer acknowledges the
-//     last index, which releases the leader's flow-control slots of both.
-//     The merged entries stay within maxBytes, so the message stays within
-//     what raft would have sent itself (MaxSizePerMsg).
+//     with both runs of entries and the later commit index. A follower
+//     ignores a MsgApp whose previous index is below its own commit index
+//     (it answers with its commit index and drops the entries): harmless
+//     for a probe the leader sent from a lagging match index, but the new
+//     entries merged into it would go too. So the first message takes
+//     others only if its previous index is not below the commit index it
+//     carries: the follower's commit index is at most the highest the
+//     leader sent it, and raft sends commit indexes in increasing order, so
+//     such a message, and the merged one, is one the follower accepts.
+//     (Right after an election the new leader's commit index can lag a
+//     follower's; a merged message dropped then costs a round trip, not
+//     safety.) The follower checks the merged run as it would have checked
+//     the second message after the first, and its one answer acknowledges
+//     the last index, which releases the leader's flow-control slots of
+//     both. The merged
+//     entries stay within maxBytes (encoded, as raft counts them), so the
+//     message stays within what raft would have sent itself (MaxSizePerMsg).
 //   - A MsgAppResp that accepts up to an index replaces an earlier
 //     accepting MsgAppResp of the same term to the same peer: the leader
 //     learns the higher match index either way. Rejections are kept.
@@ -39,35 +51,50 @@ func coalesce(msgs []*pb.Message, maxBytes uint64) []*pb.Message {
 		return msgs
 	}
 	out := make([]*pb.Message, 0, len(msgs))
-	// last[i] is the position in out of the latest message to peer
-	// peers[i]; a peer set is small, so a linear scan beats a map.
-	var peers []uint64
-	var last []int
+	// The latest message to each peer: its position in out, and, once
+	// something was merged into it, that its entries slice is ours and
+	// their encoded size. A peer set is small: a linear scan beats a map.
+	type latest struct {
+		to    uint64
+		pos   int
+		owned bool
+		bytes uint64
+	}
+	var peers []latest
 	for _, m := range msgs {
 		to := m.GetTo()
 		i := 0
-		for i < len(peers) && peers[i] != to {
+		for i < len(peers) && peers[i].to != to {
 			i++
 		}
 		if i == len(peers) {
-			peers, last = append(peers, to), append(last, len(out))
+			peers = append(peers, latest{to: to, pos: len(out)})
 			out = append(out, m)
 			continue
 		}
-		prev := out[last[i]]
-		switch {
-		case continuesAppend(prev, m, maxBytes):
-			ents := make([]*pb.Entry, 0, len(prev.GetEntries())+len(m.GetEntries()))
-			ents = append(append(ents, prev.GetEntries()...), m.GetEntries()...)
-			prev.Entries = ents
-			if m.GetCommit() > prev.GetCommit() {
-				prev.Commit = m.Commit
+		p := &peers[i]
+		prev := out[p.pos]
+		if continuesAppend(prev, m) {
+			if !p.owned {
+				p.bytes = entriesBytes(prev.GetEntries())
 			}
-			continue
-		case supersedesAppendResp(prev, m):
-			out[last[i]] = nil
+			if add := entriesBytes(m.GetEntries()); p.bytes+add <= maxBytes {
+				if !p.owned {
+					ents := make([]*pb.Entry, len(prev.GetEntries()), len(prev.GetEntries())+len(m.GetEntries()))
+					copy(ents, prev.GetEntries())
+					prev.Entries, p.owned = ents, true
+				}
+				prev.Entries = append(prev.Entries, m.GetEntries()...)
+				p.bytes += add
+				if m.GetCommit() > prev.GetCommit() {
+					prev.Commit = m.Commit
+				}
+				continue
+			}
+		} else if supersedesAppendResp(prev, m) {
+			out[p.pos] = nil
 		}
-		last[i] = len(out)
+		*p = latest{to: to, pos: len(out)}
 		out = append(out, m)
 	}
 	n := 0
@@ -81,10 +108,14 @@ func coalesce(msgs []*pb.Message, maxBytes uint64) []*pb.Message {
 }
 
 // continuesAppend reports whether MsgApp m starts right after the last
-// entry of MsgApp prev (same term, same peer) and both fit in maxBytes.
-func continuesAppend(prev, m *pb.Message, maxBytes uint64) bool {
+// entry of MsgApp prev (same term, same sender), and prev's previous index
+// is not below the commit index it carries (see coalesce).
+func continuesAppend(prev, m *pb.Message) bool {
 	if prev.GetType() != pb.MessageType_MsgApp || m.GetType() != pb.MessageType_MsgApp ||
 		prev.GetTerm() != m.GetTerm() || prev.GetFrom() != m.GetFrom() {
+		return false
+	}
+	if prev.GetIndex() < prev.GetCommit() {
 		return false
 	}
 	ents := prev.GetEntries()
@@ -93,10 +124,7 @@ func continuesAppend(prev, m *pb.Message, maxBytes uint64) bool {
 		e := ents[len(ents)-1]
 		lastIndex, lastTerm = e.GetIndex(), e.GetTerm()
 	}
-	if m.GetIndex() != lastIndex || m.GetLogTerm() != lastTerm {
-		return false
-	}
-	return entriesBytes(ents)+entriesBytes(m.GetEntries()) <= maxBytes
+	return m.GetIndex() == lastIndex && m.GetLogTerm() == lastTerm
 }
 
 // supersedesAppendResp reports whether MsgAppResp m accepts at least what
@@ -108,12 +136,12 @@ func supersedesAppendResp(prev, m *pb.Message) bool {
 		m.GetIndex() >= prev.GetIndex()
 }
 
-// entriesBytes is the size of the entries' payloads, as raft counts
-// them against MaxSizePerMsg.
+// entriesBytes is the encoded size of the entries, as raft counts them
+// against MaxSizePerMsg.
 func entriesBytes(ents []*pb.Entry) uint64 {
 	var n uint64
 	for _, e := range ents {
-		n += uint64(len(e.GetData()))
+		n += uint64(proto.Size(e))
 	}
 	return n
 }

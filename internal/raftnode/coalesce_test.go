@@ -58,6 +58,10 @@ func TestCoalesce(t *testing.T) {
 		in:   []*pb.Message{app(2, 10, 2, 10), app(2, 10, 2, 10, e(11))},
 		want: []*pb.Message{app(2, 10, 2, 10, e(11))},
 	}, {
+		name: "nothing joins an append from below the commit index it carries (a follower past it would drop all)",
+		in:   []*pb.Message{app(2, 7, 2, 12, e(8), e(9), e(10), e(11), e(12)), app(2, 12, 2, 12, e(13))},
+		want: []*pb.Message{app(2, 7, 2, 12, e(8), e(9), e(10), e(11), e(12)), app(2, 12, 2, 12, e(13))},
+	}, {
 		name: "a gap is not merged",
 		in:   []*pb.Message{app(2, 10, 2, 9, e(11)), app(2, 12, 2, 9, e(13))},
 		want: []*pb.Message{app(2, 10, 2, 9, e(11)), app(2, 12, 2, 9, e(13))},
@@ -239,4 +243,144 @@ func firstDiff(a, b []string) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// memRaft is a raft member in memory for the coalescing scenarios.
+type memRaft struct {
+	rn *raft.RawNode
+	st *raft.MemoryStorage
+}
+
+func newMemRafts(t *testing.T, n int) map[uint64]*memRaft {
+	t.Helper()
+	var peers []raft.Peer
+	for id := uint64(1); id <= uint64(n); id++ {
+		peers = append(peers, raft.Peer{ID: id})
+	}
+	rafts := map[uint64]*memRaft{}
+	for id := uint64(1); id <= uint64(n); id++ {
+		st := raft.NewMemoryStorage()
+		rn, err := raft.NewRawNode(&raft.Config{ID: id, ElectionTick: 10, HeartbeatTick: 1, Storage: st,
+			MaxSizePerMsg: maxSizePerMsg, MaxInflightMsgs: 256, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			t.Fatal(err)
+		}
+		rafts[id] = &memRaft{rn: rn, st: st}
+	}
+	return rafts
+}
+
+// ready persists one Ready of r, applies its conf changes and returns its
+// messages, as they come from raft.
+func (r *memRaft) ready(t *testing.T) []*pb.Message {
+	t.Helper()
+	if !r.rn.HasReady() {
+		return nil
+	}
+	rd := r.rn.Ready()
+	if err := r.st.Append(rd.Entries); err != nil {
+		t.Fatal(err)
+	}
+	if rd.HardState != nil {
+		if err := r.st.SetHardState(rd.HardState); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range rd.CommittedEntries {
+		if e.GetType() == pb.EntryType_EntryConfChange {
+			var cc pb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				t.Fatal(err)
+			}
+			r.rn.ApplyConfChange(&cc)
+		}
+	}
+	msgs := rd.Messages
+	r.rn.Advance(rd)
+	return msgs
+}
+
+func (r *memRaft) last() uint64 { i, _ := r.st.LastIndex(); return i }
+
+// A follower ignores a MsgApp whose previous index is below its commit
+// index. A leader that probes a follower from a match index that lags (its
+// acknowledgements were on the way) and, in the same Ready, sends it a new
+// entry once an acknowledgement arrives, must not have the new entry merged
+// into the probe: the follower would drop both, and the entry would wait
+// for a later round trip.
+func TestCoalesceKeepsNewEntriesOutOfAStaleProbe(t *testing.T) {
+	rafts := newMemRafts(t, 3)
+	settle := func() {
+		for range 100 {
+			quiet := true
+			for id := uint64(1); id <= 3; id++ {
+				for _, m := range coalesce(rafts[id].ready(t), maxSizePerMsg) {
+					quiet = false
+					rafts[m.GetTo()].rn.Step(m)
+				}
+			}
+			if quiet {
+				return
+			}
+		}
+	}
+	settle()
+	l, f := rafts[1], rafts[2]
+	if err := l.rn.Campaign(); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	if l.rn.Status().RaftState != raft.StateLeader {
+		t.Fatal("member 1 did not become leader")
+	}
+	// Five entries reach the follower; its acknowledgements are held back
+	// while member 3's let the leader commit them and tell the follower.
+	for range 5 {
+		if err := l.rn.Propose([]byte("b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range l.ready(t) {
+		rafts[m.GetTo()].rn.Step(m)
+	}
+	held := f.ready(t)
+	for _, m := range rafts[3].ready(t) {
+		l.rn.Step(m)
+	}
+	for _, m := range l.ready(t) {
+		if m.GetTo() == 2 {
+			f.rn.Step(m)
+		}
+	}
+	held = append(held, f.ready(t)...)
+	if l.rn.Status().Progress[2].Match >= f.last() {
+		t.Fatal("scenario: the leader already knows the follower's log")
+	}
+	// The transport reports the follower unreachable: the leader probes it
+	// from the stale match index at the next heartbeat answer. In the same
+	// Ready a new entry is proposed and the held acknowledgement arrives.
+	l.rn.ReportUnreachable(2)
+	l.rn.Step(&pb.Message{Type: pb.MessageType_MsgHeartbeatResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: l.rn.Status().Term})
+	if err := l.rn.Propose([]byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	var ack *pb.Message
+	for _, m := range held {
+		if m.GetType() == pb.MessageType_MsgAppResp && !m.GetReject() && (ack == nil || m.GetIndex() >= ack.GetIndex()) {
+			ack = m
+		}
+	}
+	l.rn.Step(ack)
+	for _, m := range coalesce(l.ready(t), maxSizePerMsg) {
+		if m.GetTo() == 2 {
+			f.rn.Step(m)
+		}
+	}
+	f.ready(t)
+	if f.last() != l.last() {
+		t.Fatalf("after one exchange the follower's log ends at %d, the leader's at %d: the new entry was dropped with the probe it was merged into", f.last(), l.last())
+	}
 }

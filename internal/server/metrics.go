@@ -83,7 +83,10 @@ func (s *Server) watchMemory() {
 	s.metrics.WatchMemory(metrics.Memory{
 		Budget: b.Total,
 		Parts: []metrics.MemoryPart{
-			{Name: "block_cache", Limit: b.BlockCache, Used: engine(func(u storage.MemoryUse) int64 { return u.BlockCache })},
+			// The engine's cache holds the blocks and the memtables'
+			// reservations (storage.OpenWithBudget): blocks may use what
+			// memtables leave of it.
+			{Name: "block_cache", Limit: b.BlockCache + b.MemTableBytes(), Used: engine(func(u storage.MemoryUse) int64 { return u.BlockCache })},
 			{Name: "memtables", Limit: b.MemTableBytes(), Used: engine(func(u storage.MemoryUse) int64 { return u.MemTables })},
 			{Name: "kv_latest_cache", Limit: b.LatestCache, Used: kv(func(u mvcc.MemoryUse) int64 { return u.LatestCache })},
 			{Name: "kv_key_filter", Limit: b.KeyFilter, Used: kv(func(u mvcc.MemoryUse) int64 { return u.KeyFilter })},

@@ -75,9 +75,10 @@ type Cluster struct {
 	cfg     Config
 	token   string
 	Members []*Member
-	net     *network    // nil in loopback mode
-	pki     *pki.Layout // nil without Config.TLS
-	tls     *tls.Config // what the cluster's own clients present; nil without Config.TLS
+	net     *network        // nil in loopback mode
+	pki     *pki.Layout     // nil without Config.TLS
+	tls     *tls.Config     // what the cluster's own clients present; nil without Config.TLS
+	https   *http.Transport // the health checks' transport with tls; nil without Config.TLS
 }
 
 // Member is one server of a cluster, with its current process if any.
@@ -218,6 +219,9 @@ func (c *Cluster) Close() {
 	if c.net != nil {
 		c.net.close()
 	}
+	if c.https != nil {
+		c.https.CloseIdleConnections()
+	}
 }
 
 // Endpoints returns the client URLs of ms (all members if none).
@@ -260,6 +264,7 @@ func (c *Cluster) makeCertificates() error {
 		return fmt.Errorf("client TLS of the cluster: %w", err)
 	}
 	c.pki, c.tls = &l, cfg
+	c.https = &http.Transport{TLSClientConfig: cfg, IdleConnTimeout: 10 * time.Second}
 	for _, m := range c.Members {
 		serverCert, serverKey := l.Member(m.Name, pki.Server)
 		peerCert, peerKey := l.Member(m.Name, pki.Peer)
@@ -288,8 +293,8 @@ func (c *Cluster) ClientCertificate(name string) (caFile, certFile, keyFile stri
 // (/health) with.
 func (c *Cluster) httpClient() *http.Client {
 	hc := &http.Client{Timeout: time.Second}
-	if c.tls != nil {
-		hc.Transport = &http.Transport{TLSClientConfig: c.tls}
+	if c.https != nil {
+		hc.Transport = c.https
 	}
 	return hc
 }
