@@ -121,62 +121,21 @@ func TestCoalesceKeepsWithinTheSizeLimitAndLeavesEntrySlicesAlone(t *testing.T) 
 func TestCoalescedMessagesReplicateTheSameLog(t *testing.T) {
 	const members, proposals = 3, 2000
 	rnd := rand.New(rand.NewPCG(1, 2))
-	type node struct {
-		rn        *raft.RawNode
-		st        *raft.MemoryStorage
-		inbox     []*pb.Message
-		committed []string
-	}
-	nodes := map[uint64]*node{}
-	var peers []raft.Peer
-	for id := uint64(1); id <= members; id++ {
-		peers = append(peers, raft.Peer{ID: id})
-	}
-	for id := uint64(1); id <= members; id++ {
-		st := raft.NewMemoryStorage()
-		rn, err := raft.NewRawNode(&raft.Config{ID: id, ElectionTick: 10, HeartbeatTick: 1, Storage: st,
-			MaxSizePerMsg: maxSizePerMsg, MaxInflightMsgs: 256, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rn.Bootstrap(peers); err != nil {
-			t.Fatal(err)
-		}
-		nodes[id] = &node{rn: rn, st: st}
-	}
+	nodes := newMemRafts(t, members)
+	inbox := map[uint64][]*pb.Message{}
 	sent, coalesced := 0, 0
 	step := func(id uint64) {
 		n := nodes[id]
-		for _, m := range n.inbox {
+		for _, m := range inbox[id] {
 			if err := n.rn.Step(m); err != nil && err != raft.ErrProposalDropped {
 				t.Fatalf("member %d: step %v: %v", id, m.GetType(), err)
 			}
 		}
-		n.inbox = nil
+		inbox[id] = nil
 		for n.rn.HasReady() {
-			rd := n.rn.Ready()
-			if err := n.st.Append(rd.Entries); err != nil {
-				t.Fatal(err)
-			}
-			if rd.HardState != nil {
-				if err := n.st.SetHardState(rd.HardState); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, e := range rd.CommittedEntries {
-				if e.GetType() == pb.EntryType_EntryNormal && len(e.GetData()) > 0 {
-					n.committed = append(n.committed, string(e.GetData()))
-				}
-				if e.GetType() == pb.EntryType_EntryConfChange {
-					var cc pb.ConfChange
-					if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-						t.Fatal(err)
-					}
-					n.rn.ApplyConfChange(&cc)
-				}
-			}
-			msgs := coalesce(rd.Messages, maxSizePerMsg)
-			sent, coalesced = sent+len(rd.Messages), coalesced+len(msgs)
+			raw := n.ready(t)
+			msgs := coalesce(raw, maxSizePerMsg)
+			sent, coalesced = sent+len(raw), coalesced+len(msgs)
 			for _, m := range msgs {
 				// Nothing is lost or reordered here, so a follower never
 				// has reason to refuse an append; raft would recover from
@@ -184,9 +143,8 @@ func TestCoalescedMessagesReplicateTheSameLog(t *testing.T) {
 				if m.GetType() == pb.MessageType_MsgAppResp && m.GetReject() {
 					t.Fatalf("member %d refused an append: %v", id, m)
 				}
-				nodes[m.GetTo()].inbox = append(nodes[m.GetTo()].inbox, m)
+				inbox[m.GetTo()] = append(inbox[m.GetTo()], m)
 			}
-			n.rn.Advance(rd)
 		}
 	}
 	if err := nodes[1].rn.Campaign(); err != nil {
@@ -247,8 +205,9 @@ func firstDiff(a, b []string) int {
 
 // memRaft is a raft member in memory for the coalescing scenarios.
 type memRaft struct {
-	rn *raft.RawNode
-	st *raft.MemoryStorage
+	rn        *raft.RawNode
+	st        *raft.MemoryStorage
+	committed []string // the data of the normal entries committed so far
 }
 
 func newMemRafts(t *testing.T, n int) map[uint64]*memRaft {
@@ -290,6 +249,9 @@ func (r *memRaft) ready(t *testing.T) []*pb.Message {
 		}
 	}
 	for _, e := range rd.CommittedEntries {
+		if e.GetType() == pb.EntryType_EntryNormal && len(e.GetData()) > 0 {
+			r.committed = append(r.committed, string(e.GetData()))
+		}
 		if e.GetType() == pb.EntryType_EntryConfChange {
 			var cc pb.ConfChange
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
