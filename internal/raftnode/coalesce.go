@@ -2,7 +2,6 @@ package raftnode
 
 import (
 	pb "go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // coalesce merges the messages of one Ready that tell the same peer the
@@ -34,9 +33,9 @@ import (
 //     safety.) The follower checks the merged run as it would have checked
 //     the second message after the first, and its one answer acknowledges
 //     the last index, which releases the leader's flow-control slots of
-//     both. The merged
-//     entries stay within maxBytes (encoded, as raft counts them), so the
-//     message stays within what raft would have sent itself (MaxSizePerMsg).
+//     both. The merged entries stay within maxBytes (at most their encoded
+//     size, as raft counts them), so the message stays within what raft
+//     would have sent itself (MaxSizePerMsg).
 //   - A MsgAppResp that accepts up to an index replaces an earlier
 //     accepting MsgAppResp of the same term to the same peer: the leader
 //     learns the higher match index either way. Rejections are kept.
@@ -136,12 +135,18 @@ func supersedesAppendResp(prev, m *pb.Message) bool {
 		m.GetIndex() >= prev.GetIndex()
 }
 
-// entriesBytes is the encoded size of the entries, as raft counts them
-// against MaxSizePerMsg.
+// maxEntryOverhead bounds what an entry's encoding adds to its data: the
+// tags and varints of its term, index and type, and the data's tag and
+// length.
+const maxEntryOverhead = 32
+
+// entriesBytes bounds the encoded size of the entries, as raft counts
+// them against MaxSizePerMsg, without encoding them (the transport sizes
+// the message once, when it frames it).
 func entriesBytes(ents []*pb.Entry) uint64 {
 	var n uint64
 	for _, e := range ents {
-		n += uint64(proto.Size(e))
+		n += uint64(len(e.GetData())) + maxEntryOverhead
 	}
 	return n
 }

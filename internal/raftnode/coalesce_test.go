@@ -346,3 +346,18 @@ func TestCoalesceKeepsNewEntriesOutOfAStaleProbe(t *testing.T) {
 		t.Fatalf("after one exchange the follower's log ends at %d, the leader's at %d: the new entry was dropped with the probe it was merged into", f.last(), l.last())
 	}
 }
+
+// entriesBytes never counts less than raft does (the encoded size), so a
+// merged message stays within MaxSizePerMsg.
+func TestEntriesBytesBoundsTheEncodedSize(t *testing.T) {
+	huge := ^uint64(0)
+	for _, e := range []*pb.Entry{
+		ent(1, 1, ""),
+		ent(huge, huge, string(make([]byte, 300))),
+		{Index: new(huge), Term: new(huge), Type: pb.EntryType_EntryConfChangeV2.Enum(), Data: make([]byte, 1<<20)},
+	} {
+		if got, enc := entriesBytes([]*pb.Entry{e}), uint64(proto.Size(e)); got < enc {
+			t.Errorf("entry of %d data bytes: counted %d, encoded %d", len(e.GetData()), got, enc)
+		}
+	}
+}
