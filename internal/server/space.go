@@ -38,11 +38,20 @@ type space struct {
 	diskLow atomic.Bool
 	// raisedForDisk is set when this member raised NOSPACE because of
 	// its disk; that alarm is cleared by the member once space returns.
+	// The reserve keeps a record of it across restarts.
 	raisedForDisk atomic.Bool
+
+	// The previous disk check's free space and engine disk use, to tell
+	// whether someone besides the engine is filling the disk (only the
+	// space monitor's goroutine uses them).
+	lastFree, lastUse int64
+	engineUse         int64 // the engine's disk use at the last measure
+	waitedForOthers   bool  // the last check kept the reserve because others were filling the disk
 }
 
 func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
-	sp := &space{reserve: reserve}
+	sp := &space{reserve: reserve, lastFree: -1}
+	sp.raisedForDisk.Store(reserve.DiskAlarm())
 	switch {
 	case quotaFlag == 0:
 		sp.quota = DefaultQuotaBytes
@@ -64,7 +73,9 @@ func (s *Server) measure() {
 	// (17.6 MiB with the default memory budget) and keeps spent ones to
 	// reuse. No compaction or defrag reclaims that space, so counting it
 	// could leave a small quota exceeded for good.
-	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize) + int64(m.WAL.Size)
+	use := int64(m.DiskSpaceUsage())
+	s.space.engineUse = use
+	size := use - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize) + int64(m.WAL.Size)
 	s.space.size.Store(size)
 	s.space.inUse.Store(max(0, size-int64(m.Table.ObsoleteSize+m.Table.ZombieSize)))
 }
@@ -98,19 +109,33 @@ func (s *Server) AllowGrowth(cost int) error {
 	if s.space.quota == 0 || s.space.size.Load()+int64(cost) <= s.space.quota {
 		return nil
 	}
-	s.space.raisedForDisk.Store(false) // this one stays until disarmed, as in etcd
+	s.markDiskAlarm(false) // this one stays until disarmed, as in etcd
 	s.lg.Warn("space quota exceeded; raising the NOSPACE alarm", "quota-bytes", s.space.quota, "size-bytes", s.space.size.Load())
 	s.raiseAlarm(pb.AlarmType_NOSPACE, s.memberID)
 	return alarm.ErrNoSpace
+}
+
+// othersWritingSlack is how much more the free disk space may shrink
+// between two checks than the engine grew before the difference counts as
+// someone else writing (the engine's count leaves out small files).
+const othersWritingSlack = 512 << 10
+
+// othersWriting reports whether a program other than the engine took disk
+// space between two checks: the free space fell by more than the engine's
+// disk use grew.
+func othersWriting(lastFree, free, lastUse, use int64) bool {
+	return lastFree >= 0 && lastFree-free > max(0, use-lastUse)+othersWritingSlack
 }
 
 // checkDisk guards the disk (see storage.Reserve). Growth is refused, and
 // NOSPACE raised for this member, while the free space beside the reserve
 // is below what the engine needs to go on writing (its headroom) or the
 // reserve is released. The reserve is released when the disk is nearly
-// full and taken again once there is room for it and the headroom. When
-// space is back, a NOSPACE alarm this member raised for its disk is
-// cleared again, unless the store is over its quota.
+// full and nobody else is still filling it (whoever fills a disk to the
+// last byte would take the released reserve too), and taken again once
+// there is room for it and the headroom. When space is back, a NOSPACE
+// alarm this member raised for its disk is cleared again, unless the store
+// is over its quota.
 func (s *Server) checkDisk() {
 	r := s.space.reserve
 	if r == nil || r.Size == 0 {
@@ -120,9 +145,17 @@ func (s *Server) checkDisk() {
 	if err != nil {
 		return
 	}
+	use := s.space.engineUse
+	filling := othersWriting(s.space.lastFree, free, s.space.lastUse, use)
+	defer func() { s.space.lastFree, s.space.lastUse = free, use }()
 	headroom := s.engine.WriteHeadroom()
 	held := r.Held()
-	if held && free < r.Size/4 {
+	waiting := held && free < r.Size/4 && filling
+	if waiting && !s.space.waitedForOthers {
+		s.lg.Warn("the disk is nearly full and another program is still filling it; keeping the disk reserve until it stops", "free-bytes", free, "reserve-bytes", r.Size)
+	}
+	s.space.waitedForOthers = waiting
+	if held && free < r.Size/4 && !filling {
 		if err := r.Release(); err != nil {
 			s.lg.Warn("releasing the disk reserve failed", "path", s.cfg.DataDir, "err", err)
 		} else {
@@ -145,7 +178,7 @@ func (s *Server) checkDisk() {
 	case low && !wasLow:
 		s.lg.Warn("free disk space is short; refusing writes that grow the store and raising the NOSPACE alarm",
 			"path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom, "reserve-bytes", r.Size, "reserve-held", held)
-		s.space.raisedForDisk.Store(true)
+		s.markDiskAlarm(true)
 		s.changeAlarm(pb.AlarmRequest_ACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
 	case !low && wasLow:
 		s.lg.Info("free disk space is sufficient again", "path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom)
@@ -153,6 +186,17 @@ func (s *Server) checkDisk() {
 	if !low && s.space.raisedForDisk.Load() && s.ownAlarm(pb.AlarmType_NOSPACE) &&
 		(s.space.quota == 0 || s.space.size.Load() < s.space.quota) {
 		s.changeAlarm(pb.AlarmRequest_DEACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
+	}
+}
+
+// markDiskAlarm records whether this member's NOSPACE alarm was raised
+// for its disk, in memory and in the reserve's record.
+func (s *Server) markDiskAlarm(raised bool) {
+	if s.space.raisedForDisk.Swap(raised) == raised {
+		return
+	}
+	if err := s.space.reserve.MarkDiskAlarm(raised); err != nil {
+		s.lg.Warn("recording why the NOSPACE alarm was raised failed; after a restart the member may leave it to an operator", "err", err)
 	}
 }
 

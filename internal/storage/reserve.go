@@ -13,6 +13,11 @@ import (
 // reserveFile is the file in a data dir that holds the disk reserve.
 const reserveFile = "member/disk-reserve"
 
+// diskAlarmFile exists while a NOSPACE alarm this member raised because
+// of its disk (not its quota) is active, so that a restarted member still
+// clears that alarm once space returns.
+const diskAlarmFile = "member/nospace-raised-for-disk"
+
 // DefaultReserveBytes is the disk reserve when none is configured: 64 MiB,
 // but at most a twentieth of the file system, so a small disk is not
 // mostly reserve.
@@ -27,14 +32,15 @@ const DefaultReserveBytes = 64 << 20
 // cannot write stops the process. Once space returns, the reserve is taken
 // again.
 type Reserve struct {
-	path string
-	Size int64 // bytes
+	path      string
+	alarmPath string
+	Size      int64 // bytes
 }
 
 // NewReserve is the reserve for dataDir. size 0 means the default; a
 // negative size means no reserve (Size is then 0).
 func NewReserve(dataDir string, size int64) (*Reserve, error) {
-	r := &Reserve{path: filepath.Join(dataDir, reserveFile)}
+	r := &Reserve{path: filepath.Join(dataDir, reserveFile), alarmPath: filepath.Join(dataDir, diskAlarmFile)}
 	switch {
 	case size < 0:
 		return r, nil
@@ -110,4 +116,28 @@ func (r *Reserve) Release() error {
 		return nil
 	}
 	return err
+}
+
+// DiskAlarm reports whether the member's NOSPACE alarm was raised for its
+// disk, as MarkDiskAlarm last recorded it (before a restart too).
+func (r *Reserve) DiskAlarm() bool {
+	_, err := os.Stat(r.alarmPath)
+	return err == nil
+}
+
+// MarkDiskAlarm records whether the member's NOSPACE alarm was raised for
+// its disk. The record is an empty file: it needs no free block.
+func (r *Reserve) MarkDiskAlarm(raised bool) error {
+	if !raised {
+		err := os.Remove(r.alarmPath)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	f, err := os.OpenFile(r.alarmPath, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }

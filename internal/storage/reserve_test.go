@@ -45,3 +45,29 @@ func TestReserveSizes(t *testing.T) {
 		t.Fatalf("the default: %+v, %v; want at most %d bytes", r, err, DefaultReserveBytes)
 	}
 }
+
+func TestDiskAlarmRecordOutlivesTheReserve(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir+"/member", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReserve(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.DiskAlarm() {
+		t.Fatal("a new data dir records a disk alarm")
+	}
+	if err := r.MarkDiskAlarm(true); err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewReserve(dir, 1<<20) // as after a restart
+	if err != nil || !again.DiskAlarm() {
+		t.Fatalf("after a restart: disk alarm %v (err %v), want recorded", again.DiskAlarm(), err)
+	}
+	for range 2 { // clearing twice is no error
+		if err := again.MarkDiskAlarm(false); err != nil || again.DiskAlarm() {
+			t.Fatalf("after clearing: err %v, recorded %v", err, again.DiskAlarm())
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,6 +105,63 @@ func TestFullDiskRefusesWritesWithoutStoppingAndRecovers(t *testing.T) {
 	if !strings.Contains(m.LogText(), "released the disk reserve") {
 		t.Errorf("the log does not say that the disk reserve was released")
 	}
+	c.checkLogs()
+}
+
+// A program that fills the disk slowly, past the point where the member
+// gives up its disk reserve, does not get the reserve too: the member
+// keeps it while someone else is still writing and releases it once the
+// disk stops filling. A member killed while the NOSPACE alarm it raised
+// for its disk is active clears that alarm itself after a restart.
+func TestFullDiskReserveIsNotLostToAnotherWriter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the disk-full test mounts a small tmpfs as the data dir, which needs root")
+	}
+	const reserve = 16 << 20
+	c := newStoppedCluster(t, rcluster.Config{Bin: kvorumBin, Members: 1, DiskMB: 512, Flags: []string{
+		fmt.Sprintf("--disk-reserve-bytes=%d", reserve),
+	}})
+	m := c.members[0]
+	m.start()
+	c.waitHealthy(m)
+	cli := m.client()
+	if _, err := cli.Put(ctxFor(t, 10*time.Second), "before", "x"); err != nil {
+		t.Fatal(err)
+	}
+
+	// 20 MiB a second once less than 64 MiB are left: the member sees the
+	// disk nearly full several times before the writer is done.
+	n, err := m.FillDiskPaced(64<<20, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("another program filled the disk with %d MiB", n>>20)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(m.LastRunLog(), "released the disk reserve") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the disk reserve was not released 10s after the disk filled up\n%s", rcluster.Tail(m.LastRunLog(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(m.LastRunLog(), "another program is still filling it") {
+		t.Errorf("the log does not say that the reserve was kept while the disk was filling")
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(m.DataDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < reserve/2 {
+		t.Errorf("%d KiB free after the reserve was released, want most of its %d KiB: the other program took it", free>>10, reserve>>10)
+	}
+	checkRefusingButServing(t, m, cli, "before")
+
+	m.kill()
+	if err := m.FreeDisk(); err != nil {
+		t.Fatal(err)
+	}
+	m.start()
+	c.waitHealthy(m)
+	waitWritable(t, m, cli, "after a restart with the disk freed")
 	c.checkLogs()
 }
 

@@ -27,7 +27,7 @@ const (
 	partitionMinority faultKind = "partition-minority" // cut a minority of followers off from the rest
 	partitionLeader   faultKind = "partition-leader"   // cut the leader off from every other member
 	partitionBridge   faultKind = "partition-bridge"   // two sides that each see a different majority through one bridge member
-	diskFull          faultKind = "disk-full"          // fill a member's (tmpfs) data dir, free it, restart the member if it stopped
+	diskFull          faultKind = "disk-full"          // fill a member's (tmpfs) data dir, free it; the member must not have stopped
 	replaceMember     faultKind = "replace-member"     // SIGKILL a member, member remove it, member add it back with an empty data dir
 )
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // ballast is the file that fills a member's disk; Kvorum ignores unknown
@@ -25,7 +26,12 @@ func (m *Member) mountDisk(mb int) error {
 
 // FillDisk fills the member's tmpfs data dir until no byte is left, and
 // returns how many bytes it wrote. It needs Config.DiskMB.
-func (m *Member) FillDisk() (int64, error) {
+func (m *Member) FillDisk() (int64, error) { return m.FillDiskPaced(0, 0) }
+
+// FillDiskPaced is FillDisk by a slower writer: once less than slowBelow
+// bytes are free, it waits pause after each MiB, as a program writing a
+// log does.
+func (m *Member) FillDiskPaced(slowBelow int64, pause time.Duration) (int64, error) {
 	if !m.mounted {
 		return 0, errors.New("FillDisk needs a cluster started with DiskMB")
 	}
@@ -45,6 +51,15 @@ func (m *Member) FillDisk() (int64, error) {
 		}
 		if err != nil {
 			return n, err
+		}
+		if pause > 0 {
+			var st syscall.Statfs_t
+			if err := syscall.Statfs(m.DataDir, &st); err != nil {
+				return n, err
+			}
+			if int64(st.Bavail)*st.Bsize < slowBelow {
+				time.Sleep(pause)
+			}
 		}
 	}
 	return n, nil
