@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,16 +38,22 @@ type space struct {
 	// it is below its size: what grows the store is refused.
 	diskLow atomic.Bool
 	// raisedForDisk is set when this member raised NOSPACE because of
-	// its disk; that alarm is cleared by the member once space returns.
-	// The reserve keeps a record of it across restarts.
+	// its disk, and unset when it raises it for its quota: an alarm for
+	// the disk is cleared by the member once space returns, one for the
+	// quota stays until disarmed. It is not unset when the alarm is
+	// cleared (a restarted member may not have applied its alarm yet);
+	// the next raise decides again. The reserve keeps a record of it
+	// across restarts; markMu orders changes of the two.
 	raisedForDisk atomic.Bool
+	markMu        sync.Mutex
 
-	// The previous disk check's free space and engine disk use, to tell
-	// whether someone besides the engine is filling the disk (only the
-	// space monitor's goroutine uses them).
+	// The previous disk sample (free space, the member's own disk use and
+	// when), to tell whether someone besides the member is filling the
+	// disk, and the verdict. Only the space monitor's goroutine uses them.
 	lastFree, lastUse int64
-	engineUse         int64 // the engine's disk use at the last measure
-	waitedForOthers   bool  // the last check kept the reserve because others were filling the disk
+	lastAt            time.Time
+	filling           bool
+	waitedForOthers   bool // the last check kept the reserve because others were filling the disk
 }
 
 func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
@@ -73,9 +80,7 @@ func (s *Server) measure() {
 	// (17.6 MiB with the default memory budget) and keeps spent ones to
 	// reuse. No compaction or defrag reclaims that space, so counting it
 	// could leave a small quota exceeded for good.
-	use := int64(m.DiskSpaceUsage())
-	s.space.engineUse = use
-	size := use - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize) + int64(m.WAL.Size)
+	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize) + int64(m.WAL.Size)
 	s.space.size.Store(size)
 	s.space.inUse.Store(max(0, size-int64(m.Table.ObsoleteSize+m.Table.ZombieSize)))
 }
@@ -116,15 +121,36 @@ func (s *Server) AllowGrowth(cost int) error {
 }
 
 // othersWritingSlack is how much more the free disk space may shrink
-// between two checks than the engine grew before the difference counts as
-// someone else writing (the engine's count leaves out small files).
-const othersWritingSlack = 512 << 10
+// between two samples than the member's own files grew before the
+// difference counts as someone else writing: the two are not measured at
+// the same instant. Samples are at least spaceCheckInterval/2 apart, so a
+// writer of more than about 5 MiB/s is seen; a slower one is not.
+const othersWritingSlack = 256 << 10
 
-// othersWriting reports whether a program other than the engine took disk
-// space between two checks: the free space fell by more than the engine's
-// disk use grew.
+// othersWriting reports whether a program other than the member took disk
+// space between two samples: the free space fell by more than the
+// member's own files grew (or by more than they shrank, when the engine
+// deleted files meanwhile).
 func othersWriting(lastFree, free, lastUse, use int64) bool {
-	return lastFree >= 0 && lastFree-free > max(0, use-lastUse)+othersWritingSlack
+	return lastFree-free > use-lastUse+othersWritingSlack
+}
+
+// sampleDisk compares the free space and the member's own disk use with
+// the previous sample, and records whether someone else is filling the
+// disk. A sample closer to the previous one than half the check interval
+// (the monitor's ticker caught up after a stall) keeps the previous
+// verdict: over so short a time a fast writer looks slow.
+func (sp *space) sampleDisk(free, use int64, now time.Time) (filling bool) {
+	switch {
+	case sp.lastAt.IsZero():
+		sp.filling = false
+	case now.Sub(sp.lastAt) < spaceCheckInterval/2:
+		return sp.filling
+	default:
+		sp.filling = othersWriting(sp.lastFree, free, sp.lastUse, use)
+	}
+	sp.lastFree, sp.lastUse, sp.lastAt = free, use, now
+	return sp.filling
 }
 
 // checkDisk guards the disk (see storage.Reserve). Growth is refused, and
@@ -145,9 +171,11 @@ func (s *Server) checkDisk() {
 	if err != nil {
 		return
 	}
-	use := s.space.engineUse
-	filling := othersWriting(s.space.lastFree, free, s.space.lastUse, use)
-	defer func() { s.space.lastFree, s.space.lastUse = free, use }()
+	use, err := r.MemberUse()
+	if err != nil {
+		return
+	}
+	filling := s.space.sampleDisk(free, use, time.Now())
 	headroom := s.engine.WriteHeadroom()
 	held := r.Held()
 	waiting := held && free < r.Size/4 && filling
@@ -167,6 +195,7 @@ func (s *Server) checkDisk() {
 		if err := r.Take(); err == nil {
 			held = true
 			free -= r.Size
+			s.space.lastFree -= r.Size // the reserve is not someone else
 			s.lg.Info("took the disk reserve again", "free-bytes", free, "reserve-bytes", r.Size)
 		}
 	}
@@ -178,7 +207,9 @@ func (s *Server) checkDisk() {
 	case low && !wasLow:
 		s.lg.Warn("free disk space is short; refusing writes that grow the store and raising the NOSPACE alarm",
 			"path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom, "reserve-bytes", r.Size, "reserve-held", held)
-		s.markDiskAlarm(true)
+		if !s.ownAlarm(pb.AlarmType_NOSPACE) {
+			s.markDiskAlarm(true) // not when the quota raised it before: that one stays until disarmed
+		}
 		s.changeAlarm(pb.AlarmRequest_ACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
 	case !low && wasLow:
 		s.lg.Info("free disk space is sufficient again", "path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom)
@@ -192,6 +223,8 @@ func (s *Server) checkDisk() {
 // markDiskAlarm records whether this member's NOSPACE alarm was raised
 // for its disk, in memory and in the reserve's record.
 func (s *Server) markDiskAlarm(raised bool) {
+	s.space.markMu.Lock()
+	defer s.space.markMu.Unlock()
 	if s.space.raisedForDisk.Swap(raised) == raised {
 		return
 	}

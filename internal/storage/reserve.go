@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -13,9 +14,10 @@ import (
 // reserveFile is the file in a data dir that holds the disk reserve.
 const reserveFile = "member/disk-reserve"
 
-// diskAlarmFile exists while a NOSPACE alarm this member raised because
-// of its disk (not its quota) is active, so that a restarted member still
-// clears that alarm once space returns.
+// diskAlarmFile records that this member last raised its NOSPACE alarm
+// because of its disk (not its quota), so that a restarted member still
+// clears that alarm once space returns. It stays after the alarm is
+// cleared, until a raise for the quota removes it.
 const diskAlarmFile = "member/nospace-raised-for-disk"
 
 // DefaultReserveBytes is the disk reserve when none is configured: 64 MiB,
@@ -64,6 +66,35 @@ func (r *Reserve) Free() (int64, error) {
 		return 0, err
 	}
 	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// MemberUse is the disk space the member's own files take (everything
+// under the data dir's member directory but the reserve): the blocks
+// allocated to them, which counts what the engine has preallocated and
+// what a flush is still writing, as the file system's free space does.
+func (r *Reserve) MemberUse() (int64, error) {
+	var total int64
+	err := filepath.WalkDir(filepath.Dir(r.path), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted meanwhile (the engine removes obsolete files)
+			}
+			return err
+		}
+		if d.IsDir() || path == r.path {
+			return nil
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		total += allocatedBytes(fi)
+		return nil
+	})
+	return total, err
 }
 
 // Held reports whether the reserve's file holds its full size.

@@ -2,7 +2,9 @@ package storage
 
 import (
 	"errors"
+	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,4 +17,13 @@ func allocate(f *os.File, size int64) error {
 		return writeZeros(f, size)
 	}
 	return err
+}
+
+// allocatedBytes is the disk space allocated to a file: its blocks, which
+// include preallocated ones beyond its size and leave out holes.
+func allocatedBytes(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
 }

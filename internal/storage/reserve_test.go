@@ -71,3 +71,39 @@ func TestDiskAlarmRecordOutlivesTheReserve(t *testing.T) {
 		}
 	}
 }
+
+func TestMemberUseCountsAllocatedBlocksButNotTheReserve(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir+"/member/db", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReserve(dir, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Take(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/member/db/000001.sst", make([]byte, 256<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A preallocated file, as the engine's logs are.
+	f, err := os.Create(dir + "/member/db/000002.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := allocate(f, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/outside", make([]byte, 1<<20), 0o600); err != nil { // not the member's
+		t.Fatal(err)
+	}
+	use, err := r.MemberUse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if use < (256<<10)+(1<<20) || use >= 4<<20 {
+		t.Fatalf("MemberUse = %d KiB, want the table and the preallocated log (1280 KiB and a little), without the 4 MiB reserve", use>>10)
+	}
+}

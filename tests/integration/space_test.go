@@ -95,6 +95,24 @@ func TestSpaceQuotaRaisesNoSpaceAndRecovers(t *testing.T) {
 			t.Errorf("%s: %d bytes after compaction and defragment, still over the quota of %d", m.Name, st.DbSize, quota)
 		}
 	}
+	// The quota's alarm stays until disarmed, as in etcd, even across a
+	// restart with the store back under its quota (only an alarm a member
+	// raised for its disk is cleared by the member itself).
+	c.StopAll()
+	for _, m := range c.Members {
+		m.Restart()
+	}
+	lead, _ = c.WaitLeader(waitTimeout)
+	cli = lead.Client()
+	time.Sleep(time.Second) // several disk checks
+	alarms, err := cli.AlarmList(ctxFor(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm != pb.AlarmType_NOSPACE {
+		t.Fatalf("after a restart under the quota: alarms %v, want the NOSPACE alarm until disarmed", alarms.Alarms)
+	}
+
 	// Pebble deletes the files a compaction made obsolete in the
 	// background: until it has, a member may still measure itself over the
 	// quota and raise the alarm again at the next write. Disarming again
