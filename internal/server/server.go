@@ -260,6 +260,7 @@ func (s *Server) open() error {
 		StateMachine:   &stateMachine{s: s},
 		Logger:         s.lg,
 		Observer:       observer{s.metrics},
+		WaitForDisk:    s.waitForDisk,
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/kvorum/kvorum/internal/alarm"
+	"github.com/kvorum/kvorum/internal/raftnode"
 	"github.com/kvorum/kvorum/internal/storage"
 )
 
@@ -217,6 +218,54 @@ func (s *Server) checkDisk() {
 	if !low && s.space.raisedForDisk.Load() && s.ownAlarm(pb.AlarmType_NOSPACE) &&
 		(s.space.quota == 0 || s.space.size.Load() < s.space.quota) {
 		s.changeAlarm(pb.AlarmRequest_DEACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
+	}
+}
+
+// diskWriteGate is the free space below which the member holds back its
+// engine's writes (see waitForDisk); with a disk reserve, at most an
+// eighth of it. Without a reserve the member still waits rather than
+// stops, but nothing makes room for it but an operator.
+const diskWriteGate = 4 << 20
+
+// waitForDisk holds back a write of the raft log or of applied entries
+// while the disk is full: with fewer than diskWriteGate bytes free, the
+// write waits until space returns, which includes the release of the
+// disk reserve (checkDisk releases it once the program filling the disk
+// has stopped). The engine stops the process when its write-ahead log
+// finds no free block, as it would in the moment between a disk filled
+// to the last byte and that release; a member that waits is only a slow
+// one, which the cluster rides out. It returns raftnode.ErrStopped if stop
+// is closed or the server stops first.
+func (s *Server) waitForDisk(stop <-chan struct{}) error {
+	r := s.space.reserve
+	if r == nil {
+		return nil
+	}
+	gate := int64(diskWriteGate)
+	if r.Size > 0 {
+		gate = min(gate, r.Size/8)
+	}
+	var since time.Time
+	for {
+		free, err := r.Free()
+		if err != nil || free >= gate {
+			if !since.IsZero() {
+				s.lg.Info("disk space is back; writing again", "free-bytes", free, "held-back-for", time.Since(since).String())
+			}
+			return nil
+		}
+		if since.IsZero() {
+			since = time.Now()
+			s.lg.Warn("the disk is full; holding back writes until there is space (the disk reserve is released once the disk stops filling)",
+				"path", s.cfg.DataDir, "free-bytes", free, "reserve-held", r.Held())
+		}
+		select {
+		case <-stop:
+			return raftnode.ErrStopped
+		case <-s.stopped:
+			return raftnode.ErrStopped
+		case <-time.After(spaceCheckInterval / 4):
+		}
 	}
 }
 

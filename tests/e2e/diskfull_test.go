@@ -165,6 +165,68 @@ func TestFullDiskReserveIsNotLostToAnotherWriter(t *testing.T) {
 	c.checkLogs()
 }
 
+// A follower whose disk is full to the last byte, with no reserve to give
+// back, while the cluster goes on writing 20 MB/s of raft entries to it,
+// holds back its writes instead of stopping (its storage engine would stop
+// the process at the first write-ahead log write that finds no free
+// block), and catches up once the disk has room again.
+func TestFollowerOnAFullDiskWaitsInsteadOfStopping(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the disk-full test mounts a small tmpfs as the data dir, which needs root")
+	}
+	c := newStoppedCluster(t, rcluster.Config{Bin: kvorumBin, Members: 3, DiskMB: 1024, Flags: []string{"--disk-reserve-bytes=-1"}})
+	for _, m := range c.members {
+		m.start()
+	}
+	c.waitHealthy(c.members...)
+	lead, _ := c.leader()
+	var follower *member
+	for _, m := range c.members {
+		if m != lead {
+			follower = m
+			break
+		}
+	}
+	cli := lead.client()
+	value := make([]byte, 100<<10)
+	put := func(i int) {
+		t.Helper()
+		rand.Read(value)
+		if _, err := cli.Put(ctxFor(t, 10*time.Second), fmt.Sprintf("v/%05d", i), string(value)); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	for i := range 50 {
+		put(i)
+	}
+	n, err := follower.FillDisk()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("filled %s's disk with %d MiB", follower.Name, n>>20)
+	// 4 s of 20 MB/s: more than the engine's preallocated write-ahead
+	// log holds, and at least one new memtable with a new log.
+	for i, end := 50, time.Now().Add(4*time.Second); time.Now().Before(end); i++ {
+		put(i)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := follower.ExitedOnItsOwn(); err != nil {
+		t.Fatalf("the follower stopped on its full disk: %v\n%s", err, rcluster.Tail(follower.LastRunLog(), 20))
+	}
+	if !strings.Contains(follower.LastRunLog(), "holding back writes") {
+		t.Errorf("the follower's log does not say it held back its writes")
+	}
+	if err := follower.FreeDisk(); err != nil {
+		t.Fatal(err)
+	}
+	rev := c.waitConverged()
+	c.checkSameHashKV(rev)
+	if !strings.Contains(follower.LastRunLog(), "disk space is back") {
+		t.Errorf("the follower's log does not say it wrote again")
+	}
+	c.checkLogs()
+}
+
 // checkRefusingButServing checks that m is running, lists a NOSPACE alarm
 // for itself, refuses a put and a lease grant, and serves a read of key.
 func checkRefusingButServing(t *testing.T, m *member, cli *clientv3.Client, key string) {
