@@ -5,15 +5,22 @@ import (
 	"testing"
 )
 
-func TestReserveTakeAndRelease(t *testing.T) {
-	dir := t.TempDir()
+// newTestReserve is a reserve of size bytes in the data dir dir.
+func newTestReserve(t *testing.T, dir string, size int64) *Reserve {
+	t.Helper()
 	if err := os.MkdirAll(dir+"/member", 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewReserve(dir, 1<<20)
+	r, err := NewReserve(dir, size)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+func TestReserveTakeAndRelease(t *testing.T) {
+	dir := t.TempDir()
+	r := newTestReserve(t, dir, 1<<20)
 	if r.Held() {
 		t.Fatal("a new reserve is held before Take")
 	}
@@ -48,13 +55,7 @@ func TestReserveSizes(t *testing.T) {
 
 func TestDiskAlarmRecordOutlivesTheReserve(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.MkdirAll(dir+"/member", 0o700); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewReserve(dir, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newTestReserve(t, dir, 1<<20)
 	if r.DiskAlarm() {
 		t.Fatal("a new data dir records a disk alarm")
 	}
@@ -74,11 +75,8 @@ func TestDiskAlarmRecordOutlivesTheReserve(t *testing.T) {
 
 func TestMemberUseCountsAllocatedBlocksButNotTheReserve(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.MkdirAll(dir+"/member/db", 0o700); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewReserve(dir, 4<<20)
-	if err != nil {
+	r := newTestReserve(t, dir, 4<<20)
+	if err := os.Mkdir(dir+"/member/db", 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Take(); err != nil {
