@@ -73,13 +73,6 @@ type Config struct {
 	// Observer, if set, is told how long raft's storage syncs and the
 	// applies take (for metrics).
 	Observer Observer
-
-	// WaitForDisk, if set, is called before raft's storage or the state
-	// machine writes, and returns once the disk has room for the write,
-	// or ErrStopped when stop is closed first. A storage engine that
-	// finds no free block for its write-ahead log stops the process; a
-	// member that waits is only a slow one.
-	WaitForDisk func(stop <-chan struct{}) error
 }
 
 // Errors returned to callers.
@@ -299,9 +292,7 @@ func (n *Node) applier() {
 		select {
 		case job := <-n.applyc:
 			if job.ents != nil {
-				if err := n.apply(job.ents); errors.Is(err, ErrStopped) {
-					return
-				} else if err != nil {
+				if err := n.apply(job.ents); err != nil {
 					n.failErr = err
 					close(n.failc)
 					return
@@ -381,9 +372,7 @@ func (n *Node) run() {
 		case <-ticker.C:
 			n.raft.Tick()
 		case rd := <-n.raft.Ready():
-			if err := n.handleReady(rd); errors.Is(err, ErrStopped) {
-				return
-			} else if err != nil {
+			if err := n.handleReady(rd); err != nil {
 				// A storage failure leaves raft's obligations unmet: the only
 				// safe reaction is to stop taking part.
 				n.lg.Error("raft node stopping: cannot persist or apply", "err", err)
@@ -432,9 +421,6 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	isLeader := n.lead.Load() == n.cfg.ID
 	if isLeader {
 		n.tr.Send(msgs)
-	}
-	if err := n.waitForDisk(len(rd.Entries) > 0 || rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState)); err != nil {
-		return err
 	}
 	if err := n.log.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 		return err
@@ -513,9 +499,6 @@ func (n *Node) apply(ents []*pb.Entry) error {
 		n.confState = n.raft.ApplyConfChange(cc)
 		n.confChanged = true
 	}
-	if err := n.waitForDisk(len(ents) > 0); err != nil {
-		return err
-	}
 	start := time.Now()
 	if err := n.cfg.StateMachine.Apply(ents); err != nil {
 		return err
@@ -528,15 +511,6 @@ func (n *Node) apply(ents []*pb.Entry) error {
 		n.setAppliedTerm(ents[len(ents)-1].GetTerm())
 	}
 	return n.maybeCompact()
-}
-
-// waitForDisk waits, if writes is set, until the disk has room for them
-// (see Config.WaitForDisk).
-func (n *Node) waitForDisk(writes bool) error {
-	if !writes || n.cfg.WaitForDisk == nil {
-		return nil
-	}
-	return n.cfg.WaitForDisk(n.stopc)
 }
 
 // setAppliedTerm records the term of the last applied entry.

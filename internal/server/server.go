@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -115,15 +116,18 @@ type Server struct {
 	authChanged notify.Signal // on every auth change
 	space       *space
 	raising     sync.Map // alarms being proposed, by type and member
-	node        *raftnode.Node
-	transport   *transport.Transport
-	waiters     waiters
-	ids         *idGenerator
-	watch       *watch.Hub
-	stopWatch   func()
-	metrics     *metrics.Metrics
-	kvStats     mvcc.Stats // counts of the key space, across restores
-	backups     lastBackup // outcome of scheduled backups, for the status page
+	// reserve is the disk reserve once made, for the engine's disk-full
+	// handler, which may run before (while the engine opens).
+	reserve   atomic.Pointer[storage.Reserve]
+	node      *raftnode.Node
+	transport *transport.Transport
+	waiters   waiters
+	ids       *idGenerator
+	watch     *watch.Hub
+	stopWatch func()
+	metrics   *metrics.Metrics
+	kvStats   mvcc.Stats // counts of the key space, across restores
+	backups   lastBackup // outcome of scheduled backups, for the status page
 
 	memberID  uint64
 	clusterID uint64
@@ -159,21 +163,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Memory.Total == 0 {
 		cfg.Memory = membudget.Split(0)
 	}
-	engine, err := storage.OpenWithBudget(cfg.DataDir, cfg.Memory)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
 		cfg:        cfg,
 		lg:         cfg.Logger,
-		engine:     engine,
-		db:         engine.DB,
 		waiters:    waiters{m: make(map[uint64]waiter)},
 		reqTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		stopped:    make(chan struct{}),
 		ready:      make(chan struct{}),
 		lessor:     lease.New(nil),
 	}
+	engine, err := storage.OpenWithBudget(cfg.DataDir, cfg.Memory, s.onEngineDiskFull)
+	if err != nil {
+		return nil, err
+	}
+	s.engine, s.db = engine, engine.DB
 	s.metrics = cfg.Metrics
 	if s.metrics == nil {
 		s.metrics = metrics.New(metrics.Basic)
@@ -199,6 +202,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.space = newSpace(cfg.QuotaBackendBytes, reserve)
+	s.reserve.Store(reserve)
 	s.renewals = newRenewBatcher(s)
 	if err := s.open(); err != nil {
 		engine.Close()
@@ -260,7 +264,6 @@ func (s *Server) open() error {
 		StateMachine:   &stateMachine{s: s},
 		Logger:         s.lg,
 		Observer:       observer{s.metrics},
-		WaitForDisk:    s.waitForDisk,
 	})
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/kvorum/kvorum/internal/alarm"
-	"github.com/kvorum/kvorum/internal/raftnode"
 	"github.com/kvorum/kvorum/internal/storage"
 )
 
@@ -48,17 +47,14 @@ type space struct {
 	raisedForDisk atomic.Bool
 	markMu        sync.Mutex
 
-	// The previous disk sample (free space, the member's own disk use and
-	// when), to tell whether someone besides the member is filling the
-	// disk, and the verdict. Only the space monitor's goroutine uses them.
-	lastFree, lastUse int64
-	lastAt            time.Time
-	filling           bool
-	waitedForOthers   bool // the last check kept the reserve because others were filling the disk
+	// disk tells whether someone besides the member is filling the disk;
+	// only the space monitor's goroutine uses it and waitedForOthers.
+	disk            diskSampler
+	waitedForOthers bool // the last check kept the reserve because others were filling the disk
 }
 
 func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
-	sp := &space{reserve: reserve, lastFree: -1}
+	sp := &space{reserve: reserve}
 	sp.raisedForDisk.Store(reserve.DiskAlarm())
 	switch {
 	case quotaFlag == 0:
@@ -136,23 +132,35 @@ func othersWriting(lastFree, free, lastUse, use int64) bool {
 	return lastFree-free > use-lastUse+othersWritingSlack
 }
 
-// sampleDisk compares the free space and the member's own disk use with
-// the previous sample, and records whether someone else is filling the
-// disk. A sample closer to the previous one than half the check interval
-// (the monitor's ticker caught up after a stall) keeps the previous
-// verdict: over so short a time a fast writer looks slow.
-func (sp *space) sampleDisk(free, use int64, now time.Time) (filling bool) {
-	switch {
-	case sp.lastAt.IsZero():
-		sp.filling = false
-	case now.Sub(sp.lastAt) < spaceCheckInterval/2:
-		return sp.filling
-	default:
-		sp.filling = othersWriting(sp.lastFree, free, sp.lastUse, use)
-	}
-	sp.lastFree, sp.lastUse, sp.lastAt = free, use, now
-	return sp.filling
+// diskSampler compares samples of the free space and of the member's own
+// disk use to tell whether someone else is filling the disk.
+type diskSampler struct {
+	lastFree, lastUse int64
+	lastAt            time.Time
+	filling, known    bool
 }
+
+// sample takes a sample and reports whether someone else is filling the
+// disk; until a second sample was compared with the first, it says so
+// (the reserve is kept while that is unknown). A sample closer to the
+// previous one than half the check interval (the monitor's ticker caught
+// up after a stall) keeps the previous verdict: over so short a time a
+// fast writer looks slow.
+func (d *diskSampler) sample(free, use int64, now time.Time) (filling bool) {
+	switch {
+	case d.lastAt.IsZero():
+	case now.Sub(d.lastAt) < spaceCheckInterval/2:
+		return d.filling || !d.known
+	default:
+		d.filling, d.known = othersWriting(d.lastFree, free, d.lastUse, use), true
+	}
+	d.lastFree, d.lastUse, d.lastAt = free, use, now
+	return d.filling || !d.known
+}
+
+// rebase moves the last sample's free space by delta: the member itself
+// took or gave back that much (its reserve), which is nobody else.
+func (d *diskSampler) rebase(delta int64) { d.lastFree += delta }
 
 // checkDisk guards the disk (see storage.Reserve). Growth is refused, and
 // NOSPACE raised for this member, while the free space beside the reserve
@@ -176,7 +184,7 @@ func (s *Server) checkDisk() {
 	if err != nil {
 		return
 	}
-	filling := s.space.sampleDisk(free, use, time.Now())
+	filling := s.space.disk.sample(free, use, time.Now())
 	headroom := s.engine.WriteHeadroom()
 	held := r.Held()
 	waiting := held && free < r.Size/4 && filling
@@ -196,7 +204,7 @@ func (s *Server) checkDisk() {
 		if err := r.Take(); err == nil {
 			held = true
 			free -= r.Size
-			s.space.lastFree -= r.Size // the reserve is not someone else
+			s.space.disk.rebase(-r.Size)
 			s.lg.Info("took the disk reserve again", "free-bytes", free, "reserve-bytes", r.Size)
 		}
 	}
@@ -221,50 +229,51 @@ func (s *Server) checkDisk() {
 	}
 }
 
-// diskWriteGate is the free space below which the member holds back its
-// engine's writes (see waitForDisk); with a disk reserve, at most an
-// eighth of it. Without a reserve the member still waits rather than
-// stops, but nothing makes room for it but an operator.
+// diskWriteGate is the free space the engine's disk-full handler waits
+// for (see onEngineDiskFull); with a disk reserve, at most an eighth of it.
 const diskWriteGate = 4 << 20
 
-// waitForDisk holds back a write of the raft log or of applied entries
-// while the disk is full: with fewer than diskWriteGate bytes free, the
-// write waits until space returns, which includes the release of the
-// disk reserve (checkDisk releases it once the program filling the disk
-// has stopped). The engine stops the process when its write-ahead log
-// finds no free block, as it would in the moment between a disk filled
-// to the last byte and that release; a member that waits is only a slow
-// one, which the cluster rides out. It returns raftnode.ErrStopped if stop
-// is closed or the server stops first.
-func (s *Server) waitForDisk(stop <-chan struct{}) error {
-	r := s.space.reserve
-	if r == nil {
-		return nil
-	}
-	gate := int64(diskWriteGate)
-	if r.Size > 0 {
-		gate = min(gate, r.Size/8)
-	}
-	var since time.Time
+// onEngineDiskFull handles an engine write that found no free block: it
+// waits until at least diskWriteGate bytes are free, and every engine
+// write waits with it (the failed one is retried afterwards; see
+// storage.OpenWithBudget). A disk filled to the last byte by another
+// program leaves nothing free until the disk reserve is released, which
+// happens only once that program has stopped writing; the engine would
+// otherwise stop the process at its first write-ahead log write in that
+// moment. Meanwhile the member is a slow one, which the cluster rides out.
+// The handler releases the reserve itself under the same rule (the space
+// monitor may be held up behind the engine). Without a reserve, only an
+// operator makes room. It gives up when the server stops.
+func (s *Server) onEngineDiskFull() {
+	start := time.Now()
+	s.lg.Warn("the disk is full; the storage engine's writes wait until there is space", "path", s.cfg.DataDir)
+	var disk diskSampler
 	for {
-		free, err := r.Free()
-		if err != nil || free >= gate {
-			if !since.IsZero() {
-				s.lg.Info("disk space is back; writing again", "free-bytes", free, "held-back-for", time.Since(since).String())
-			}
-			return nil
+		r := s.reserve.Load()
+		gate := int64(diskWriteGate)
+		if r != nil && r.Size > 0 {
+			gate = min(gate, r.Size/8)
 		}
-		if since.IsZero() {
-			since = time.Now()
-			s.lg.Warn("the disk is full; holding back writes until there is space (the disk reserve is released once the disk stops filling)",
-				"path", s.cfg.DataDir, "free-bytes", free, "reserve-held", r.Held())
+		free, err := storage.FreeBytes(s.cfg.DataDir)
+		if err != nil || free >= gate {
+			s.lg.Info("disk space is back; the storage engine writes again", "free-bytes", free, "waited", time.Since(start).String())
+			return
+		}
+		if r != nil && r.Held() {
+			if use, err := r.MemberUse(); err == nil && !disk.sample(free, use, time.Now()) {
+				if err := r.Release(); err != nil {
+					s.lg.Warn("releasing the disk reserve failed", "path", s.cfg.DataDir, "err", err)
+				} else {
+					s.lg.Warn("the disk is full and nobody else is filling it; released the disk reserve so that the engine can go on writing", "reserve-bytes", r.Size)
+				}
+				continue
+			}
 		}
 		select {
-		case <-stop:
-			return raftnode.ErrStopped
 		case <-s.stopped:
-			return raftnode.ErrStopped
-		case <-time.After(spaceCheckInterval / 4):
+			s.lg.Warn("stopping while the disk is full: the storage engine's waiting write fails")
+			return
+		case <-time.After(spaceCheckInterval / 2):
 		}
 	}
 }

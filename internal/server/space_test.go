@@ -29,27 +29,32 @@ func TestOthersWritingIsTheFreeSpaceTheMemberDidNotTake(t *testing.T) {
 	}
 }
 
-func TestSampleDiskKeepsItsVerdictOverTooShortAnInterval(t *testing.T) {
+func TestDiskSamplerKeepsItsVerdictOverTooShortAnInterval(t *testing.T) {
 	const mib = 1 << 20
-	var sp space
+	var d diskSampler
 	t0 := time.Unix(1000, 0)
-	if sp.sampleDisk(50*mib, 10*mib, t0) {
-		t.Fatal("the first sample says someone is filling the disk")
+	if !d.sample(50*mib, 10*mib, t0) {
+		t.Fatal("a first sample, with nothing to compare it with, says nobody is filling the disk")
+	}
+	// Nothing changed over an interval: nobody writes.
+	if d.sample(50*mib, 10*mib, t0.Add(spaceCheckInterval)) {
+		t.Fatal("an unchanged disk counts as filling")
 	}
 	// 2 MiB in one interval: someone else writes.
-	if !sp.sampleDisk(48*mib, 10*mib, t0.Add(spaceCheckInterval)) {
+	if !d.sample(48*mib, 10*mib, t0.Add(2*spaceCheckInterval)) {
 		t.Fatal("2 MiB taken by another program in one interval not seen")
 	}
 	// The ticker caught up: a sample right after the last one sees little
 	// change but keeps the verdict, and does not become the baseline.
-	if !sp.sampleDisk(48*mib-mib/8, 10*mib, t0.Add(spaceCheckInterval+time.Millisecond)) {
+	if !d.sample(48*mib-mib/8, 10*mib, t0.Add(2*spaceCheckInterval+time.Millisecond)) {
 		t.Fatal("a sample 1 ms after the last one dropped the verdict")
 	}
-	if !sp.sampleDisk(46*mib, 10*mib, t0.Add(2*spaceCheckInterval)) {
+	if !d.sample(46*mib, 10*mib, t0.Add(3*spaceCheckInterval)) {
 		t.Fatal("the next full interval compared against the wrong baseline")
 	}
-	// The writer stopped.
-	if sp.sampleDisk(46*mib, 10*mib, t0.Add(3*spaceCheckInterval)) {
-		t.Fatal("a disk that stopped filling still counts as filling")
+	// The member takes its reserve (4 MiB): that is not someone else.
+	d.rebase(-4 * mib)
+	if d.sample(42*mib, 10*mib, t0.Add(4*spaceCheckInterval)) {
+		t.Fatal("the member's own reserve counted as another program's writes")
 	}
 }

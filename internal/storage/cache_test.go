@@ -15,7 +15,7 @@ import (
 // existed, so every read of a table went to the operating system.
 func TestBlockCacheHasRoomBesideTheMemtables(t *testing.T) {
 	b := membudget.Split(membudget.Min)
-	e, err := OpenWithBudget(t.TempDir(), b)
+	e, err := OpenWithBudget(t.TempDir(), b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kvorum/kvorum/internal/membudget"
 )
@@ -27,14 +28,20 @@ type Engine struct {
 // Open opens the engine in dataDir with the default memory budget's
 // shares; see OpenWithBudget.
 func Open(dataDir string) (*Engine, error) {
-	return OpenWithBudget(dataDir, membudget.Split(0))
+	return OpenWithBudget(dataDir, membudget.Split(0), nil)
 }
 
 // OpenWithBudget opens (creating if needed) the engine in dataDir, with the
 // block cache and memtables of budget b. It refuses a directory that holds
 // something else than a Kvorum data dir, naming what it found, so a typo in
 // --data-dir never mixes two programs' files.
-func OpenWithBudget(dataDir string, b membudget.Budget) (*Engine, error) {
+//
+// onDiskFull, if set, is called when an engine write finds no free block
+// on the disk (Pebble's vfs.OnDiskFull): every engine write waits while it
+// runs, and the one that failed is retried once when it returns. Without
+// it, such a write of the write-ahead log or the manifest stops the
+// process.
+func OpenWithBudget(dataDir string, b membudget.Budget, onDiskFull func()) (*Engine, error) {
 	if err := checkDataDir(dataDir); err != nil {
 		return nil, err
 	}
@@ -58,6 +65,9 @@ func OpenWithBudget(dataDir string, b membudget.Budget) (*Engine, error) {
 		MemTableSize:                uint64(b.MemTable),
 		MemTableStopWritesThreshold: b.MemTables,
 		FormatMajorVersion:          pebble.FormatNewest,
+	}
+	if onDiskFull != nil {
+		opts.FS = vfs.OnDiskFull(vfs.Default, onDiskFull)
 	}
 	// Every table file holds keys of one prefix only (see tableSpan).
 	opts.Experimental.SpanPolicyFunc = tableSpan

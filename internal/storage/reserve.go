@@ -60,9 +60,13 @@ func NewReserve(dataDir string, size int64) (*Reserve, error) {
 
 // Free is the space left on the file system for an unprivileged writer,
 // not counting the reserve.
-func (r *Reserve) Free() (int64, error) {
+func (r *Reserve) Free() (int64, error) { return FreeBytes(filepath.Dir(r.path)) }
+
+// FreeBytes is the space left for an unprivileged writer on the file
+// system that holds dir.
+func FreeBytes(dir string) (int64, error) {
 	var st unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(r.path), &st); err != nil {
+	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, err
 	}
 	return int64(st.Bavail) * int64(st.Bsize), nil

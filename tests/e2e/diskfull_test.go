@@ -166,10 +166,10 @@ func TestFullDiskReserveIsNotLostToAnotherWriter(t *testing.T) {
 }
 
 // A follower whose disk is full to the last byte, with no reserve to give
-// back, while the cluster goes on writing 20 MB/s of raft entries to it,
-// holds back its writes instead of stopping (its storage engine would stop
-// the process at the first write-ahead log write that finds no free
-// block), and catches up once the disk has room again.
+// back, while the cluster goes on writing 48 MiB of raft entries to it,
+// waits instead of stopping (its storage engine would stop the process at
+// the first write-ahead log write that finds no free block), and catches
+// up once the disk has room again.
 func TestFollowerOnAFullDiskWaitsInsteadOfStopping(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the disk-full test mounts a small tmpfs as the data dir, which needs root")
@@ -204,17 +204,16 @@ func TestFollowerOnAFullDiskWaitsInsteadOfStopping(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("filled %s's disk with %d MiB", follower.Name, n>>20)
-	// 4 s of 20 MB/s: more than the engine's preallocated write-ahead
-	// log holds, and at least one new memtable with a new log.
-	for i, end := 50, time.Now().Add(4*time.Second); time.Now().Before(end); i++ {
+	// 48 MiB of values: more than the engine's preallocated write-ahead
+	// log holds, and new memtables with new logs.
+	for i := 50; i < 50+480; i++ {
 		put(i)
-		time.Sleep(5 * time.Millisecond)
 	}
 	if err := follower.ExitedOnItsOwn(); err != nil {
 		t.Fatalf("the follower stopped on its full disk: %v\n%s", err, rcluster.Tail(follower.LastRunLog(), 20))
 	}
-	if !strings.Contains(follower.LastRunLog(), "holding back writes") {
-		t.Errorf("the follower's log does not say it held back its writes")
+	if !strings.Contains(follower.LastRunLog(), "writes wait until there is space") {
+		t.Errorf("the follower's log does not say its writes waited")
 	}
 	if err := follower.FreeDisk(); err != nil {
 		t.Fatal(err)
