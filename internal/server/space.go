@@ -180,13 +180,22 @@ func (s *Server) checkDisk() {
 	if err != nil {
 		return
 	}
-	use, err := r.MemberUse()
-	if err != nil {
-		return
-	}
-	filling := s.space.disk.sample(free, use, time.Now())
 	headroom := s.engine.WriteHeadroom()
 	held := r.Held()
+	// Whether someone else is filling the disk matters only near the
+	// release point; the member's files are counted (a walk of its data
+	// dir) only then, from a little above it, so that a verdict is there
+	// when the disk gets there.
+	filling := true
+	if held && free < r.Size/2 {
+		use, err := r.MemberUse()
+		if err != nil {
+			return
+		}
+		filling = s.space.disk.sample(free, use, time.Now())
+	} else {
+		s.space.disk = diskSampler{}
+	}
 	waiting := held && free < r.Size/4 && filling
 	if waiting && !s.space.waitedForOthers {
 		s.lg.Warn("the disk is nearly full and another program is still filling it; keeping the disk reserve until it stops", "free-bytes", free, "reserve-bytes", r.Size)
