@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,9 +18,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// writeChunk is the largest single write to a stream; the write watchdog
-// (timing.write) applies to each, so a stream must move at least
-// writeChunk bytes per timing.write to stay up.
+// writeChunk sizes the buffer a stream's receiver reads through.
 const writeChunk = 64 << 10
 
 // peer is the sending side towards one member: one goroutine (run) owning
@@ -245,14 +242,17 @@ func (p *peer) dialOrder() []string {
 
 // stream is one outgoing POST /raft/stream: the request body carries our
 // frames, the response body the receiver's keepalive bytes.
+//
+// The body is a streamBody: net/http's connection goroutine takes the
+// queued messages itself when it reads the body, and writes them to the
+// connection at once. (Fed through a pipe from a goroutine of our own,
+// every batch waited for two goroutine switches on its way out; with one
+// client, waking those goroutines was a tenth of a put's latency.)
 type stream struct {
 	url    string
 	ctx    context.Context
 	cancel context.CancelFunc
-	pw     *io.PipeWriter
-	w      *bufio.Writer
-	buf    []byte    // frame scratch
-	last   time.Time // of the last flush
+	body   *streamBody
 
 	done chan struct{} // closed when the response body ended
 	err  error         // why; written before done is closed
@@ -280,7 +280,7 @@ func (s *stream) abort(err error) {
 	}
 	s.mu.Unlock()
 	s.cancel()
-	s.pw.CloseWithError(err)
+	s.body.stop()
 }
 
 type doResult struct {
@@ -291,10 +291,16 @@ type doResult struct {
 func (p *peer) dial(base string) (*stream, error) {
 	tm := p.t.timing
 	ctx, cancel := context.WithCancel(p.ctx)
-	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+pathStream, pr)
+	s := &stream{
+		url:    base,
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	s.body = newStreamBody(p, s)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+pathStream, s.body)
 	if err != nil {
-		cancel()
+		s.abort(err)
 		return nil, fmt.Errorf("stream to %s: %w", base, err)
 	}
 	p.t.setPeerHeaders(req.Header, p.id)
@@ -304,24 +310,11 @@ func (p *peer) dial(base string) (*stream, error) {
 		resp, err := p.t.client.Do(req)
 		respc <- doResult{resp, err}
 	}()
-	s := &stream{
-		url:    base,
-		ctx:    ctx,
-		cancel: cancel,
-		pw:     pw,
-		done:   make(chan struct{}),
-	}
-	s.w = bufio.NewWriterSize(&watchdogWriter{w: pw, timeout: tm.write, abort: s.abort}, writeChunk)
 	timedOut := time.AfterFunc(tm.dial, func() { s.abort(fmt.Errorf("no answer within %v", tm.dial)) })
-	// A first, empty frame makes the client send the request at once,
-	// whatever its buffering, so the receiver can answer.
-	helloc := make(chan error, 1)
-	go func() { helloc <- s.keepalive() }()
 	r := <-respc
 	inTime := timedOut.Stop()
 	fail := func(err error) (*stream, error) {
 		s.abort(err)
-		<-helloc
 		if r.resp != nil {
 			r.resp.Body.Close()
 		}
@@ -339,10 +332,8 @@ func (p *peer) dial(base string) (*stream, error) {
 		msg, _ := io.ReadAll(io.LimitReader(r.resp.Body, 512))
 		return fail(fmt.Errorf("refused: %s: %s", r.resp.Status, strings.TrimSpace(string(msg))))
 	}
-	if err := <-helloc; err != nil {
-		return fail(err)
-	}
 	go s.watchResponse(r.resp.Body, tm.idle)
+	close(s.body.accepted)
 	return s, nil
 }
 
@@ -375,60 +366,155 @@ func (s *stream) watchResponse(body io.ReadCloser, idle time.Duration) {
 	close(s.done)
 }
 
-func (s *stream) keepalive() error {
-	if err := s.w.WriteByte(0); err != nil {
-		return err
+// pump waits while the stream carries the queued messages, until it breaks
+// or the peer is removed.
+func (p *peer) pump(s *stream) error {
+	select {
+	case <-p.ctx.Done():
+		return p.ctx.Err()
+	case <-s.done:
+		return s.err
 	}
-	return s.flush()
 }
 
-func (s *stream) flush() error {
-	if err := s.w.Flush(); err != nil {
-		return err
+// maxBatchBytes bounds the frames one read of a stream's body encodes; what
+// is left in the queues goes with the next read.
+const maxBatchBytes = 256 << 10
+
+// streamBody is the request body of a stream. Read hands net/http the next
+// frames: first an empty one (the request goes out at once, so the
+// receiver can answer), then, once the receiver accepted the stream, the
+// queued messages (urgent ones before any MsgApp, as many as are queued, up
+// to maxBatchBytes), or a keepalive when the stream was idle for half the
+// keepalive interval.
+//
+// net/http writes what one Read returned and flushes it before it reads
+// again, so the time between the two is the time that write took: longer
+// than timing.write, and the stream is cut (a receiver that stopped
+// reading, or a dead network path, blocks writes rather than failing
+// them).
+type streamBody struct {
+	p        *peer
+	s        *stream
+	accepted chan struct{} // closed by dial once the receiver answered 200
+	stopped  chan struct{} // closed by stop
+	stopOnce sync.Once
+	tick     *time.Ticker
+
+	// Only Read, which net/http calls from one goroutine, uses these.
+	hello bool        // the first, empty frame was handed out
+	buf   []byte      // encoded frames
+	off   int         // how much of buf was handed out
+	last  time.Time   // when bytes were last handed out
+	stall *time.Timer // cuts the stream if the last bytes are not written in time
+}
+
+func newStreamBody(p *peer, s *stream) *streamBody {
+	return &streamBody{
+		p:        p,
+		s:        s,
+		accepted: make(chan struct{}),
+		stopped:  make(chan struct{}),
+		tick:     time.NewTicker(p.t.timing.keepalive),
 	}
-	s.last = time.Now()
+}
+
+// stop ends the body: a Read waiting for messages returns.
+func (b *streamBody) stop() {
+	b.stopOnce.Do(func() {
+		b.tick.Stop()
+		close(b.stopped)
+	})
+}
+
+// Close is called by net/http when the request is over, also when it
+// failed.
+func (b *streamBody) Close() error {
+	b.s.abort(errors.New("stream request ended"))
 	return nil
 }
 
-// pump writes queued messages to s until it breaks or the peer is removed.
-func (p *peer) pump(s *stream) error {
-	tick := time.NewTicker(p.t.timing.keepalive)
-	defer tick.Stop()
-	for {
-		var err error
-		select {
-		case <-p.ctx.Done():
-			return p.ctx.Err()
-		case <-s.done:
-			return s.err
-		case <-tick.C:
-			if time.Since(s.last) >= p.t.timing.keepalive/2 {
-				err = s.keepalive()
-			}
-		case m := <-p.urgent:
-			err = p.writeBatch(s, m)
-		case m := <-p.bulk:
-			err = p.writeBatch(s, m)
+func (b *streamBody) Read(dst []byte) (int, error) {
+	if b.stall != nil {
+		b.stall.Stop()
+	}
+	if b.off == len(b.buf) {
+		if err := b.fill(); err != nil {
+			b.s.abort(err)
+			return 0, err
 		}
-		if err != nil {
-			// If a watchdog cut the stream, its reason is the
-			// better one.
-			if why := s.reason(); why != nil {
-				return why
+	}
+	n := copy(dst, b.buf[b.off:])
+	b.off += n
+	if b.off == len(b.buf) {
+		if cap(b.buf) > maxRetainedBuf {
+			b.buf = nil
+		}
+		b.buf, b.off = b.buf[:0], 0
+	}
+	b.p.t.countSent(b.p.id, n)
+	b.last = time.Now()
+	timeout := b.p.t.timing.write
+	if b.stall == nil {
+		b.stall = time.AfterFunc(timeout, func() { b.s.abort(fmt.Errorf("write stalled for %v", timeout)) })
+	} else {
+		b.stall.Reset(timeout)
+	}
+	return n, nil
+}
+
+// fill waits for something to send and encodes it into buf.
+func (b *streamBody) fill() error {
+	if !b.hello {
+		b.hello = true
+		b.buf = append(b.buf, 0) // an empty frame
+		return nil
+	}
+	select {
+	case <-b.accepted:
+	case <-b.stopped:
+		return b.why()
+	}
+	p := b.p
+	for {
+		var m *raftpb.Message
+		select {
+		case <-b.stopped:
+			return b.why()
+		case <-b.tick.C:
+			if time.Since(b.last) >= p.t.timing.keepalive/2 {
+				b.buf = append(b.buf, 0)
+				return nil
 			}
+			continue
+		case m = <-p.urgent:
+		case m = <-p.bulk:
+		}
+		if err := b.batch(m); err != nil || len(b.buf) > 0 {
 			return err
 		}
 	}
 }
 
-// writeBatch writes first and then everything queued, urgent messages
-// before any MsgApp, and flushes once the queues are empty.
-func (p *peer) writeBatch(s *stream, first *raftpb.Message) error {
-	if err := p.writeMsg(s, first); err != nil {
+func (b *streamBody) why() error {
+	if err := b.s.reason(); err != nil {
 		return err
 	}
+	return errors.New("stream closed")
+}
+
+// batch encodes first and then what else is queued, urgent messages before
+// any MsgApp, up to maxBatchBytes.
+func (b *streamBody) batch(first *raftpb.Message) error {
+	p := b.p
+	m := first
 	for {
-		var m *raftpb.Message
+		if err := b.encode(m); err != nil {
+			return err
+		}
+		if len(b.buf) >= maxBatchBytes {
+			return nil
+		}
 		select {
 		case m = <-p.urgent:
 		default:
@@ -436,17 +522,15 @@ func (p *peer) writeBatch(s *stream, first *raftpb.Message) error {
 			case m = <-p.urgent:
 			case m = <-p.bulk:
 			default:
-				return s.flush()
+				return nil
 			}
-		}
-		if err := p.writeMsg(s, m); err != nil {
-			return err
 		}
 	}
 }
 
-func (p *peer) writeMsg(s *stream, m *raftpb.Message) error {
-	buf, err := appendFrame(s.buf[:0], m, p.t.cfg.MaxMessageSize)
+func (b *streamBody) encode(m *raftpb.Message) error {
+	p := b.p
+	buf, err := appendFrame(b.buf, m, p.t.cfg.MaxMessageSize)
 	if errors.Is(err, errFrameTooLarge) {
 		// The receiver would refuse it and cut the stream; raft
 		// will have to do with fewer entries per message.
@@ -458,39 +542,8 @@ func (p *peer) writeMsg(s *stream, m *raftpb.Message) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", m.GetType(), err)
 	}
-	if cap(buf) <= maxRetainedBuf {
-		s.buf = buf
-	} else {
-		s.buf = nil
-	}
-	n, err := s.w.Write(buf)
-	p.t.countSent(p.id, n)
-	return err
-}
-
-// watchdogWriter cuts the stream (abort) when a single write, of at most
-// writeChunk bytes, takes longer than timeout: a receiver that stopped
-// reading, or a dead network path, blocks writes rather than failing them.
-type watchdogWriter struct {
-	w       io.Writer
-	timeout time.Duration
-	abort   func(error)
-}
-
-func (d *watchdogWriter) Write(b []byte) (int, error) {
-	written := 0
-	for len(b) > 0 {
-		chunk := b[:min(len(b), writeChunk)]
-		timer := time.AfterFunc(d.timeout, func() { d.abort(fmt.Errorf("write stalled for %v", d.timeout)) })
-		n, err := d.w.Write(chunk)
-		timer.Stop()
-		written += n
-		if err != nil {
-			return written, err
-		}
-		b = b[n:]
-	}
-	return written, nil
+	b.buf = buf
+	return nil
 }
 
 // sendSnapshot starts sending a MsgSnap with its data on a request of its

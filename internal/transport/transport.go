@@ -150,7 +150,8 @@ type timing struct {
 	// idle is how long a stream end waits for a byte from the other before
 	// declaring the stream dead. It must be well above keepalive.
 	idle time.Duration
-	// write bounds a single write of at most writeChunk bytes to a stream.
+	// write bounds the write of what one read of a stream's body handed
+	// to net/http (at most its copy buffer, 32 KiB).
 	write time.Duration
 	// minBackoff and maxBackoff bound the pause between reconnects.
 	minBackoff, maxBackoff time.Duration

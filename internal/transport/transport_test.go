@@ -432,13 +432,13 @@ func TestUrgentMessagesJumpTheBacklog(t *testing.T) {
 	p.enqueue(msg(raftpb.MsgHeartbeat, 1, 2, 100))
 	p.enqueue(msg(raftpb.MsgVoteResp, 1, 2, 101))
 
-	var out bytes.Buffer
-	s := &stream{w: bufio.NewWriter(&out)}
-	if err := p.writeBatch(s, msg(raftpb.MsgApp, 1, 2, 1)); err != nil {
+	b := newStreamBody(p, &stream{})
+	defer b.stop()
+	if err := b.batch(msg(raftpb.MsgApp, 1, 2, 1)); err != nil {
 		t.Fatal(err)
 	}
 	var got []*raftpb.Message
-	r := bufio.NewReader(&out)
+	r := bufio.NewReader(bytes.NewReader(b.buf))
 	for {
 		payload, err := readFrame(r, nil, DefaultMaxMessageSize)
 		if err != nil {
@@ -595,5 +595,72 @@ func TestProposalsNeverSentAreReturnedToRaft(t *testing.T) {
 	case m := <-rr.returned:
 		t.Fatalf("also returned %v; only proposals are", m)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A receiver that accepts a stream and keeps sending its keepalives but
+// stops reading: the sender's writes block once the socket buffers are
+// full, and only the write watchdog notices. The stream must be cut and the
+// peer reported unreachable.
+func TestStreamToAReceiverThatStopsReadingIsCut(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); l.Close(); <-done })
+	go func() {
+		defer close(done)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: "+contentTypeStream+"\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
+			return
+		}
+		tick := time.NewTicker(testTiming.keepalive)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := io.WriteString(c, "1\r\n\x00\r\n"); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	a := startMember(t, 1, 7, "", func(c *Config) { c.QueueSize = 4096 })
+	a.tr.AddPeer(2, []string{"http://" + l.Addr().String()})
+	big := make([]byte, 256<<10)
+	go func() {
+		for i := range 400 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m := msg(raftpb.MsgApp, 1, 2, uint64(i))
+			m.Entries = []*raftpb.Entry{{Data: big}}
+			a.tr.Send([]*raftpb.Message{m})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	eventually(t, "the stalled stream cut", func() bool {
+		for _, st := range a.tr.Peers() {
+			if st.ID == 2 && strings.Contains(st.LastError, "write stalled") {
+				return true
+			}
+		}
+		return false
+	})
+	if a.raft.unreachableCount(2) == 0 {
+		t.Error("peer 2 not reported unreachable")
 	}
 }
