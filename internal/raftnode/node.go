@@ -87,7 +87,7 @@ type Node struct {
 	cfg   Config
 	log   *raftLog
 	snaps *snapshotter
-	raft  raft.Node
+	raft  *rawNode
 	tr    Transport
 	lg    *slog.Logger
 
@@ -142,9 +142,10 @@ type Node struct {
 	failc   chan struct{} // closed when the applier failed
 	failErr error         // set before failc is closed
 
-	// startedc is closed once Start has set raft. The transport delivers
-	// messages and reports from the moment it exists, before Start, so
-	// its callbacks read raft only through started.
+	// startedc is closed by Start. The transport delivers messages and
+	// reports from the moment it exists, before Start; its callbacks reach
+	// raft only through started, so nothing is stepped before the Ready
+	// loop runs.
 	startedc chan struct{}
 	stopc    chan struct{}
 	donec    chan struct{}
@@ -211,6 +212,9 @@ func New(cfg Config) (*Node, error) {
 		n.cfg.Peers = nil
 	}
 	n.reads = newReadIndexer(n)
+	if n.raft, err = n.newRaft(); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -222,9 +226,19 @@ func (n *Node) Snapshots() *snapshotter { return n.snaps }
 // and coalesce's limit for merged ones).
 const maxSizePerMsg = 1 << 20
 
-// Start starts raft and the Ready loop.
+// Start starts the Ready loop, the applier and the read index loop.
 func (n *Node) Start(tr Transport) {
 	n.tr = tr
+	close(n.startedc)
+	go n.run()
+	go n.applier()
+	go n.reads.run()
+	go n.campaignIfAlone()
+}
+
+// newRaft creates raft on the loaded log (a new member's log gets the
+// initial members, cfg.Peers).
+func (n *Node) newRaft() (*rawNode, error) {
 	c := &raft.Config{
 		ID:                        n.cfg.ID,
 		ElectionTick:              n.cfg.ElectionTicks,
@@ -239,17 +253,11 @@ func (n *Node) Start(tr Transport) {
 		PreVote:                   true,
 		Logger:                    raftLogger{n.lg},
 	}
-	switch {
-	case len(n.cfg.Peers) > 0:
-		n.raft = raft.StartNode(c, n.cfg.Peers)
-	default:
-		n.raft = raft.RestartNode(c)
+	rn, err := newRawNode(c, n.cfg.Peers)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	close(n.startedc)
-	go n.run()
-	go n.applier()
-	go n.reads.run()
-	go n.campaignIfAlone()
+	return rn, nil
 }
 
 // campaignIfAlone has a member that is the only voter take leadership at
@@ -270,11 +278,11 @@ func (n *Node) campaignIfAlone() {
 	if err := n.WaitApplied(ctx, n.commit.Load()); err != nil {
 		return
 	}
-	voters := n.raft.Status().Config.Voters.IDs()
+	voters := n.raft.status().Config.Voters.IDs()
 	if _, self := voters[n.cfg.ID]; len(voters) != 1 || !self || n.lead.Load() != raft.None {
 		return
 	}
-	if err := n.raft.Campaign(ctx); err != nil {
+	if err := n.raft.campaign(); err != nil {
 		n.lg.Debug("campaign as the only voter failed", "err", err)
 	}
 }
@@ -364,21 +372,36 @@ func (n *Node) Done() <-chan struct{} { return n.donec }
 
 func (n *Node) run() {
 	defer close(n.donec)
-	defer n.raft.Stop()
+	defer n.raft.stop()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	for {
-		select {
-		case <-ticker.C:
-			n.raft.Tick()
-		case rd := <-n.raft.Ready():
+		if rd, ok := n.raft.ready(); ok {
 			if err := n.handleReady(rd); err != nil {
 				// A storage failure leaves raft's obligations unmet: the only
 				// safe reaction is to stop taking part.
 				n.lg.Error("raft node stopping: cannot persist or apply", "err", err)
 				return
 			}
-			n.raft.Advance()
+			n.raft.advance(rd)
+			// Under a steady load there is always another Ready: ticks
+			// (heartbeats, elections) must not wait for a pause.
+			select {
+			case <-ticker.C:
+				n.raft.tick()
+			case <-n.failc:
+				n.lg.Error("raft node stopping: cannot apply committed entries", "err", n.failErr)
+				return
+			case <-n.stopc:
+				return
+			default:
+			}
+			continue
+		}
+		select {
+		case <-ticker.C:
+			n.raft.tick()
+		case <-n.raft.wake:
 		case <-n.failc:
 			n.lg.Error("raft node stopping: cannot apply committed entries", "err", n.failErr)
 			return
@@ -496,7 +519,7 @@ func (n *Node) apply(ents []*pb.Entry) error {
 		default:
 			continue
 		}
-		n.confState = n.raft.ApplyConfChange(cc)
+		n.confState = n.raft.applyConfChange(cc)
 		n.confChanged = true
 	}
 	start := time.Now()
@@ -578,39 +601,28 @@ func (n *Node) maybeCompact() error {
 	return nil
 }
 
-// Process steps a message received from a peer. It must not block for
-// long: the transport steps each peer's messages in order, so a blocked
-// message holds up everything behind it on that stream.
+// Process steps a message received from a peer. It does not wait for
+// anything but raft's lock: the transport steps each peer's messages in
+// order, so a blocked message would hold up everything behind it on that
+// stream.
 //
-// A proposal a follower forwarded (MsgProp) waits inside raft until this
-// member knows a leader. Stepped with the stream's context it would wait
-// for ever on a member that lost its leadership in a partition, and the
-// heartbeats of the new leader, queued behind it, would never arrive: the
-// member would stay leaderless until restarted (found by the robustness
-// suite, partition-leader). So without a known leader such a proposal is
-// dropped at once, and otherwise it gets an election timeout to be taken;
-// the proposing client sees a timeout, as for any proposal raft drops.
-func (n *Node) Process(ctx context.Context, m *pb.Message) error {
+// A proposal a follower forwarded (MsgProp) is held while this member hands
+// off its leadership (see holdProposal). Otherwise raft takes it at once or
+// drops it (no leader known: raft.ErrProposalDropped); the proposing
+// client then sees a timeout, as for any proposal raft drops.
+func (n *Node) Process(_ context.Context, m *pb.Message) error {
 	rn := n.started()
 	if rn == nil {
 		return ErrStopped
 	}
-	if m.GetType() == pb.MessageType_MsgProp {
-		if n.holdProposal(m) {
-			return nil
-		}
-		if n.lead.Load() == raft.None {
-			return ErrNoLeader
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
-		defer cancel()
+	if m.GetType() == pb.MessageType_MsgProp && n.holdProposal(m) {
+		return nil
 	}
-	return rn.Step(ctx, m)
+	return rn.step(m)
 }
 
 // started is the raft node once Start has run, nil before.
-func (n *Node) started() raft.Node {
+func (n *Node) started() *rawNode {
 	select {
 	case <-n.startedc:
 		return n.raft
@@ -622,7 +634,7 @@ func (n *Node) started() raft.Node {
 // ReportUnreachable tells raft a peer could not be reached.
 func (n *Node) ReportUnreachable(id uint64) {
 	if rn := n.started(); rn != nil {
-		rn.ReportUnreachable(id)
+		rn.reportUnreachable(id)
 	}
 }
 
@@ -653,7 +665,7 @@ func (n *Node) ReportPeerGone(id uint64) {
 			return
 		}
 		var voters []uint64
-		for v := range rn.Status().Config.Voters.IDs() {
+		for v := range rn.status().Config.Voters.IDs() {
 			if v != id {
 				voters = append(voters, v)
 			}
@@ -673,7 +685,7 @@ func (n *Node) ReportPeerGone(id uint64) {
 		}
 		n.lg.Info("the leader's process is gone (its peer address refuses connections); campaigning without waiting for the election timeout",
 			"leader", fmt.Sprintf("%x", id), "term", term)
-		rn.Step(context.Background(), &pb.Message{Type: pb.MessageType_MsgTimeoutNow.Enum(), From: proto.Uint64(id), To: proto.Uint64(n.cfg.ID), Term: proto.Uint64(term)})
+		_ = rn.step(&pb.Message{Type: pb.MessageType_MsgTimeoutNow.Enum(), From: proto.Uint64(id), To: proto.Uint64(n.cfg.ID), Term: proto.Uint64(term)})
 	}()
 }
 
@@ -687,7 +699,7 @@ func (n *Node) ReportSnapshot(id uint64, failure bool) {
 	if failure {
 		st = raft.SnapshotFailure
 	}
-	rn.ReportSnapshot(id, st)
+	rn.reportSnapshot(id, st)
 }
 
 // Propose submits data to be replicated. Raft forwards it to the leader.
@@ -703,7 +715,7 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 	for {
 		changed := n.LeaderChanged()
 		if !n.transferring.Load() {
-			err := n.raft.Propose(ctx, data)
+			err := n.raft.propose(data)
 			if !errors.Is(err, raft.ErrProposalDropped) {
 				return err
 			}
@@ -772,7 +784,7 @@ func (n *Node) transferStarted() (end func()) {
 
 // ProposeConfChange submits a membership change.
 func (n *Node) ProposeConfChange(ctx context.Context, cc pb.ConfChangeI) error {
-	return n.raft.ProposeConfChange(ctx, cc)
+	return n.raft.proposeConfChange(cc)
 }
 
 // ID is this member's raft ID.
@@ -810,7 +822,7 @@ func (n *Node) AppliedIndex() uint64 { return n.applied.Load() }
 // empty before Start.
 func (n *Node) Status() raft.Status {
 	if rn := n.started(); rn != nil {
-		return rn.Status()
+		return rn.status()
 	}
 	return raft.Status{}
 }
@@ -878,7 +890,7 @@ func (n *Node) waitLeader(ctx context.Context, ok func(lead uint64) bool) error 
 // target is a voting member.
 func (n *Node) TransferLeadershipTo(ctx context.Context, target uint64) error {
 	defer n.transferStarted()()
-	n.raft.TransferLeadership(ctx, n.cfg.ID, target)
+	n.raft.transferLeader(target)
 	return n.waitLeader(ctx, func(lead uint64) bool { return lead == target })
 }
 
@@ -898,7 +910,7 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		tried[target] = true
 		n.lg.Info("transferring leadership before stopping", "to", fmt.Sprintf("%x", target), "term", n.term.Load())
 		end := n.transferStarted()
-		n.raft.TransferLeadership(ctx, self, target)
+		n.raft.transferLeader(target)
 		// Stepping down is not enough: the successor still needs this
 		// member's vote to arrive, so wait until another member leads.
 		actx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
@@ -938,7 +950,7 @@ func (n *Node) linger(ctx context.Context) {
 // date. 0 means nobody.
 func (n *Node) transferTarget(tried map[uint64]bool) uint64 {
 	var best, bestMatch uint64
-	for id, pr := range n.raft.Status().Progress {
+	for id, pr := range n.raft.status().Progress {
 		if id == n.cfg.ID || tried[id] || pr.IsLearner || !pr.RecentActive || pr.State != tracker.StateReplicate {
 			continue
 		}

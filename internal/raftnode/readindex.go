@@ -97,7 +97,7 @@ func (r *readIndexer) roundTrip() (uint64, error) {
 		var id [8]byte
 		binary.BigEndian.PutUint64(id[:], r.seq)
 		ctx, cancel := context.WithTimeout(context.Background(), retry)
-		err := r.n.raft.ReadIndex(ctx, id[:])
+		err := r.n.raft.readIndex(id[:])
 		if err != nil {
 			cancel()
 			select {
