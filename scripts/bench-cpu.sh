@@ -28,6 +28,10 @@
 #   OUTDIR=${TMPDIR:-/tmp}/kvorum-bench-cpu-<utc time>   CACHE_DIR=~/.cache/kvorum-bench/bin
 #   ETCD_VERSION=v3.7.3 BENCH_VERSION=v3.6.8  KVORUM= ETCD= ETCDCTL= BENCHMARK= (use these binaries)
 #   SERVERS="kvorum etcd"   EXTRA_FLAGS="" (both servers)  KVORUM_FLAGS="" ETCD_FLAGS=""
+#   KVORUM_BASE=<kvorum binary>: also run this other Kvorum build ("base", e.g. the code before a
+#     change) in every round, with KVORUM_FLAGS; the summary adds its column and Kvorum/base ratios.
+#     The machine's speed drifts between runs by more than most changes; measured in the same
+#     rounds, a change is compared with its base and with etcd under the same conditions.
 #   HEALTH_TIMEOUT=60  BENCH_TIMEOUT=1800  WAIT_LOAD= WAIT_MAX=600  KEEP_DATA=0
 #
 # Every process the script starts is killed on exit, error or Ctrl-C.
@@ -41,7 +45,7 @@ SCRIPT=bench-cpu.sh BENCH_OUTDIR_PREFIX=kvorum-bench-cpu
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-CMDLINE=$(cmdline SERVERS ROUNDS PUT_TOTAL CLIENTS CONNS KEY_SPACE VAL_SIZE PROFILE PROF_DELAY PROF_SECONDS EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
+CMDLINE=$(cmdline SERVERS KVORUM_BASE ROUNDS PUT_TOTAL CLIENTS CONNS KEY_SPACE VAL_SIZE PROFILE PROF_DELAY PROF_SECONDS EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 ROUNDS=${ROUNDS:-3} PUT_TOTAL=${PUT_TOTAL:-60000} CLIENTS=${CLIENTS:-100} CONNS=${CONNS:-10}
 KEY_SPACE=${KEY_SPACE:-100000} VAL_SIZE=${VAL_SIZE:-256} KEEP_DATA=${KEEP_DATA:-0}
@@ -53,9 +57,13 @@ command -v curl >/dev/null || die "needs curl (to fetch the CPU profiles)"
 HZ=$(getconf CLK_TCK)
 
 build_all
+if [[ -n "${KVORUM_BASE:-}" ]]; then
+  [[ -x "$KVORUM_BASE" ]] || die "KVORUM_BASE=$KVORUM_BASE is not executable"
+  KVORUM_BASE="$(cd "$(dirname "$KVORUM_BASE")" && pwd)/$(basename "$KVORUM_BASE")" BENCH_BASE=1
+fi
 mkdir -p "$OUTDIR/raw" "$OUTDIR/clusters"
 write_meta "$OUTDIR/meta.txt" "$CMDLINE" \
-  "rounds: $ROUNDS  put run: $CLIENTS clients / $CONNS conns, $PUT_TOTAL puts of $VAL_SIZE bytes over $KEY_SPACE keys  profiles: $PROFILE (${PROF_SECONDS}s from ${PROF_DELAY}s)  flags: $EXTRA_FLAGS | kvorum: ${KVORUM_FLAGS:-} | etcd: ${ETCD_FLAGS:-}"
+  "rounds: $ROUNDS  ${KVORUM_BASE:+base: $KVORUM_BASE  }put run: $CLIENTS clients / $CONNS conns, $PUT_TOTAL puts of $VAL_SIZE bytes over $KEY_SPACE keys  profiles: $PROFILE (${PROF_SECONDS}s from ${PROF_DELAY}s)  flags: $EXTRA_FLAGS | kvorum: ${KVORUM_FLAGS:-} | etcd: ${ETCD_FLAGS:-}"
 cat "$OUTDIR/meta.txt" >&2
 log "output: $OUTDIR"
 wait_quiet
@@ -149,24 +157,32 @@ echo "measurements ended: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(lo
 summarize() {
   sed 's/^/    /' "$OUTDIR/meta.txt"
   echo
-  awk -F, -v R="$ROUNDS" "$AWK_LIB"'
+  awk -F, -v R="$ROUNDS" -v B="${BENCH_BASE:-0}" "$AWK_LIB"'
     NR == 1 || $3 == "" { next }
     { for (c = 3; c <= 11; c++) { v[$2, c] = v[$2, c] " " $c; per[$2, c, $1] = $c } }
-    function row(label, c, fmt,   a, b, s, r) {
+    function row(label, c, fmt,   a, b, s, r, x, t) {
       a = med(v["kvorum", c]); b = med(v["etcd", c]); s = ""
       for (r = 1; r <= R; r++) s = s ((("kvorum", c, r) in per && ("etcd", c, r) in per) ? ratio(per["kvorum", c, r], per["etcd", c, r]) " " : "- ")
-      printf "| %s | %s | %s | %s | %s |\n", label, f(a, fmt), f(b, fmt), ratio(a, b), s
+      if (!B) { printf "| %s | %s | %s | %s | %s |\n", label, f(a, fmt), f(b, fmt), ratio(a, b), s; return }
+      x = med(v["base", c]); t = ""
+      for (r = 1; r <= R; r++) t = t ((("kvorum", c, r) in per && ("base", c, r) in per) ? ratio(per["kvorum", c, r], per["base", c, r]) " " : "- ")
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", label, f(a, fmt), f(b, fmt), ratio(a, b), s, f(x, fmt), ratio(a, x), t
     }
     END {
-      print "| standard put run | Kvorum | etcd | ratio | ratio per round |"
-      print "|---|---:|---:|---:|---|"
+      if (!B) {
+        print "| standard put run | Kvorum | etcd | ratio | ratio per round |"
+        print "|---|---:|---:|---:|---|"
+      } else {
+        print "| standard put run | Kvorum | etcd | ratio | ratio per round | base | Kvorum/base | per round |"
+        print "|---|---:|---:|---:|---|---:|---:|---|"
+      }
       row("put/s", 3, "%.0f"); row("p99, ms", 4, "%.1f"); row("errors", 5, "%d")
       row("server CPU per put, all 3 members, µs", 6, "%.1f")
       row("CPU per put, leader, µs", 7, "%.1f"); row("CPU per put, a follower, µs", 8, "%.1f")
       row("leader RSS at the end, MB", 9, "%.0f"); row("leader peak RSS (VmHWM), MB", 10, "%.0f")
       row("bytes written to disk per put, all 3 members", 11, "%.0f")
       print ""
-      print "Medians over " R " round(s); ratio = Kvorum/etcd. CPU = user + system time of the member processes"
+      print "Medians over " R " round(s); ratio = Kvorum/etcd" (B ? "; base = KVORUM_BASE, the other Kvorum build" : "") ". CPU = user + system time of the member processes"
       print "during the run, divided by the puts."
     }' "$CSV"
   if (( PROFILE )) && [[ $(wc -l <"$CATS") -gt 1 ]]; then

@@ -164,9 +164,11 @@ write_meta() {
   } >"$1"
 }
 
-# server_bin SERVER -> path and flags of kvorum|etcd, into SRV_BIN and SRV_FLAGS
+# server_bin SERVER -> path and flags of kvorum|etcd|base (KVORUM_BASE, another Kvorum build), into
+# SRV_BIN and SRV_FLAGS
 server_bin() {
   if [[ $1 == kvorum ]]; then SRV_BIN=$KVORUM SRV_FLAGS="${EXTRA_FLAGS:-} ${KVORUM_FLAGS:-}"
+  elif [[ $1 == base ]]; then SRV_BIN=$KVORUM_BASE SRV_FLAGS="${EXTRA_FLAGS:-} ${KVORUM_FLAGS:-}"
   else SRV_BIN=$ETCD SRV_FLAGS="${EXTRA_FLAGS:-} ${ETCD_FLAGS:-}"; fi
 }
 
@@ -316,10 +318,15 @@ function f(x, fmt) { return x == "" ? "n/a" : sprintf(fmt, x) }
 '
 
 # order ROUND -> "kvorum etcd" or "etcd kvorum" (etcd first in even rounds, as bench.sh ORDER=abba),
-# keeping only the servers named in SERVERS (default both; e.g. SERVERS=etcd to measure one side alone)
+# keeping only the servers named in SERVERS (default both; e.g. SERVERS=etcd to measure one side alone).
+# With KVORUM_BASE set in a script that supports it (it sets BENCH_BASE=1), a third server "base" runs that Kvorum binary, and
+# the three take turns going first: etcd kvorum base, kvorum base etcd, base etcd kvorum.
 order() {
-  local s o; if (( $1 % 2 == 0 )); then o="etcd kvorum"; else o="kvorum etcd"; fi
-  for s in $o; do [[ " ${SERVERS:-kvorum etcd} " == *" $s "* ]] && echo "$s"; done
+  local s o
+  if [[ -n "${KVORUM_BASE:-}" && "${BENCH_BASE:-0}" == 1 ]]; then
+    case $(( $1 % 3 )) in 1) o="etcd kvorum base";; 2) o="kvorum base etcd";; *) o="base etcd kvorum";; esac
+  elif (( $1 % 2 == 0 )); then o="etcd kvorum"; else o="kvorum etcd"; fi
+  for s in $o; do [[ " ${SERVERS:-kvorum etcd} base " == *" $s "* ]] && echo "$s"; done
 }
 
 # wait_quiet: if WAIT_LOAD is set, wait (at most WAIT_MAX s) for the 1-min load average to drop below it
