@@ -87,7 +87,7 @@ categorize() {
       else if (st ~ /compactAndWrite|flush1|runCompaction/) c = "engine compactions and flushes"
       else if (st ~ /LogWriter|syncingFile|Fdatasync|SyncData|wal\.\(\*WAL\)|fileutil\.Fsync/) c = "write-ahead log (write + sync)"
       else if (st ~ /kvorum\/internal\/(apply|mvcc)|stateMachine\)\.Apply|applierV3|applyEntries|applyAll|etcdserver\/apply|storage\/mvcc|storage\/backend|bbolt/) c = "apply + state machine storage"
-      else if (st ~ /kvorum\/internal\/transport|rafthttp/) c = "peer transport"
+      else if (st ~ /kvorum\/internal\/transport|rafthttp|net\/http\.\(\*persistConn\)/) c = "peer transport"
       else if (st ~ /go\.etcd\.io\/raft|kvorum\/internal\/raftnode|raftNode/) c = "raft"
       else if (st ~ /google\.golang\.org\/grpc|golang\.org\/x\/net\/http2/) c = "client gRPC (incl. request handling)"
       else if (st ~ /runtime\.(schedule|findRunnable|park_m|mcall|goexit0|stopm|notesleep|futex)/) c = "scheduler"
