@@ -21,8 +21,9 @@ import (
 // writeChunk sizes the buffer a stream's receiver reads through.
 const writeChunk = 64 << 10
 
-// peer is the sending side towards one member: one goroutine (run) owning
-// one stream at a time, fed by two bounded queues.
+// peer is the sending side towards one member: one goroutine (run) keeping
+// one stream at a time up, and two bounded queues that the stream's body
+// (streamBody) drains as net/http writes it.
 //
 // Everything but MsgApp goes to urgent and is always written first, so
 // heartbeats, votes and their responses never wait behind a backlog of log
@@ -133,7 +134,7 @@ func (p *peer) run() {
 		}
 		backoff = p.t.timing.minBackoff
 		p.connected(s)
-		err = p.pump(s)
+		err = p.await(s)
 		s.close()
 		if p.ctx.Err() != nil {
 			return
@@ -366,9 +367,9 @@ func (s *stream) watchResponse(body io.ReadCloser, idle time.Duration) {
 	close(s.done)
 }
 
-// pump waits while the stream carries the queued messages, until it breaks
-// or the peer is removed.
-func (p *peer) pump(s *stream) error {
+// await waits while the stream carries the queued messages, until it
+// breaks or the peer is removed.
+func (p *peer) await(s *stream) error {
 	select {
 	case <-p.ctx.Done():
 		return p.ctx.Err()
