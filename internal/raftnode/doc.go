@@ -1,7 +1,9 @@
 // Package raftnode is the only place that drives the raft state machine
 // (go.etcd.io/raft/v3): it ticks it, persists what it asks to persist,
 // sends what it asks to send, hands committed entries to the state machine
-// and serves batched ReadIndex requests.
+// and serves batched ReadIndex requests. Raft is a RawNode behind a mutex
+// (rawnode.go): whoever has something for it steps it directly, and one
+// goroutine, the Ready loop, collects and acts on each Ready.
 //
 // Obligations kept by the Ready loop, in the order the raft library demands:
 //
