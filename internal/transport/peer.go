@@ -251,8 +251,7 @@ func (p *peer) dialOrder() []string {
 // client, waking those goroutines was a tenth of a put's latency.)
 type stream struct {
 	url    string
-	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelFunc // cancels the request
 	body   *streamBody
 
 	done chan struct{} // closed when the response body ended
@@ -294,7 +293,6 @@ func (p *peer) dial(base string) (*stream, error) {
 	ctx, cancel := context.WithCancel(p.ctx)
 	s := &stream{
 		url:    base,
-		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
