@@ -275,7 +275,7 @@ func (n *Node) campaignIfAlone() {
 		case <-ctx.Done():
 		}
 	}()
-	if err := n.WaitApplied(ctx, n.commit.Load()); err != nil {
+	if err := n.WaitApplied(ctx, nil, n.commit.Load()); err != nil {
 		return
 	}
 	voters := n.raft.status().Config.Voters.IDs()
@@ -827,8 +827,10 @@ func (n *Node) Status() raft.Status {
 	return raft.Status{}
 }
 
-// WaitApplied blocks until the applied index reaches idx.
-func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
+// WaitApplied blocks until the applied index reaches idx. It gives up with
+// ctx's error when ctx ends, and with ErrTimeout when expired closes (nil:
+// never).
+func (n *Node) WaitApplied(ctx context.Context, expired <-chan struct{}, idx uint64) error {
 	for {
 		ch := n.appliedChanged.Changed()
 		if n.applied.Load() >= idx {
@@ -838,6 +840,8 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-expired:
+			return ErrTimeout
 		case <-n.donec:
 			return ErrStopped
 		}

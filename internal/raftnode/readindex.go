@@ -37,8 +37,9 @@ func newReadIndexer(n *Node) *readIndexer {
 }
 
 // ReadIndex returns an index such that a read served from a state machine
-// that has applied it is linearizable.
-func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+// that has applied it is linearizable. It gives up with ctx's error when
+// ctx ends, and with ErrTimeout when expired closes (nil: never).
+func (n *Node) ReadIndex(ctx context.Context, expired <-chan struct{}) (uint64, error) {
 	r := n.reads
 	r.mu.Lock()
 	b := r.pending
@@ -52,6 +53,8 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		return b.index, b.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
+	case <-expired:
+		return 0, ErrTimeout
 	case <-n.donec:
 		return 0, ErrStopped
 	}

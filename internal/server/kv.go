@@ -34,19 +34,21 @@ func (s *Server) ClusterHeader() *pb.ResponseHeader {
 // linearizableBarrier waits until this member has applied everything that
 // was committed when the call began, as confirmed by a quorum.
 func (s *Server) linearizableBarrier(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
-	defer cancel()
-	idx, err := s.node.ReadIndex(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return s.ctxError(ctx, 0)
-		}
+	expired := s.expiries.after(s.reqTimeout)
+	idx, err := s.node.ReadIndex(ctx, expired)
+	if err == nil {
+		err = s.node.WaitApplied(ctx, expired, idx)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return s.ctxError(ctx, 0)
+	case errors.Is(err, raftnode.ErrTimeout):
+		return s.timeoutError(0)
+	default:
 		return s.mapNodeError(err)
 	}
-	if err := s.node.WaitApplied(ctx, idx); err != nil {
-		return s.ctxError(ctx, 0)
-	}
-	return nil
 }
 
 func (s *Server) mapNodeError(err error) error {

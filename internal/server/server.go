@@ -133,6 +133,7 @@ type Server struct {
 	clusterID uint64
 
 	reqTimeout time.Duration
+	expiries   *expiries // proposals' timeouts
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -168,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 		lg:         cfg.Logger,
 		waiters:    waiters{m: make(map[uint64]waiter)},
 		reqTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
+		expiries:   newExpiries(100 * time.Millisecond),
 		stopped:    make(chan struct{}),
 		ready:      make(chan struct{}),
 		lessor:     lease.New(nil),
@@ -482,10 +484,9 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	if len(data) > s.cfg.MaxRequestBytes {
 		return nil, ErrRequestTooLarge
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
-	defer cancel()
+	expired := s.expiries.after(s.reqTimeout)
 	for attempt := 0; ; attempt++ {
-		resp, lost, err := s.proposeOnce(ctx, req.ID, data, attempt == 0)
+		resp, lost, err := s.proposeOnce(ctx, expired, req.ID, data, attempt == 0)
 		if !lost {
 			return resp, err
 		}
@@ -495,8 +496,9 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 }
 
 // proposeOnce proposes data, tagged with the current term, and waits until
-// it applied or provably never will (lost is then set).
-func (s *Server) proposeOnce(ctx context.Context, id uint64, data []byte, first bool) (resp proto.Message, lost bool, err error) {
+// it applied or provably never will (lost is then set), the client gave up
+// (ctx) or the request timed out (expired).
+func (s *Server) proposeOnce(ctx context.Context, expired <-chan struct{}, id uint64, data []byte, first bool) (resp proto.Message, lost bool, err error) {
 	if s.node.Leader() == raft.None {
 		wctx, wcancel := context.WithTimeout(ctx, s.cfg.ElectionTimeout)
 		err := s.node.WaitLeader(wctx)
@@ -561,6 +563,10 @@ func (s *Server) proposeOnce(ctx context.Context, id uint64, data []byte, first 
 			s.waiters.cancel(id)
 			s.metrics.ProposalFailed()
 			return nil, false, s.ctxError(ctx, lead)
+		case <-expired:
+			s.waiters.cancel(id)
+			s.metrics.ProposalFailed()
+			return nil, false, s.timeoutError(lead)
 		case <-s.stopped:
 			s.waiters.cancel(id)
 			return nil, false, ErrStopped
@@ -574,6 +580,11 @@ func (s *Server) ctxError(ctx context.Context, lead uint64) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return ctx.Err()
 	}
+	return s.timeoutError(lead)
+}
+
+// timeoutError explains why a request did not commit in time.
+func (s *Server) timeoutError(lead uint64) error {
 	select {
 	case <-s.stopped:
 		return ErrStopped
