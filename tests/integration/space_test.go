@@ -54,6 +54,11 @@ func TestSpaceQuotaRaisesNoSpaceAndRecovers(t *testing.T) {
 		}
 		return nil
 	})
+	// Every member has applied the alarm before it is asked: one that had
+	// not yet (the leader lists its alarm as soon as it applied it) checks
+	// the quota itself, finds the store over it too and raises an alarm of
+	// its own, a second entry in the list.
+	c.WaitApplied(waitTimeout)
 	for _, m := range c.Members {
 		mc := m.Client()
 		if _, err := mc.Put(ctxFor(t, 5*time.Second), "small", "x"); !errors.Is(err, rpctypes.ErrNoSpace) {
