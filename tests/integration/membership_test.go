@@ -152,6 +152,21 @@ func TestRemovedMemberStopsAndCannotRejoin(t *testing.T) {
 	lead, _ := c.WaitLeader(waitTimeout)
 	victim := c.Followers(lead)[0]
 	done := victim.Done()
+	// A removal needs a quorum of started members left (as in etcd): wait
+	// until every member has published its name, which a slow machine
+	// may not have applied when the leader is first known.
+	waitFor(t, waitTimeout, "every member started", func() error {
+		list, err := lead.Client().MemberList(ctxFor(t, 5*time.Second))
+		if err != nil {
+			return err
+		}
+		for _, m := range list.Members {
+			if m.Name == "" {
+				return fmt.Errorf("member %x has not published its name", m.ID)
+			}
+		}
+		return nil
+	})
 	resp, err := lead.Client().MemberRemove(ctxFor(t, 5*time.Second), victim.ID())
 	if err != nil {
 		t.Fatalf("member remove: %v", err)
