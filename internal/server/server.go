@@ -499,6 +499,12 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 // it applied or provably never will (lost is then set), the client gave up
 // (ctx) or the request timed out (expired).
 func (s *Server) proposeOnce(ctx context.Context, expired <-chan struct{}, id uint64, data []byte, first bool) (resp proto.Message, lost bool, err error) {
+	select {
+	case <-expired: // an attempt after the request's time is not made
+		s.metrics.ProposalFailed()
+		return nil, false, s.timeoutError(raft.None)
+	default:
+	}
 	if s.node.Leader() == raft.None {
 		wctx, wcancel := context.WithTimeout(ctx, s.cfg.ElectionTimeout)
 		err := s.node.WaitLeader(wctx)
