@@ -8,5 +8,5 @@
 //
 // See docs/robustness.md. The short schedule runs with go test; the soak is
 //
-//	KVORUM_SOAK=30m go test ./tests/robustness -run Soak -timeout 40m -v
+//	KVORUM_SOAK=30m go test -count=1 ./tests/robustness -run Soak -timeout 40m -v
 package robustness
