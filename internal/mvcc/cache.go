@@ -128,9 +128,9 @@ func (c *latestCache) evict(keep int) {
 			continue
 		}
 		if i == keep && len(c.index) > 1 {
-			continue
+			continue // the entry just written goes only when it alone is over the bound
 		}
-		if s.used && i != keep {
+		if s.used {
 			s.used = false
 			continue
 		}

@@ -133,7 +133,7 @@ type Server struct {
 	clusterID uint64
 
 	reqTimeout time.Duration
-	expiries   *expiries // proposals' timeouts
+	expiries   *expiries // the timeouts of proposals and linearizable reads
 
 	stopOnce sync.Once
 	stopped  chan struct{}
