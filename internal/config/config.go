@@ -55,6 +55,8 @@ var ErrHelp = errors.New("help requested")
 type Config struct {
 	Name    string
 	DataDir string
+	// WALDir is the raft log's directory; empty means DataDir/member/wal.
+	WALDir string
 
 	ListenClientURLs         []url.URL
 	AdvertiseClientURLs      []url.URL
@@ -72,6 +74,8 @@ type Config struct {
 	ElectionTimeout   time.Duration // whole milliseconds, at least 5 heartbeats
 
 	SnapshotCount uint64
+	// MaxWALs is how many raft log files are kept at most (0: all).
+	MaxWALs uint
 	// SnapshotCatchUpEntries is how many entries a log compaction keeps.
 	SnapshotCatchUpEntries uint64
 	// QuotaBackendBytes keeps etcd's meaning: 0 is the default quota
@@ -229,6 +233,7 @@ func Default() *Config {
 		HeartbeatInterval:        DefaultHeartbeatInterval,
 		ElectionTimeout:          DefaultElectionTimeout,
 		SnapshotCount:            DefaultSnapshotCount,
+		MaxWALs:                  5,
 		SnapshotCatchUpEntries:   5000,
 		MaxRequestBytes:          DefaultMaxRequestBytes,
 		MaxTxnOps:                DefaultMaxTxnOps,

@@ -53,6 +53,7 @@ func TestDefaultsEqualEtcds(t *testing.T) {
 		HeartbeatInterval:        100 * time.Millisecond,
 		ElectionTimeout:          1000 * time.Millisecond,
 		SnapshotCount:            10000,
+		MaxWALs:                  5,
 		SnapshotCatchUpEntries:   5000,
 		MaxRequestBytes:          1572864,
 		MaxTxnOps:                128,
@@ -182,7 +183,7 @@ func TestSettingsReachTheConfig(t *testing.T) {
 		},
 		InitialClusterState: "existing", InitialClusterToken: "tok",
 		HeartbeatInterval: 50 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
-		SnapshotCount: 7, SnapshotCatchUpEntries: 5000, QuotaBackendBytes: -1, MaxRequestBytes: 1024, MaxTxnOps: 9,
+		SnapshotCount: 7, MaxWALs: 5, SnapshotCatchUpEntries: 5000, QuotaBackendBytes: -1, MaxRequestBytes: 1024, MaxTxnOps: 9,
 		MaxLearners:         3,
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,
@@ -389,9 +390,9 @@ func TestEnvironmentVariables(t *testing.T) {
 		},
 		{
 			name: "variable for an ignored flag is listed",
-			env:  map[string]string{"ETCD_ENABLE_V2": "true", "KVORUM_WAL_DIR": "/w"},
+			env:  map[string]string{"ETCD_ENABLE_V2": "true", "KVORUM_MAX_SNAPSHOTS": "3"},
 			want: func(c *Config) bool {
-				return slices.Equal(c.Ignored, []string{"enable-v2", "wal-dir"})
+				return slices.Equal(c.Ignored, []string{"enable-v2", "max-snapshots"})
 			},
 		},
 		{
@@ -508,7 +509,7 @@ peer-transport-security:
 		},
 		InitialClusterState: "existing", InitialClusterToken: "tok",
 		HeartbeatInterval: 200 * time.Millisecond, ElectionTimeout: 2 * time.Second,
-		SnapshotCount: 5000, SnapshotCatchUpEntries: 5000, QuotaBackendBytes: 8 << 30, MaxRequestBytes: 2 << 20, MaxTxnOps: 256,
+		SnapshotCount: 5000, MaxWALs: 5, SnapshotCatchUpEntries: 5000, QuotaBackendBytes: 8 << 30, MaxRequestBytes: 2 << 20, MaxTxnOps: 256,
 		StrictReconfigCheck: true, MaxLearners: 1,
 		InitialCorruptCheck: true, CompactHashCheck: true, CompactHashCheckTime: time.Minute,
 		AuthToken: "simple", AuthTokenTTL: 300 * time.Second, BcryptCost: 10,

@@ -41,6 +41,8 @@ var options = []option{
 		func(c *Config, v string) error { c.Name = v; return nil }},
 	{"data-dir", kindText, "${name}.kvorum", "Path to the data directory.",
 		func(c *Config, v string) error { c.DataDir = v; return nil }},
+	{"wal-dir", kindText, "", "Path to the dedicated directory of the raft log (write-ahead log); empty means ${data-dir}/member/wal.",
+		func(c *Config, v string) error { c.WALDir = v; return nil }},
 	{"listen-peer-urls", kindText, DefaultListenPeerURL, "Comma-separated URLs to listen on for traffic from other members.",
 		setURLs(func(c *Config) *[]url.URL { return &c.ListenPeerURLs })},
 	{"listen-client-urls", kindText, DefaultListenClientURL, "Comma-separated URLs to listen on for client traffic.",
@@ -75,6 +77,12 @@ var options = []option{
 		func(c *Config, v string) error {
 			n, err := parseUint(v, 64)
 			c.SnapshotCount = n
+			return err
+		}},
+	{"max-wals", kindUint, "5", "Maximum number of raft log (WAL) files to retain (0 is unlimited); only files wholly before the last compaction point are removed.",
+		func(c *Config, v string) error {
+			n, err := parseUint(v, 32)
+			c.MaxWALs = uint(n)
 			return err
 		}},
 	{"snapshot-catchup-entries", kindUint, "5000", "Entries kept in the raft log after a compaction, so a slightly lagging follower catches up without a snapshot.",
@@ -347,7 +355,7 @@ func init() {
 		},
 		kindUint: {
 			"bootstrap-defrag-threshold-megabytes",
-			"experimental-bootstrap-defrag-threshold-megabytes", "max-snapshots", "max-wals",
+			"experimental-bootstrap-defrag-threshold-megabytes", "max-snapshots",
 			"proxy-dial-timeout", "proxy-failure-wait", "proxy-read-timeout", "proxy-refresh-interval",
 			"proxy-write-timeout", "max-concurrent-streams",
 		},
@@ -362,7 +370,7 @@ func init() {
 			"distributed-tracing-instance-id", "distributed-tracing-service-name",
 			"experimental-distributed-tracing-address", "experimental-distributed-tracing-instance-id",
 			"experimental-distributed-tracing-service-name", "experimental-enable-v2v3",
-			"feature-gates", "log-rotation-config-json", "wal-dir",
+			"feature-gates", "log-rotation-config-json",
 			"discovery-endpoints", "host-whitelist", "cors",
 			"discovery-fallback", "proxy", "v2-deprecation",
 		},

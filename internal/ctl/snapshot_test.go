@@ -21,7 +21,7 @@ func emptySnapshot(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	if err := eng.DB.Set(storage.AppliedIndexKey, storage.PutUint64(3), pebble.Sync); err != nil {
+	if err := eng.DB.Set(storage.AppliedIndexKey, storage.PutUint64(3), pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "db")

@@ -64,6 +64,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 	sc := server.Config{
 		Name:                  cfg.Name,
 		DataDir:               cfg.DataDir,
+		WALDir:                cfg.WALDir,
 		AdvertiseClientURLs:   urlStrings(cfg.AdvertiseClientURLs),
 		AdvertisePeerURLs:     urlStrings(cfg.InitialAdvertisePeerURLs),
 		NewCluster:            cfg.InitialClusterState != "existing",
@@ -71,6 +72,7 @@ func ServerConfig(cfg *config.Config, lg *slog.Logger) server.Config {
 		HeartbeatInterval:     cfg.HeartbeatInterval,
 		ElectionTimeout:       cfg.ElectionTimeout,
 		SnapshotCount:         cfg.SnapshotCount,
+		MaxWALs:               cfg.MaxWALs,
 		CatchUpEntries:        cfg.SnapshotCatchUpEntries,
 		MaxRequestBytes:       int(cfg.MaxRequestBytes),
 		MaxTxnOps:             int(cfg.MaxTxnOps),

@@ -1,29 +1,43 @@
 package raftnode
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/storage"
 )
 
-// raftLog keeps the raft log in the engine and mirrors the part since the
-// last compaction point in a raft.MemoryStorage, which raft reads from.
+// raftLog keeps the raft log in its write-ahead log (walFile) and mirrors
+// the part since the last compaction point in a raft.MemoryStorage, which
+// raft reads from.
 type raftLog struct {
-	db   *pebble.DB
+	f *walFile // nil until a new member saves its first raft state
+	// created is closed once f is set.
+	created chan struct{}
+	dir     string // the write-ahead log's directory
+	// meta is the write-ahead log's metadata record, and lg and onDiskFull
+	// are handed to it (see walFile).
+	meta       []byte
+	lg         *zap.Logger
+	onDiskFull func()
+
 	mem  *raft.MemoryStorage
-	last uint64 // index of the last entry written to the engine
+	last uint64 // index of the last entry written to the log
 	// observer, if set, hears how long each synced write took.
 	observer Observer
 	// savedCommit is the commit index of the last hard state written to
-	// the engine. The Ready loop writes it; the applier reads it, because a
+	// the log. The Ready loop writes it; the applier reads it, because a
 	// compaction point must not pass it: committed entries are applied while
 	// the hard state that commits them is still being written, and a
 	// restart with a compaction point past the stored commit index would
@@ -34,12 +48,109 @@ type raftLog struct {
 	// for disjoint index ranges: compaction never passes the applied
 	// index, and a new leader only overwrites uncommitted entries.
 	bytes atomic.Int64
+	// kept is the part of bytes at or below the compaction point: the
+	// entries kept for followers that are a little behind.
+	kept atomic.Int64
 }
 
-// loadRaftLog rebuilds the in-memory log from the engine. fresh reports
-// that the engine holds no raft state at all (a new member).
-func loadRaftLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
-	l = &raftLog{db: db, mem: raft.NewMemoryStorage()}
+// logConfig is where a member's raft log lives and what its write-ahead
+// log is told.
+type logConfig struct {
+	dir        string     // the write-ahead log's directory
+	db         *pebble.DB // the engine, which held the raft log before WALDir
+	meta       []byte
+	lg         *zap.Logger
+	onDiskFull func()
+}
+
+// loadRaftLog reads the raft log into memory. fresh reports that there is
+// no raft state at all (a new member). A raft log an earlier version kept
+// in the engine is moved into the write-ahead log first.
+func loadRaftLog(c logConfig) (l *raftLog, fresh bool, err error) {
+	if c.lg == nil {
+		c.lg = zap.NewNop()
+	}
+	l = &raftLog{dir: c.dir, meta: c.meta, lg: c.lg, onDiskFull: c.onDiskFull, mem: raft.NewMemoryStorage(), created: make(chan struct{})}
+	if !wal.Exist(l.dir) {
+		old, fresh, err := loadEngineLog(c.db)
+		if err != nil || fresh {
+			return l, fresh, err
+		}
+		if err := moveEngineLog(c, l.dir, old); err != nil {
+			return nil, false, err
+		}
+	}
+	f, hs, ents, err := openWAL(l.dir, l.meta, l.lg)
+	if err != nil {
+		return nil, false, err
+	}
+	f.onDiskFull = l.onDiskFull
+	l.f = f
+	close(l.created)
+	if idx := f.snap.GetIndex(); idx > 0 {
+		meta := &pb.SnapshotMetadata{Index: proto.Uint64(idx), Term: proto.Uint64(f.snap.GetTerm()), ConfState: f.snap.GetConfState()}
+		if err := l.mem.ApplySnapshot(&pb.Snapshot{Metadata: meta}); err != nil {
+			return nil, false, fmt.Errorf("load raft log compaction point: %w", err)
+		}
+		l.last = idx
+	}
+	if len(ents) > 0 {
+		if err := l.mem.Append(ents); err != nil {
+			return nil, false, fmt.Errorf("load raft log: %w", err)
+		}
+		l.last = ents[len(ents)-1].GetIndex()
+		l.bytes.Store(entriesSize(ents))
+	}
+	if hs != nil && !raft.IsEmptyHardState(hs) {
+		if err := l.mem.SetHardState(hs); err != nil {
+			return nil, false, err
+		}
+		l.savedCommit.Store(hs.GetCommit())
+	}
+	return l, false, nil
+}
+
+// moveEngineLog writes the raft log an earlier version kept in the engine
+// (old) into a new write-ahead log in dir, then deletes it from the
+// engine. A crash in between leaves both; the write-ahead log is used and
+// the engine's copy deleted at the next start (it is the same log).
+func moveEngineLog(c logConfig, dir string, old *raftLog) error {
+	snap, _ := old.mem.Snapshot()
+	hs, _, _ := old.mem.InitialState()
+	first, _ := old.mem.FirstIndex()
+	ents, err := old.mem.Entries(first, old.last+1, math.MaxUint64)
+	if err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return err
+	}
+	meta := snap.GetMetadata()
+	ws := &walpb.Snapshot{Index: proto.Uint64(meta.GetIndex()), Term: proto.Uint64(meta.GetTerm()), ConfState: meta.GetConfState()}
+	f, err := createWAL(dir, c.meta, ws, hs, ents, c.lg)
+	if err != nil {
+		return fmt.Errorf("move the raft log out of the engine: %w", err)
+	}
+	if err := f.close(); err != nil {
+		return err
+	}
+	b := c.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(math.MaxUint64), nil); err != nil {
+		return err
+	}
+	for _, k := range [][]byte{storage.HardStateKey, storage.SnapshotMetaKey} {
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	return c.db.Flush()
+}
+
+// loadEngineLog reads the raft log an earlier version kept in the engine.
+// fresh reports that the engine holds none.
+func loadEngineLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
+	l = &raftLog{mem: raft.NewMemoryStorage()}
 	hsBytes, err := storage.Get(db, storage.HardStateKey)
 	if err != nil {
 		return nil, false, err
@@ -96,7 +207,6 @@ func loadRaftLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
 			return nil, false, fmt.Errorf("load raft log: %w", err)
 		}
 		l.last = ents[len(ents)-1].GetIndex()
-		l.bytes.Store(entriesSize(ents))
 	}
 	if hsBytes != nil {
 		hs := &pb.HardState{}
@@ -112,58 +222,23 @@ func loadRaftLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
 		if err := l.mem.SetHardState(hs); err != nil {
 			return nil, false, err
 		}
-		l.savedCommit.Store(hs.GetCommit())
 	}
 	return l, false, nil
 }
 
-// save persists hard state and entries (truncating a conflicting tail) in
-// one batch, synced when sync is set, then mirrors them in memory.
+// save persists hard state and entries (a later entry replaces an earlier
+// one with its index, so a conflicting tail is overwritten), synced when
+// raft requires it, then mirrors them in memory.
 func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 	if (hs == nil || raft.IsEmptyHardState(hs)) && len(ents) == 0 {
 		return nil
 	}
-	b := l.db.NewBatch()
-	defer b.Close()
-	if hs != nil && !raft.IsEmptyHardState(hs) {
-		v, err := proto.Marshal(hs)
-		if err != nil {
-			return err
-		}
-		if err := b.Set(storage.HardStateKey, v, nil); err != nil {
-			return err
-		}
-	}
-	newLast := l.last
-	first, _ := l.mem.FirstIndex()
-	added := int64(0) // encoded size of the entries mem will hold
-	var key, v []byte // reused: the batch copies what it is given
-	for _, e := range ents {
-		var err error
-		if v, err = (proto.MarshalOptions{}).MarshalAppend(v[:0], e); err != nil {
-			return err
-		}
-		key = storage.AppendEntryKey(key[:0], e.GetIndex())
-		if err := b.Set(key, v, nil); err != nil {
-			return err
-		}
-		if e.GetIndex() >= first {
-			added += int64(len(v))
-		}
-		newLast = e.GetIndex()
-	}
-	if len(ents) > 0 && newLast < l.last {
-		// A new leader overwrote our tail: drop the entries past it.
-		if err := b.DeleteRange(storage.EntryKey(newLast+1), storage.EntryKey(l.last+1), nil); err != nil {
-			return err
-		}
-	}
-	opts := pebble.NoSync
-	if sync {
-		opts = pebble.Sync
-	}
 	start := time.Now()
-	if err := b.Commit(opts); err != nil {
+	if l.f == nil {
+		if err := l.create(nil, hs, ents); err != nil {
+			return err
+		}
+	} else if err := l.f.save(hs, ents); err != nil {
 		return fmt.Errorf("persist raft log: %w", err)
 	}
 	if sync && l.observer != nil {
@@ -172,14 +247,21 @@ func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 	if len(ents) > 0 {
 		// Entries at or after the first new one are replaced; those below
 		// the first index mem keeps are not stored by Append.
+		first, _ := l.mem.FirstIndex()
 		if lo := max(ents[0].GetIndex(), first); lo <= l.last {
 			if old, err := l.mem.Entries(lo, l.last+1, math.MaxUint64); err == nil {
 				l.bytes.Add(-entriesSize(old))
 			}
 		}
-		l.last = newLast
+		l.last = ents[len(ents)-1].GetIndex()
 		if err := l.mem.Append(ents); err != nil {
 			return err
+		}
+		var added int64
+		for _, e := range ents {
+			if e.GetIndex() >= first {
+				added += int64(proto.Size(e))
+			}
 		}
 		l.bytes.Add(added)
 	}
@@ -192,17 +274,36 @@ func (l *raftLog) save(hs *pb.HardState, ents []*pb.Entry, sync bool) error {
 	return nil
 }
 
-// applySnapshot records an installed snapshot's metadata and drops every
-// log entry it covers.
+// create writes a new member's first raft state: the write-ahead log
+// appears with it (see createWAL).
+func (l *raftLog) create(meta *pb.SnapshotMetadata, hs *pb.HardState, ents []*pb.Entry) error {
+	ws := &walpb.Snapshot{Index: proto.Uint64(meta.GetIndex()), Term: proto.Uint64(meta.GetTerm()), ConfState: meta.GetConfState()}
+	f, err := createWAL(l.dir, l.meta, ws, hs, ents, l.lg)
+	if err != nil {
+		return err
+	}
+	f.onDiskFull = l.onDiskFull
+	l.f = f
+	close(l.created)
+	return nil
+}
+
+// applySnapshot records an installed snapshot (whose state is durable
+// already) and drops every log entry it covers.
 func (l *raftLog) applySnapshot(snap *pb.Snapshot) error {
 	meta := snap.GetMetadata()
-	if err := l.trimEngine(meta, pebble.Sync); err != nil {
+	if l.f == nil {
+		if err := l.create(meta, nil, nil); err != nil {
+			return err
+		}
+	} else if err := l.f.saveSnapshot(meta); err != nil {
 		return err
 	}
 	if err := l.mem.ApplySnapshot(snap); err != nil {
 		return err
 	}
 	l.bytes.Store(0) // a snapshot replaces every entry
+	l.kept.Store(0)
 	if l.last < meta.GetIndex() {
 		l.last = meta.GetIndex()
 	}
@@ -211,15 +312,14 @@ func (l *raftLog) applySnapshot(snap *pb.Snapshot) error {
 
 // compact records a compaction point at index (whose state must already be
 // durable). It removes the entries below keepFrom from memory, where the
-// ones kept serve followers that are a little behind, and every entry up to
-// index from the engine: a member restarts with its log starting after its
-// compaction point, so the engine never reads them again.
+// ones kept serve followers that are a little behind; the write-ahead log
+// lets go of its files wholly before index (purge removes them).
 func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error {
 	snap, err := l.mem.CreateSnapshot(index, cs, nil)
 	if err != nil {
 		return err
 	}
-	if err := l.trimEngine(snap.GetMetadata(), pebble.NoSync); err != nil {
+	if err := l.f.saveSnapshot(snap.GetMetadata()); err != nil {
 		return err
 	}
 	if keepFrom > 1 {
@@ -234,27 +334,14 @@ func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error
 		}
 		l.bytes.Add(-dropped)
 	}
+	var kept int64
+	if first, _ := l.mem.FirstIndex(); first <= index {
+		if ents, err := l.mem.Entries(first, index+1, math.MaxUint64); err == nil {
+			kept = entriesSize(ents)
+		}
+	}
+	l.kept.Store(kept)
 	return nil
-}
-
-// trimEngine records meta as the engine's compaction point (or installed
-// snapshot) and deletes the engine's entries up to it; the in-memory log is
-// left as it is. The state up to meta's index must already be durable: a
-// restart begins there.
-func (l *raftLog) trimEngine(meta *pb.SnapshotMetadata, opts *pebble.WriteOptions) error {
-	v, err := proto.Marshal(meta)
-	if err != nil {
-		return err
-	}
-	b := l.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(storage.SnapshotMetaKey, v, nil); err != nil {
-		return err
-	}
-	if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(meta.GetIndex()+1), nil); err != nil {
-		return err
-	}
-	return b.Commit(opts)
 }
 
 // keepWithin moves keepFrom up so that the entries kept for followers,

@@ -19,9 +19,19 @@ func ents(term uint64, from, to uint64) []*pb.Entry {
 	return out
 }
 
+// testLog is a member's raft log in dir, beside engine db.
+func testLog(t *testing.T, dir string, db *pebble.DB) (*raftLog, bool, error) {
+	t.Helper()
+	l, fresh, err := loadRaftLog(logConfig{dir: WALPath(dir, ""), db: db})
+	if err == nil {
+		t.Cleanup(func() { l.f.close() })
+	}
+	return l, fresh, err
+}
+
 func TestRaftLogSurvivesReloadIncludingOverwrittenTail(t *testing.T) {
-	db := memDB(t)
-	l, fresh, err := loadRaftLog(db)
+	db, dir := memDB(t), t.TempDir()
+	l, fresh, err := testLog(t, dir, db)
 	if err != nil || !fresh {
 		t.Fatalf("new engine: fresh=%v err=%v", fresh, err)
 	}
@@ -32,7 +42,8 @@ func TestRaftLogSurvivesReloadIncludingOverwrittenTail(t *testing.T) {
 	if err := l.save(&pb.HardState{Term: proto.Uint64(2), Vote: proto.Uint64(7), Commit: proto.Uint64(5)}, ents(2, 6, 7), true); err != nil {
 		t.Fatal(err)
 	}
-	r, fresh, err := loadRaftLog(db)
+	l.f.close()
+	r, fresh, err := testLog(t, dir, db)
 	if err != nil || fresh {
 		t.Fatalf("reload: fresh=%v err=%v", fresh, err)
 	}
@@ -52,8 +63,8 @@ func TestRaftLogSurvivesReloadIncludingOverwrittenTail(t *testing.T) {
 }
 
 func TestCompactedRaftLogReloadsFromCompactionPoint(t *testing.T) {
-	db := memDB(t)
-	l, _, _ := loadRaftLog(db)
+	db, dir := memDB(t), t.TempDir()
+	l, _, _ := testLog(t, dir, db)
 	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(100)}, ents(1, 1, 100), true); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +72,8 @@ func TestCompactedRaftLogReloadsFromCompactionPoint(t *testing.T) {
 	if err := l.compact(80, cs, 60); err != nil {
 		t.Fatal(err)
 	}
-	r, _, err := loadRaftLog(db)
+	l.f.close()
+	r, _, err := testLog(t, dir, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +110,8 @@ func TestRaftLogBytesFollowEntriesHeld(t *testing.T) {
 			t.Fatalf("after %s: counted %d bytes, entries held take %d", step, got, want)
 		}
 	}
-	db := memDB(t)
-	l, _, _ := loadRaftLog(db)
+	db, dir := memDB(t), t.TempDir()
+	l, _, _ := testLog(t, dir, db)
 	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(3)}, ents(1, 1, 10), true); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +130,8 @@ func TestRaftLogBytesFollowEntriesHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(l, "compaction")
-	r, _, err := loadRaftLog(db)
+	l.f.close()
+	r, _, err := testLog(t, dir, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +148,7 @@ func TestRaftLogBytesFollowEntriesHeld(t *testing.T) {
 
 // keepWithin keeps the newest entries up to applied that fit in the limit.
 func TestKeepWithinKeepsNewestEntriesThatFit(t *testing.T) {
-	l, _, _ := loadRaftLog(memDB(t))
+	l, _, _ := testLog(t, t.TempDir(), memDB(t))
 	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(20)}, ents(1, 1, 20), true); err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +164,80 @@ func TestKeepWithinKeepsNewestEntriesThatFit(t *testing.T) {
 		if got := l.keepWithin(5, 10, tc.limit); got != tc.want {
 			t.Errorf("keepWithin(5, 10, %d) = %d, want %d", tc.limit, got, tc.want)
 		}
+	}
+}
+
+// A raft log an earlier version kept in the engine moves into the
+// write-ahead log when a member loads it, and leaves the engine; a
+// compaction point that version recorded past the stored commit index
+// (entries are applied while the hard state committing them is written)
+// comes back with the commit index raised to it, which raft requires.
+func TestEngineRaftLogMovesIntoTheWriteAheadLog(t *testing.T) {
+	db, dir := memDB(t), t.TempDir()
+	hs, _ := proto.Marshal(&pb.HardState{Term: proto.Uint64(1), Vote: proto.Uint64(2), Commit: proto.Uint64(50)})
+	meta, _ := proto.Marshal(&pb.SnapshotMetadata{Index: proto.Uint64(80), Term: proto.Uint64(1), ConfState: &pb.ConfState{Voters: []uint64{1, 2}}})
+	b := db.NewBatch()
+	b.Set(storage.HardStateKey, hs, nil)
+	b.Set(storage.SnapshotMetaKey, meta, nil)
+	for _, e := range ents(1, 81, 100) {
+		v, _ := proto.Marshal(e)
+		b.Set(storage.EntryKey(e.GetIndex()), v, nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := Bootstrapped(WALPath(dir, ""), db); !ok || err != nil {
+		t.Fatalf("Bootstrapped on an engine holding a raft log = %v, %v", ok, err)
+	}
+	l, fresh, err := testLog(t, dir, db)
+	if err != nil || fresh {
+		t.Fatalf("load: fresh=%v err=%v", fresh, err)
+	}
+	l.f.close()
+	if got := engineEntries(t, db); len(got) != 0 {
+		t.Fatalf("engine still holds raft entries %v", got)
+	}
+	for _, k := range [][]byte{storage.HardStateKey, storage.SnapshotMetaKey} {
+		if v, _ := storage.Get(db, k); v != nil {
+			t.Fatalf("engine still holds %q", k)
+		}
+	}
+	r, fresh, err := testLog(t, dir, db) // now from the write-ahead log alone
+	if err != nil || fresh {
+		t.Fatalf("reload: fresh=%v err=%v", fresh, err)
+	}
+	first, _ := r.mem.FirstIndex()
+	last, _ := r.mem.LastIndex()
+	snap, _ := r.mem.Snapshot()
+	if first != 81 || last != 100 || snap.GetMetadata().GetIndex() != 80 || len(snap.GetMetadata().GetConfState().GetVoters()) != 2 {
+		t.Fatalf("moved log %d..%d after %v, want 81..100 after index 80 with 2 voters", first, last, snap.GetMetadata())
+	}
+	got, _, _ := r.mem.InitialState()
+	if got.GetTerm() != 1 || got.GetVote() != 2 || got.GetCommit() != 80 || r.savedCommit.Load() != 80 {
+		t.Fatalf("moved hard state %v (savedCommit %d), want term 1, vote 2, commit 80", got, r.savedCommit.Load())
+	}
+	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: r.mem, MaxInflightMsgs: 16, Applied: 80})
+	if err != nil || rn == nil {
+		t.Fatalf("raft refuses the moved log: %v", err)
+	}
+}
+
+// A new member has no write-ahead log until its first raft state is
+// saved, and then one holding it: Bootstrapped tells the two apart.
+func TestWriteAheadLogAppearsWithTheFirstState(t *testing.T) {
+	db, dir := memDB(t), t.TempDir()
+	l, fresh, err := testLog(t, dir, db)
+	if err != nil || !fresh {
+		t.Fatalf("new member: fresh=%v err=%v", fresh, err)
+	}
+	if ok, _ := Bootstrapped(WALPath(dir, ""), db); ok {
+		t.Fatal("Bootstrapped before anything was saved")
+	}
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(1)}, ents(1, 1, 1), true); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := Bootstrapped(WALPath(dir, ""), db); !ok {
+		t.Fatal("not Bootstrapped after the first save")
 	}
 }
 
@@ -171,83 +258,4 @@ func engineEntries(t *testing.T, db *pebble.DB) []uint64 {
 		out = append(out, idx)
 	}
 	return out
-}
-
-// A compaction keeps its catch-up entries in memory only: the engine drops
-// every entry up to the compaction point, since a reload starts after it.
-func TestCompactionKeepsCatchUpEntriesInMemoryOnly(t *testing.T) {
-	db := memDB(t)
-	l, _, _ := loadRaftLog(db)
-	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(100)}, ents(1, 1, 100), true); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.compact(80, &pb.ConfState{Voters: []uint64{1}}, 60); err != nil {
-		t.Fatal(err)
-	}
-	if first, _ := l.mem.FirstIndex(); first != 60 {
-		t.Fatalf("in-memory log starts at %d, want 60 (the catch-up entries)", first)
-	}
-	if got := engineEntries(t, db); len(got) != 20 || got[0] != 81 {
-		t.Fatalf("engine holds entries %v, want 81..100", got)
-	}
-}
-
-// Trimming the engine leaves the in-memory log whole, and a reload starts
-// after the trimmed point with the conf state recorded there.
-func TestTrimEngineLeavesMemoryAndReloadsFromTrimPoint(t *testing.T) {
-	db := memDB(t)
-	l, _, _ := loadRaftLog(db)
-	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(100)}, ents(1, 1, 100), true); err != nil {
-		t.Fatal(err)
-	}
-	meta := &pb.SnapshotMetadata{Index: proto.Uint64(90), Term: proto.Uint64(1), ConfState: &pb.ConfState{Voters: []uint64{1, 2}}}
-	if err := l.trimEngine(meta, pebble.NoSync); err != nil {
-		t.Fatal(err)
-	}
-	if first, _ := l.mem.FirstIndex(); first != 1 {
-		t.Fatalf("in-memory log starts at %d after an engine trim, want 1", first)
-	}
-	if got := engineEntries(t, db); len(got) != 10 || got[0] != 91 {
-		t.Fatalf("engine holds entries %v, want 91..100", got)
-	}
-	r, _, err := loadRaftLog(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _ := r.mem.FirstIndex()
-	last, _ := r.mem.LastIndex()
-	snap, _ := r.mem.Snapshot()
-	if first != 91 || last != 100 || snap.GetMetadata().GetIndex() != 90 || len(snap.GetMetadata().GetConfState().GetVoters()) != 2 {
-		t.Fatalf("reloaded log %d..%d with snapshot metadata %v, want 91..100 after index 90 with 2 voters", first, last, snap.GetMetadata())
-	}
-}
-
-// A compaction point past the stored commit index (entries are applied
-// while the hard state committing them is written, and an earlier version
-// could compact in that window) reloads with the commit index raised to
-// it; raft would refuse to start on the stored one.
-func TestReloadRaisesCommitToCompactionPoint(t *testing.T) {
-	db := memDB(t)
-	l, _, _ := loadRaftLog(db)
-	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(50)}, ents(1, 1, 100), true); err != nil {
-		t.Fatal(err)
-	}
-	if got := l.savedCommit.Load(); got != 50 {
-		t.Fatalf("savedCommit = %d after saving commit 50", got)
-	}
-	if err := l.compact(80, &pb.ConfState{Voters: []uint64{1}}, 81); err != nil {
-		t.Fatal(err)
-	}
-	r, _, err := loadRaftLog(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs, _, _ := r.mem.InitialState()
-	if hs.GetCommit() != 80 || r.savedCommit.Load() != 80 {
-		t.Fatalf("reloaded commit %d (savedCommit %d), want 80", hs.GetCommit(), r.savedCommit.Load())
-	}
-	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: r.mem, MaxInflightMsgs: 16, Applied: 80})
-	if err != nil || rn == nil {
-		t.Fatalf("raft refuses the reloaded log: %v", err)
-	}
 }

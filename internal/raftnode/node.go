@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/notify"
@@ -65,10 +67,26 @@ type Config struct {
 	// otherwise hold hundreds of MB).
 	MaxLogBytes int64
 
-	DataDir      string
+	DataDir string
+	// WALDir is the raft log's directory (etcd's --wal-dir); empty means
+	// WALDir in DataDir.
+	WALDir       string
 	DB           *pebble.DB
 	StateMachine StateMachine
 	Logger       *slog.Logger
+
+	// WALMetadata is the metadata record of a new write-ahead log (etcd
+	// writes its member and cluster ID there); WALLogger hears what the
+	// wal package reports (slow syncs, new files; nil: nothing).
+	WALMetadata []byte
+	WALLogger   *zap.Logger
+	// MaxWALs is how many write-ahead log files are kept at most, as
+	// etcd's --max-wals (0: every one). Only files wholly before the last
+	// compaction point are ever removed.
+	MaxWALs uint
+	// OnDiskFull, if set, waits until the disk has room again; a raft log
+	// write that found the disk full is retried once after it.
+	OnDiskFull func()
 
 	// Observer, if set, is told how long raft's storage syncs and the
 	// applies take (for metrics).
@@ -101,6 +119,9 @@ type Node struct {
 	// confChanged is set when a membership change was applied after the
 	// last compaction point (see maybeCompact).
 	confChanged bool
+	// flush is the engine flush the next compaction point waits for. Only
+	// the applier uses it.
+	flush pendingFlush
 
 	lead          atomic.Uint64
 	leaderChanges atomic.Uint64 // changes to a new known leader
@@ -189,7 +210,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.lg.Info("finished installing a snapshot interrupted by a crash")
 	}
-	l, fresh, err := loadRaftLog(cfg.DB)
+	l, fresh, err := loadRaftLog(logConfig{dir: WALPath(cfg.DataDir, cfg.WALDir), db: cfg.DB, meta: cfg.WALMetadata, lg: cfg.WALLogger, onDiskFull: cfg.OnDiskFull})
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +223,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.snapIndex = snap.GetMetadata().GetIndex()
 	n.applied.Store(cfg.StateMachine.AppliedIndex())
+	if applied := n.applied.Load(); fresh && applied > 0 && !resumed {
+		return nil, fmt.Errorf("the state machine's storage has applied raft log entries up to %d, but there is no raft log in %s: was it deleted, or was --wal-dir changed or dropped since the last start? Start the member with the raft log it wrote", applied, l.dir)
+	} else if applied < n.snapIndex {
+		l.f.close()
+		return nil, fmt.Errorf("the state machine's storage ends at entry %d, before the raft log's compaction point %d: entries in between are lost (the data dir is damaged; restore it from a backup or replace the member)", applied, n.snapIndex)
+	}
 	// Raft reports the hard state only when it changes, so a restarted
 	// member that learns nothing new would otherwise claim term 0.
 	if hs, _, err := l.mem.InitialState(); err == nil {
@@ -232,6 +259,7 @@ func (n *Node) Start(tr Transport) {
 	close(n.startedc)
 	go n.run()
 	go n.applier()
+	go n.purgeWAL()
 	go n.reads.run()
 	go n.campaignIfAlone()
 }
@@ -287,10 +315,12 @@ func (n *Node) campaignIfAlone() {
 	}
 }
 
-// applyJob is one Ready's committed entries, or (ents == nil) a barrier.
-// done, if set, is closed once everything before it is applied.
+// applyJob is one Ready's committed entries, a snapshot to install, or
+// (neither) a barrier. done, if set, is closed once it and everything
+// before it is done.
 type applyJob struct {
 	ents []*pb.Entry
+	snap *pb.Snapshot
 	done chan struct{}
 }
 
@@ -299,15 +329,26 @@ func (n *Node) applier() {
 	for {
 		select {
 		case job := <-n.applyc:
-			if job.ents != nil {
-				if err := n.apply(job.ents); err != nil {
-					n.failErr = err
-					close(n.failc)
-					return
-				}
+			var err error
+			switch {
+			case job.snap != nil:
+				err = n.installSnapshot(job.snap)
+			case job.ents != nil:
+				err = n.apply(job.ents)
+			}
+			if err != nil {
+				n.failErr = err
+				close(n.failc)
+				return
 			}
 			if job.done != nil {
 				close(job.done)
+			}
+		case <-n.flush.done:
+			if err := n.maybeCompact(); err != nil {
+				n.failErr = err
+				close(n.failc)
+				return
 			}
 		case <-n.stopc:
 			return
@@ -320,7 +361,11 @@ func (n *Node) applier() {
 // loop goes on (votes and quorums depend on them), and a snapshot may only
 // replace the state machine when nothing is being applied to it.
 func (n *Node) enqueueApply(ents []*pb.Entry, wait bool) error {
-	job := applyJob{ents: ents}
+	return n.enqueue(applyJob{ents: ents}, wait)
+}
+
+// enqueue hands a job to the applier (see enqueueApply).
+func (n *Node) enqueue(job applyJob, wait bool) error {
 	if wait {
 		job.done = make(chan struct{})
 	}
@@ -364,8 +409,38 @@ func (n *Node) Stop() {
 		}
 		<-n.donec
 		<-n.applierDone
+		if err := n.log.f.close(); err != nil {
+			n.lg.Error("close raft log", "err", err)
+		}
 	})
 }
+
+// purgeWAL removes write-ahead log files beyond MaxWALs that the log has
+// let go of (see raftLog.compact), as etcd does, until the node stops.
+func (n *Node) purgeWAL() {
+	if n.cfg.MaxWALs == 0 {
+		return
+	}
+	select {
+	case <-n.log.created: // a new member's log appears with its first state
+	case <-n.stopc:
+		return
+	}
+	lg := n.cfg.WALLogger
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	done, errc := fileutil.PurgeFileWithDoneNotify(lg, n.log.dir, ".wal", n.cfg.MaxWALs, walPurgeInterval, n.stopc)
+	select {
+	case err := <-errc:
+		n.lg.Warn("removing old raft log files failed; they stay on disk", "dir", n.log.dir, "err", err)
+	case <-done:
+	}
+}
+
+// walPurgeInterval is how often old write-ahead log files are looked for
+// (etcd's is 30 s).
+const walPurgeInterval = 30 * time.Second
 
 // Done is closed when the node has stopped.
 func (n *Node) Done() <-chan struct{} { return n.donec }
@@ -421,10 +496,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.reads.deliver(rd.ReadStates)
 	}
 	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.enqueueApply(nil, true); err != nil {
-			return err
-		}
-		if err := n.installSnapshot(rd.Snapshot); err != nil {
+		// The applier installs it once everything before it is applied,
+		// and the Ready loop waits: the log must hold the snapshot before
+		// this Ready's entries are added after it.
+		if err := n.enqueue(applyJob{snap: rd.Snapshot}, true); err != nil {
 			return err
 		}
 	}
@@ -491,8 +566,12 @@ func (n *Node) installSnapshot(snap *pb.Snapshot) error {
 	if err := n.log.applySnapshot(snap); err != nil {
 		return err
 	}
+	if err := n.snaps.finish(meta); err != nil {
+		return err
+	}
 	n.confState = proto.Clone(meta.GetConfState()).(*pb.ConfState)
 	n.snapIndex = meta.GetIndex()
+	n.flush = pendingFlush{} // its compaction point is behind the snapshot
 	n.setApplied(n.cfg.StateMachine.AppliedIndex())
 	n.installed.Add(1)
 	n.setAppliedTerm(meta.GetTerm())
@@ -559,7 +638,23 @@ func (n *Node) setApplied(idx uint64) {
 // list the receiver belongs to. A member added after the last snapshot
 // would otherwise be sent one from before its addition, which raft on the
 // new member refuses, again and again.
+//
+// The state machine's engine writes no log of its own: what it applied is
+// durable only once flushed, and until then the raft log is its only
+// record. So a compaction point is chosen, the engine is asked to flush
+// everything up to it, and the log is cut there once that flush ended
+// (the applier calls maybeCompact again then); applying goes on meanwhile.
 func (n *Node) maybeCompact() error {
+	if n.flush.done != nil {
+		select {
+		case <-n.flush.done:
+		default:
+			return nil
+		}
+		at, cs := n.flush.at, n.flush.confState
+		n.flush = pendingFlush{}
+		return n.compact(at, cs)
+	}
 	applied := n.applied.Load()
 	due := n.cfg.SnapshotCount > 0 && applied >= n.snapIndex+n.cfg.SnapshotCount
 	if maxBytes := n.cfg.MaxLogBytes; maxBytes > 0 && applied > n.snapIndex {
@@ -576,10 +671,26 @@ func (n *Node) maybeCompact() error {
 		// applied while it was being written); compact once they caught up.
 		return nil
 	}
-	// The state at applied was written without sync; make it durable before
-	// the entries it came from may disappear.
-	if err := n.cfg.DB.LogData(nil, pebble.Sync); err != nil {
-		return err
+	done, err := n.cfg.DB.AsyncFlush()
+	if err != nil {
+		return fmt.Errorf("flush the state machine for a raft log compaction at %d: %w", applied, err)
+	}
+	n.flush = pendingFlush{done: done, at: applied, confState: proto.Clone(n.confState).(*pb.ConfState)}
+	n.confChanged = false
+	return nil
+}
+
+// pendingFlush is a flush of the engine that a compaction point waits for.
+type pendingFlush struct {
+	done      <-chan struct{} // closed when the flush ended; nil: none
+	at        uint64          // the compaction point
+	confState *pb.ConfState   // the member list at it
+}
+
+// compact cuts the raft log at applied, whose state is durable.
+func (n *Node) compact(applied uint64, cs *pb.ConfState) error {
+	if applied <= n.snapIndex {
+		return nil
 	}
 	keepFrom := uint64(1)
 	if applied > n.cfg.CatchUpEntries {
@@ -591,12 +702,11 @@ func (n *Node) maybeCompact() error {
 	if n.cfg.MaxLogBytes > 0 {
 		keepFrom = n.log.keepWithin(keepFrom, applied, n.cfg.MaxLogBytes/2)
 	}
-	if err := n.log.compact(applied, n.confState, keepFrom); err != nil {
+	if err := n.log.compact(applied, cs, keepFrom); err != nil {
 		return fmt.Errorf("compact raft log at %d: %w", applied, err)
 	}
 	n.bytesAfterCompact = n.log.bytes.Load()
 	n.snapIndex = applied
-	n.confChanged = false
 	n.lg.Debug("raft log compacted", "index", applied, "kept-from", keepFrom)
 	return nil
 }
@@ -813,6 +923,13 @@ func (n *Node) LogMemory() (bytes int64, entries uint64) {
 		entries = last - first + 1
 	}
 	return n.log.bytes.Load(), entries
+}
+
+// LogBytesSinceCompaction is the encoded size of the raft log entries
+// after the last compaction point: the writes whose state the engine may
+// not have flushed yet (a compaction point is set only behind a flush).
+func (n *Node) LogBytesSinceCompaction() int64 {
+	return max(0, n.log.bytes.Load()-n.log.kept.Load())
 }
 
 // AppliedIndex is the highest index applied to the state machine.

@@ -221,18 +221,17 @@ func (t *teeByteReader) ReadByte() (byte, error) {
 // install replaces the state machine span with the stored stream for meta.
 // The pending marker makes it restartable: a crash half-way leaves the
 // marker, and startup installs the same file again before anything else.
+// The marker stays until finish: the raft log records the snapshot in
+// between, and a member that crashed before it did must install it again.
 func (s *snapshotter) install(meta *pb.SnapshotMetadata) error {
 	path := s.path(meta)
-	if err := s.db.Set(storage.PendingSnapshotKey, []byte(filepath.Base(path)), pebble.Sync); err != nil {
+	if err := s.db.Set(storage.PendingSnapshotKey, []byte(filepath.Base(path)), pebble.NoSync); err != nil {
 		return err
 	}
-	if err := s.installFile(path); err != nil {
+	if err := s.db.Flush(); err != nil { // the engine writes no log: a flush makes it durable
 		return err
 	}
-	if err := s.db.Delete(storage.PendingSnapshotKey, pebble.Sync); err != nil {
-		return err
-	}
-	return os.Remove(path)
+	return s.installFile(path)
 }
 
 func (s *snapshotter) installFile(path string) error {
@@ -260,9 +259,12 @@ func (s *snapshotter) installFile(path string) error {
 		return nil
 	})
 	if err == nil {
-		err = b.Commit(pebble.Sync)
+		err = b.Commit(pebble.NoSync)
 	}
 	b.Close()
+	if err == nil {
+		err = s.db.Flush()
+	}
 	if err != nil {
 		return fmt.Errorf("install snapshot %s: %w", path, err)
 	}
@@ -280,8 +282,22 @@ func (s *snapshotter) resumePending() (bool, error) {
 	if err := s.installFile(path); err != nil {
 		return false, err
 	}
-	if err := s.db.Delete(storage.PendingSnapshotKey, pebble.Sync); err != nil {
-		return false, err
+	return true, s.finishInstall(path)
+}
+
+// finish ends the installation of the snapshot for meta (see install).
+func (s *snapshotter) finish(meta *pb.SnapshotMetadata) error {
+	return s.finishInstall(s.path(meta))
+}
+
+// finishInstall removes the pending marker, durably, and then the
+// installed file.
+func (s *snapshotter) finishInstall(path string) error {
+	if err := s.db.Delete(storage.PendingSnapshotKey, pebble.NoSync); err != nil {
+		return err
 	}
-	return true, os.Remove(path)
+	if err := s.db.Flush(); err != nil {
+		return err
+	}
+	return os.Remove(path)
 }

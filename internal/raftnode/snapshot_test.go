@@ -75,6 +75,13 @@ func TestSnapshotStreamInstallsExactlyTheStateMachineSpan(t *testing.T) {
 	if v, _ := storage.Get(dst, storage.EntryKey(7)); string(v) != "raft log stays" {
 		t.Fatalf("raft log was touched: %q", v)
 	}
+	// The marker stays until the raft log recorded the snapshot (finish).
+	if v, _ := storage.Get(dst, storage.PendingSnapshotKey); v == nil {
+		t.Fatal("pending marker gone before finish")
+	}
+	if err := s.finish(meta); err != nil {
+		t.Fatal(err)
+	}
 	if v, _ := storage.Get(dst, storage.PendingSnapshotKey); v != nil {
 		t.Fatal("pending marker left behind")
 	}

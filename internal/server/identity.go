@@ -45,5 +45,8 @@ func saveIdentity(db *pebble.DB, id *localIdentity) error {
 	if err != nil {
 		return err
 	}
-	return db.Set(storage.LocalMemberKey, v, pebble.Sync)
+	if err := db.Set(storage.LocalMemberKey, v, pebble.NoSync); err != nil {
+		return err
+	}
+	return db.Flush() // the engine writes no log: a flush makes it durable
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
 	"golang.org/x/crypto/bcrypt"
@@ -38,6 +39,7 @@ import (
 type Config struct {
 	Name                string
 	DataDir             string
+	WALDir              string // the raft log's directory; empty: DataDir/member/wal
 	AdvertiseClientURLs []string
 	AdvertisePeerURLs   []string
 	InitialCluster      []InitialMember
@@ -52,6 +54,7 @@ type Config struct {
 	ElectionTimeout   time.Duration
 	SnapshotCount     uint64
 	CatchUpEntries    uint64 // raft log entries kept after a compaction
+	MaxWALs           uint   // raft log files kept at most (0: all)
 	MaxRequestBytes   int
 	MaxTxnOps         int
 	// QuotaBackendBytes is --quota-backend-bytes: 0 means 2 GiB, a
@@ -262,7 +265,11 @@ func (s *Server) open() error {
 		CatchUpEntries: cfg.CatchUpEntries,
 		MaxLogBytes:    cfg.Memory.RaftLog,
 		DataDir:        cfg.DataDir,
+		WALDir:         cfg.WALDir,
 		DB:             s.db,
+		WALMetadata:    walMetadata(s.memberID, s.clusterID),
+		MaxWALs:        cfg.MaxWALs,
+		OnDiskFull:     s.onEngineDiskFull,
 		StateMachine:   &stateMachine{s: s},
 		Logger:         s.lg,
 		Observer:       observer{s.metrics},
@@ -315,8 +322,15 @@ func (s *Server) open() error {
 
 // bootstrapped reports whether raft ever persisted state in this data dir.
 func (s *Server) bootstrapped() bool {
-	v, err := storage.Get(s.db, storage.HardStateKey)
-	return err != nil || v != nil
+	ok, err := raftnode.Bootstrapped(raftnode.WALPath(s.cfg.DataDir, s.cfg.WALDir), s.db)
+	return err != nil || ok
+}
+
+// walMetadata is the metadata record of a member's raft log, as etcd
+// writes it (member and cluster ID), for tools that read etcd's logs.
+func walMetadata(member, cluster uint64) []byte {
+	v, _ := proto.Marshal(&etcdserverpb.Metadata{NodeID: proto.Uint64(member), ClusterID: proto.Uint64(cluster)})
+	return v
 }
 
 // bootstrapIdentity computes IDs from --initial-cluster for a new data dir

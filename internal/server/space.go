@@ -65,19 +65,22 @@ func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
 	return sp
 }
 
-// measure reads the engine's size: everything it holds on disk (state,
-// raft log and write-ahead log, which is what the quota counts; see below
-// for the log), and the
-// part of it in use, which excludes table files that compactions made
-// obsolete and that are waiting to be deleted.
+// measure reads the member's size, which is what the quota counts: the
+// state's tables on disk (keys with their retained history, leases,
+// members), and what its memtables may hold unflushed, counted as the raft
+// log entries since the last compaction point (set only behind a flush);
+// and the part of it in use, which excludes table files that compactions
+// made obsolete and that are waiting to be deleted.
+//
+// The raft log's files (member/wal) do not count, as etcd's do not: they
+// are preallocated (64 MB each) and --max-wals of them are kept whatever
+// the data, so counting them could leave a small quota exceeded for good.
 func (s *Server) measure() {
 	m := s.db.Metrics()
-	// The write-ahead log counts with the bytes written to it, not with
-	// its files' sizes: Pebble preallocates each log to a memtable's size
-	// (17.6 MiB with the default memory budget) and keeps spent ones to
-	// reuse. No compaction or defrag reclaims that space, so counting it
-	// could leave a small quota exceeded for good.
-	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize) + int64(m.WAL.Size)
+	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize)
+	if s.node != nil {
+		size += s.node.LogBytesSinceCompaction()
+	}
 	s.space.size.Store(size)
 	s.space.inUse.Store(max(0, size-int64(m.Table.ObsoleteSize+m.Table.ZombieSize)))
 }

@@ -44,7 +44,7 @@ func loadedEngine(t *testing.T) *storage.Engine {
 		if err := ls.Track(b, w.Events()); err != nil {
 			t.Fatal(err)
 		}
-		if err := kv.Commit(w, pebble.Sync); err != nil {
+		if err := kv.Commit(w, pebble.NoSync); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -83,11 +83,11 @@ func loadedEngine(t *testing.T) *storage.Engine {
 		}})
 		return err
 	})
-	if err := eng.DB.Set(storage.AppliedIndexKey, storage.PutUint64(77), pebble.Sync); err != nil {
+	if err := eng.DB.Set(storage.AppliedIndexKey, storage.PutUint64(77), pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	m, _ := proto.Marshal(&pb.Member{ID: 0xabc, Name: "m1", PeerURLs: []string{"http://127.0.0.1:2380"}})
-	if err := eng.DB.Set(storage.MemberKey(0xabc), m, pebble.Sync); err != nil {
+	if err := eng.DB.Set(storage.MemberKey(0xabc), m, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	return eng

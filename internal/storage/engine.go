@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/etcd/server/v3/storage/wal"
 
 	"github.com/kvorum/kvorum/internal/membudget"
 )
@@ -65,6 +66,13 @@ func OpenWithBudget(dataDir string, b membudget.Budget, onDiskFull func()) (*Eng
 		MemTableSize:                uint64(b.MemTable),
 		MemTableStopWritesThreshold: b.MemTables,
 		FormatMajorVersion:          pebble.FormatNewest,
+		// The engine keeps no write-ahead log: every write to it comes
+		// from a raft log entry (kept in raftnode.WALDir, synced) or is
+		// followed by a flush (Sync). A crash loses the memtables, and the
+		// member applies their entries again from the raft log, which is
+		// cut only behind a flush. Each put thus reaches the disk once
+		// before its state is flushed, not twice.
+		DisableWAL: true,
 	}
 	if onDiskFull != nil {
 		opts.FS = vfs.OnDiskFull(vfs.Default, onDiskFull)
@@ -103,12 +111,12 @@ func tableSpan(startKey []byte) (pebble.SpanPolicy, []byte, error) {
 	return pebble.SpanPolicy{}, []byte{startKey[0] + 1}, nil
 }
 
-// WriteHeadroom is the free disk space the engine needs to go on taking
+// WriteHeadroom is the free disk space the member needs to go on taking
 // writes: a full memtable is flushed into a table file while the next one
-// fills, each with a preallocated write-ahead log. An engine that cannot
-// write its log stops the process, so growth is refused below this.
+// fills, and the raft log preallocates its next file (wal.SegmentSizeBytes,
+// 64 MB). Growth is refused below this.
 func (e *Engine) WriteHeadroom() int64 {
-	return 2*int64(e.opts.MemTableSize) + int64(e.opts.MemTableSize)/2
+	return 2*int64(e.opts.MemTableSize) + wal.SegmentSizeBytes
 }
 
 // MemoryUse is what the engine holds in memory now, in bytes.
@@ -132,11 +140,19 @@ func (e *Engine) MemoryUse() MemoryUse {
 // Dir is the engine's directory.
 func (e *Engine) Dir() string { return e.dir }
 
-// Close closes the engine.
-func (e *Engine) Close() error { return e.DB.Close() }
+// Close flushes the memtables (the engine keeps no write-ahead log, so
+// they would be lost otherwise) and closes the engine.
+func (e *Engine) Close() error {
+	ferr := e.DB.Flush()
+	if err := e.DB.Close(); err != nil {
+		return err
+	}
+	return ferr
+}
 
-// Sync makes every write so far durable.
-func (e *Engine) Sync() error { return e.DB.LogData(nil, pebble.Sync) }
+// Sync makes every write so far durable: it flushes the memtables, since
+// the engine keeps no write-ahead log.
+func (e *Engine) Sync() error { return e.DB.Flush() }
 
 // Get reads a key, returning a copy, or nil if absent.
 func Get(r pebble.Reader, key []byte) ([]byte, error) {

@@ -119,6 +119,39 @@ func TestBadInputRefusesToStart(t *testing.T) {
 			want: []string{"member/db"},
 		},
 		{
+			name: "raft log deleted",
+			args: func(t *testing.T) []string {
+				dir := usedDataDir(t)
+				if err := os.RemoveAll(filepath.Join(dir, "member", "wal")); err != nil {
+					t.Fatal(err)
+				}
+				return base(dir)
+			},
+			want: []string{"no raft log in", "member/wal"},
+		},
+		{
+			name: "--wal-dir pointing away from the raft log",
+			args: func(t *testing.T) []string { return base(usedDataDir(t), "--wal-dir="+t.TempDir()) },
+			want: []string{"no raft log in", "--wal-dir"},
+		},
+		{
+			name: "garbage in the raft log",
+			args: func(t *testing.T) []string {
+				dir := usedDataDir(t)
+				files, _ := filepath.Glob(filepath.Join(dir, "member", "wal", "*.wal"))
+				if len(files) == 0 {
+					t.Fatalf("no raft log files in %s", dir)
+				}
+				for _, f := range files {
+					if err := os.WriteFile(f, bytes.Repeat([]byte("garbage!"), 512), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return base(dir)
+			},
+			want: []string{"raft log", "member/wal"},
+		},
+		{
 			name: "CURRENT names a missing MANIFEST",
 			args: func(t *testing.T) []string {
 				dir := usedDataDir(t)

@@ -2,11 +2,17 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
 )
 
 func TestRestartAllMembersKeepsEveryWrite(t *testing.T) {
@@ -121,6 +127,62 @@ func TestRestartedMemberCatchesUpBySnapshot(t *testing.T) {
 	c.checkSameHashKV(rev)
 	if log := lagging.LastRunLog(); !strings.Contains(log, "snapshot installed") {
 		t.Errorf("%s caught up without installing a snapshot (the leader kept the log it missed; is --snapshot-catchup-entries honoured?)", lagging.Name)
+	}
+	c.checkLogs()
+}
+
+// The state machine's engine keeps no write-ahead log of its own: what it
+// applied since its last flush lives only in memory, and a member killed
+// with SIGKILL applies those entries again from its raft log. With a
+// compaction every 37 entries (each waiting for an engine flush before it
+// cuts the log) the raft log is cut again and again under the writes; a
+// kill at any point must still find every acknowledged write, the same on
+// every member, and a second kill right after the restart (while the
+// members are still replaying) too.
+func TestKilledMembersReplayTheStateFromTheirRaftLog(t *testing.T) {
+	c := newCluster(t, kvorumBin, 3, "--snapshot-count=37", "--snapshot-catchup-entries=10")
+	want := putMany(t, c.client(), "a/", 600, 8)
+	rev := c.waitConverged()
+	for round := range 2 {
+		c.stopAll(syscall.SIGKILL)
+		for _, m := range c.members {
+			m.start()
+		}
+		c.waitHealthy(c.members...)
+		if got := c.waitConverged(); got != rev {
+			t.Fatalf("round %d: after SIGKILL to all the cluster is at revision %d, was %d", round, got, rev)
+		}
+		c.checkAllMembersHold(want, "after SIGKILL to all")
+		c.checkSameHashKV(rev)
+		if t.Failed() {
+			return
+		}
+		for k, v := range putMany(t, c.client(), fmt.Sprintf("b%d/", round), 300, 8) {
+			want[k] = v
+		}
+		rev = c.waitConverged()
+	}
+	c.checkLogs()
+}
+
+// With --wal-dir the raft log lives in that directory, as etcd's does, and
+// a member killed with SIGKILL replays its state from there.
+func TestDedicatedWALDirHoldsTheRaftLog(t *testing.T) {
+	walDir := filepath.Join(t.TempDir(), "wal")
+	c := newStoppedCluster(t, rcluster.Config{Bin: kvorumBin, Members: 1, Flags: []string{"--wal-dir=" + walDir}})
+	m := c.members[0]
+	m.start()
+	c.waitHealthy(m)
+	want := putMany(t, m.client(), "w/", 100, 4)
+	m.kill()
+	m.start()
+	c.waitHealthy(m)
+	c.checkAllMembersHold(want, "after SIGKILL with --wal-dir")
+	if files, _ := filepath.Glob(filepath.Join(walDir, "*.wal")); len(files) == 0 {
+		t.Errorf("no raft log files in --wal-dir %s", walDir)
+	}
+	if _, err := os.Stat(filepath.Join(m.DataDir, "member", "wal")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("member/wal in the data dir although --wal-dir is set (stat: %v)", err)
 	}
 	c.checkLogs()
 }

@@ -41,7 +41,7 @@ func damage(t *testing.T, dataDir string, rev int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.DB.Set(key, v, pebble.Sync); err != nil {
+	if err := e.DB.Set(key, v, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 }

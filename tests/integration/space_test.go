@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,11 +25,14 @@ func TestSpaceQuotaRaisesNoSpaceAndRecovers(t *testing.T) {
 	}})
 	lead, _ := c.WaitLeader(waitTimeout)
 	cli := lead.Client()
-	value := strings.Repeat("v", 256<<10)
+	// Incompressible: the engine compresses its tables, so a repetitive
+	// value would take a fraction of the quota.
+	buf := make([]byte, 256<<10)
 	var refused error
 	written := 0
 	for i := 0; i < 400 && refused == nil; i++ {
-		_, err := cli.Put(ctxFor(t, 5*time.Second), fmt.Sprintf("big/%03d", i), value)
+		rand.Read(buf)
+		_, err := cli.Put(ctxFor(t, 5*time.Second), fmt.Sprintf("big/%03d", i), string(buf))
 		switch {
 		case err == nil:
 			written++
