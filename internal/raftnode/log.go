@@ -22,7 +22,8 @@ import (
 // the part since the last compaction point in a raft.MemoryStorage, which
 // raft reads from.
 type raftLog struct {
-	f *walFile // nil until a new member saves its first raft state
+	f  *walFile // nil until a new member saves its first raft state
+	db *pebble.DB // the engine, which records that the log exists (storage.RaftLogKey)
 	// created is closed once f is set.
 	created chan struct{}
 	dir     string // the write-ahead log's directory
@@ -31,6 +32,7 @@ type raftLog struct {
 	meta       []byte
 	lg         *zap.Logger
 	onDiskFull func()
+	stop       <-chan struct{}
 
 	mem  *raft.MemoryStorage
 	last uint64 // index of the last entry written to the log
@@ -48,9 +50,6 @@ type raftLog struct {
 	// for disjoint index ranges: compaction never passes the applied
 	// index, and a new leader only overwrites uncommitted entries.
 	bytes atomic.Int64
-	// kept is the part of bytes at or below the compaction point: the
-	// entries kept for followers that are a little behind.
-	kept atomic.Int64
 }
 
 // logConfig is where a member's raft log lives and what its write-ahead
@@ -61,6 +60,7 @@ type logConfig struct {
 	meta       []byte
 	lg         *zap.Logger
 	onDiskFull func()
+	stop       <-chan struct{} // ends a wait for disk space
 }
 
 // loadRaftLog reads the raft log into memory. fresh reports that there is
@@ -70,8 +70,19 @@ func loadRaftLog(c logConfig) (l *raftLog, fresh bool, err error) {
 	if c.lg == nil {
 		c.lg = zap.NewNop()
 	}
-	l = &raftLog{dir: c.dir, meta: c.meta, lg: c.lg, onDiskFull: c.onDiskFull, mem: raft.NewMemoryStorage(), created: make(chan struct{})}
-	if !wal.Exist(l.dir) {
+	l = &raftLog{db: c.db, dir: c.dir, meta: c.meta, lg: c.lg, onDiskFull: c.onDiskFull, stop: c.stop, mem: raft.NewMemoryStorage(), created: make(chan struct{})}
+	if wal.Exist(l.dir) {
+		// A crash while an earlier version's log moved out of the engine
+		// left the engine's copy: it must not come back later as raft
+		// state (an old term and vote) if this log went missing.
+		if v, err := storage.Get(c.db, storage.HardStateKey); err != nil {
+			return nil, false, err
+		} else if v != nil {
+			if err := deleteEngineLog(c.db, l.dir); err != nil {
+				return nil, false, err
+			}
+		}
+	} else {
 		old, fresh, err := loadEngineLog(c.db)
 		if err != nil || fresh {
 			return l, fresh, err
@@ -84,9 +95,25 @@ func loadRaftLog(c logConfig) (l *raftLog, fresh bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	f.onDiskFull = l.onDiskFull
+	f.onDiskFull, f.stop = l.onDiskFull, l.stop
 	l.f = f
 	close(l.created)
+	if f.snap.GetIndex() == 0 && len(ents) == 0 && (hs == nil || raft.IsEmptyHardState(hs)) {
+		// A log holds its first state from the moment it exists
+		// (createWAL); one without any was emptied (repaired down to
+		// nothing, say): no raft state, as for a new member.
+		return l, true, nil
+	}
+	if v, err := storage.Get(c.db, storage.RaftLogKey); err != nil {
+		return nil, false, err
+	} else if v == nil { // a crash came right after the log was created
+		if err := c.db.Set(storage.RaftLogKey, []byte(l.dir), pebble.NoSync); err != nil {
+			return nil, false, err
+		}
+		if err := c.db.Flush(); err != nil {
+			return nil, false, err
+		}
+	}
 	if idx := f.snap.GetIndex(); idx > 0 {
 		meta := &pb.SnapshotMetadata{Index: proto.Uint64(idx), Term: proto.Uint64(f.snap.GetTerm()), ConfState: f.snap.GetConfState()}
 		if err := l.mem.ApplySnapshot(&pb.Snapshot{Metadata: meta}); err != nil {
@@ -113,7 +140,7 @@ func loadRaftLog(c logConfig) (l *raftLog, fresh bool, err error) {
 // moveEngineLog writes the raft log an earlier version kept in the engine
 // (old) into a new write-ahead log in dir, then deletes it from the
 // engine. A crash in between leaves both; the write-ahead log is used and
-// the engine's copy deleted at the next start (it is the same log).
+// the engine's copy deleted at the next start (see loadRaftLog).
 func moveEngineLog(c logConfig, dir string, old *raftLog) error {
 	snap, _ := old.mem.Snapshot()
 	hs, _, _ := old.mem.InitialState()
@@ -131,7 +158,14 @@ func moveEngineLog(c logConfig, dir string, old *raftLog) error {
 	if err := f.close(); err != nil {
 		return err
 	}
-	b := c.db.NewBatch()
+	return deleteEngineLog(c.db, dir)
+}
+
+// deleteEngineLog deletes the raft log an earlier version kept in the
+// engine, recording in the same write that the log now lives in dir, and
+// makes that durable.
+func deleteEngineLog(db *pebble.DB, dir string) error {
+	b := db.NewBatch()
 	defer b.Close()
 	if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(math.MaxUint64), nil); err != nil {
 		return err
@@ -141,10 +175,13 @@ func moveEngineLog(c logConfig, dir string, old *raftLog) error {
 			return err
 		}
 	}
+	if err := b.Set(storage.RaftLogKey, []byte(dir), nil); err != nil {
+		return err
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
-	return c.db.Flush()
+	return db.Flush()
 }
 
 // loadEngineLog reads the raft log an earlier version kept in the engine.
@@ -282,10 +319,15 @@ func (l *raftLog) create(meta *pb.SnapshotMetadata, hs *pb.HardState, ents []*pb
 	if err != nil {
 		return err
 	}
-	f.onDiskFull = l.onDiskFull
+	f.onDiskFull, f.stop = l.onDiskFull, l.stop
 	l.f = f
 	close(l.created)
-	return nil
+	// The engine records that the log exists, durably: from now on a
+	// start that finds no log refuses instead of beginning an empty one.
+	if err := l.db.Set(storage.RaftLogKey, []byte(l.dir), pebble.NoSync); err != nil {
+		return err
+	}
+	return l.db.Flush()
 }
 
 // applySnapshot records an installed snapshot (whose state is durable
@@ -296,14 +338,13 @@ func (l *raftLog) applySnapshot(snap *pb.Snapshot) error {
 		if err := l.create(meta, nil, nil); err != nil {
 			return err
 		}
-	} else if err := l.f.saveSnapshot(meta); err != nil {
+	} else if err := l.f.saveSnapshot(meta, false); err != nil {
 		return err
 	}
 	if err := l.mem.ApplySnapshot(snap); err != nil {
 		return err
 	}
 	l.bytes.Store(0) // a snapshot replaces every entry
-	l.kept.Store(0)
 	if l.last < meta.GetIndex() {
 		l.last = meta.GetIndex()
 	}
@@ -319,7 +360,7 @@ func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error
 	if err != nil {
 		return err
 	}
-	if err := l.f.saveSnapshot(snap.GetMetadata()); err != nil {
+	if err := l.f.saveSnapshot(snap.GetMetadata(), true); err != nil {
 		return err
 	}
 	if keepFrom > 1 {
@@ -334,13 +375,6 @@ func (l *raftLog) compact(index uint64, cs *pb.ConfState, keepFrom uint64) error
 		}
 		l.bytes.Add(-dropped)
 	}
-	var kept int64
-	if first, _ := l.mem.FirstIndex(); first <= index {
-		if ents, err := l.mem.Entries(first, index+1, math.MaxUint64); err == nil {
-			kept = entriesSize(ents)
-		}
-	}
-	l.kept.Store(kept)
 	return nil
 }
 

@@ -1,6 +1,10 @@
 package raftnode
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -258,4 +262,84 @@ func engineEntries(t *testing.T, db *pebble.DB) []uint64 {
 		out = append(out, idx)
 	}
 	return out
+}
+
+// A crash after an earlier version's raft log was written into the
+// write-ahead log but before the engine's copy was deleted leaves both;
+// the next load deletes the engine's copy, so it can never come back as
+// raft state (an old term and vote) if the write-ahead log went missing.
+func TestEngineCopyLeftByACrashedMoveIsDeleted(t *testing.T) {
+	db, dir := memDB(t), t.TempDir()
+	l, _, _ := testLog(t, dir, db)
+	if err := l.save(&pb.HardState{Term: proto.Uint64(5), Vote: proto.Uint64(1), Commit: proto.Uint64(3)}, ents(5, 1, 3), true); err != nil {
+		t.Fatal(err)
+	}
+	l.f.close()
+	hs, _ := proto.Marshal(&pb.HardState{Term: proto.Uint64(1), Vote: proto.Uint64(2), Commit: proto.Uint64(1)})
+	if err := db.Set(storage.HardStateKey, hs, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	r, fresh, err := testLog(t, dir, db)
+	if err != nil || fresh {
+		t.Fatalf("reload: fresh=%v err=%v", fresh, err)
+	}
+	if got, _, _ := r.mem.InitialState(); got.GetTerm() != 5 || got.GetVote() != 1 {
+		t.Fatalf("hard state %v, want the write-ahead log's (term 5, vote 1)", got)
+	}
+	if v, _ := storage.Get(db, storage.HardStateKey); v != nil {
+		t.Fatal("the engine's stale hard state is still there")
+	}
+	if v, _ := storage.Get(db, storage.RaftLogKey); v == nil {
+		t.Fatal("the engine does not record that the log exists")
+	}
+}
+
+// A --wal-dir that exists and holds something else (lost+found on a disk
+// of its own) takes the new log beside it; a stage left by a crash is
+// started over.
+func TestLogIsCreatedInAnExistingDirectory(t *testing.T) {
+	db, walDir := memDB(t), filepath.Join(t.TempDir(), "wal")
+	for _, d := range []string{filepath.Join(walDir, "lost+found"), filepath.Join(walDir, stageDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(walDir, stageDir, "0000000000000000-0000000000000000.wal"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, fresh, err := loadRaftLog(logConfig{dir: walDir, db: db})
+	if err != nil || !fresh {
+		t.Fatalf("new member: fresh=%v err=%v", fresh, err)
+	}
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(2)}, ents(1, 1, 2), true); err != nil {
+		t.Fatal(err)
+	}
+	l.f.close()
+	if _, err := os.Stat(filepath.Join(walDir, stageDir)); !os.IsNotExist(err) {
+		t.Fatalf("stage directory left behind: %v", err)
+	}
+	r, fresh, err := loadRaftLog(logConfig{dir: walDir, db: db})
+	if err != nil || fresh {
+		t.Fatalf("reload: fresh=%v err=%v", fresh, err)
+	}
+	defer r.f.close()
+	if last, _ := r.mem.LastIndex(); last != 2 {
+		t.Fatalf("reloaded log ends at %d, want 2", last)
+	}
+}
+
+// After a write fails for good, the log takes no other write: a record
+// written after a torn one would make the whole log unreadable.
+func TestFailedLogTakesNoMoreWrites(t *testing.T) {
+	l, _, _ := testLog(t, t.TempDir(), memDB(t))
+	if err := l.save(&pb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(1)}, ents(1, 1, 1), true); err != nil {
+		t.Fatal(err)
+	}
+	l.f.failed = errors.New("disk gone")
+	if err := l.save(nil, ents(1, 2, 2), true); err == nil || !strings.Contains(err.Error(), "disk gone") {
+		t.Fatalf("save on a failed log: %v, want its failure", err)
+	}
+	if err := l.compact(1, &pb.ConfState{Voters: []uint64{1}}, 1); err == nil {
+		t.Fatal("compaction on a failed log succeeded")
+	}
 }

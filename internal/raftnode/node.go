@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/notify"
+	"github.com/kvorum/kvorum/internal/storage"
 )
 
 // StateMachine is what committed entries are applied to.
@@ -178,7 +179,7 @@ type Node struct {
 
 // New loads the node's persisted state. It does not start raft; the
 // caller wires the transport (which needs the node) and then calls Start.
-func New(cfg Config) (*Node, error) {
+func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -210,10 +211,15 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.lg.Info("finished installing a snapshot interrupted by a crash")
 	}
-	l, fresh, err := loadRaftLog(logConfig{dir: WALPath(cfg.DataDir, cfg.WALDir), db: cfg.DB, meta: cfg.WALMetadata, lg: cfg.WALLogger, onDiskFull: cfg.OnDiskFull})
+	l, fresh, err := loadRaftLog(logConfig{dir: WALPath(cfg.DataDir, cfg.WALDir), db: cfg.DB, meta: cfg.WALMetadata, lg: cfg.WALLogger, onDiskFull: cfg.OnDiskFull, stop: n.stopc})
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			l.f.close() // lets go of the log's file locks
+		}
+	}()
 	l.observer = cfg.Observer
 	n.log = l
 	snap, _ := l.mem.Snapshot()
@@ -223,10 +229,17 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.snapIndex = snap.GetMetadata().GetIndex()
 	n.applied.Store(cfg.StateMachine.AppliedIndex())
-	if applied := n.applied.Load(); fresh && applied > 0 && !resumed {
-		return nil, fmt.Errorf("the state machine's storage has applied raft log entries up to %d, but there is no raft log in %s: was it deleted, or was --wal-dir changed or dropped since the last start? Start the member with the raft log it wrote", applied, l.dir)
+	hadLog, err := storage.Get(cfg.DB, storage.RaftLogKey)
+	if err != nil {
+		return nil, err
+	}
+	if applied := n.applied.Load(); fresh && (applied > 0 || hadLog != nil) && !resumed {
+		where := ""
+		if hadLog != nil {
+			where = " in " + string(hadLog)
+		}
+		return nil, fmt.Errorf("there is no raft log in %s (or one without entries), but this member wrote one%s and applied its entries up to index %d: was it deleted or damaged, or was --wal-dir changed or dropped since the last start? Start the member with the raft log it wrote, or replace the member", l.dir, where, applied)
 	} else if applied < n.snapIndex {
-		l.f.close()
 		return nil, fmt.Errorf("the state machine's storage ends at entry %d, before the raft log's compaction point %d: entries in between are lost (the data dir is damaged; restore it from a backup or replace the member)", applied, n.snapIndex)
 	}
 	// Raft reports the hard state only when it changes, so a restarted
@@ -405,6 +418,7 @@ func (n *Node) Stop() {
 		close(n.stopc)
 		if n.started() == nil {
 			close(n.donec)
+			n.log.f.close()
 			return
 		}
 		<-n.donec
@@ -506,6 +520,16 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if rd.HardState != nil && rd.HardState.GetCommit() != 0 {
 		n.commit.Store(rd.HardState.GetCommit())
 	}
+	// A new member's first raft state creates its log; nothing is applied
+	// before it exists, so a member whose log could not be created (a bad
+	// --wal-dir, a full disk) has applied nothing and starts afresh.
+	saved := false
+	if n.log.f == nil {
+		if err := n.log.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+			return err
+		}
+		saved = true
+	}
 	// Committed entries are applied while this Ready's entries are being
 	// persisted: they are durable on a quorum already, and if this member
 	// crashes first, its applied index may end up past its own log, which
@@ -520,8 +544,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if isLeader {
 		n.tr.Send(msgs)
 	}
-	if err := n.log.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
-		return err
+	if !saved {
+		if err := n.log.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+			return err
+		}
 	}
 	if !isLeader {
 		n.tr.Send(msgs)
@@ -923,13 +949,6 @@ func (n *Node) LogMemory() (bytes int64, entries uint64) {
 		entries = last - first + 1
 	}
 	return n.log.bytes.Load(), entries
-}
-
-// LogBytesSinceCompaction is the encoded size of the raft log entries
-// after the last compaction point: the writes whose state the engine may
-// not have flushed yet (a compaction point is set only behind a flush).
-func (n *Node) LogBytesSinceCompaction() int64 {
-	return max(0, n.log.bytes.Load()-n.log.kept.Load())
 }
 
 // AppliedIndex is the highest index applied to the state machine.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
 	"golang.org/x/crypto/bcrypt"
@@ -329,7 +328,7 @@ func (s *Server) bootstrapped() bool {
 // walMetadata is the metadata record of a member's raft log, as etcd
 // writes it (member and cluster ID), for tools that read etcd's logs.
 func walMetadata(member, cluster uint64) []byte {
-	v, _ := proto.Marshal(&etcdserverpb.Metadata{NodeID: proto.Uint64(member), ClusterID: proto.Uint64(cluster)})
+	v, _ := proto.Marshal(&pb.Metadata{NodeID: proto.Uint64(member), ClusterID: proto.Uint64(cluster)})
 	return v
 }
 

@@ -67,20 +67,18 @@ func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
 
 // measure reads the member's size, which is what the quota counts: the
 // state's tables on disk (keys with their retained history, leases,
-// members), and what its memtables may hold unflushed, counted as the raft
-// log entries since the last compaction point (set only behind a flush);
-// and the part of it in use, which excludes table files that compactions
-// made obsolete and that are waiting to be deleted.
+// members); and the part of it in use, which excludes table files that
+// compactions made obsolete and that are waiting to be deleted.
 //
-// The raft log's files (member/wal) do not count, as etcd's do not: they
-// are preallocated (64 MB each) and --max-wals of them are kept whatever
-// the data, so counting them could leave a small quota exceeded for good.
+// What the memtables hold counts once they are flushed: at the latest at
+// the next raft log compaction (every --snapshot-count entries), or when
+// one is full. The raft log's files (member/wal) do not count, as etcd's
+// do not: they are preallocated (64 MB each) and --max-wals of them are
+// kept whatever the data, so counting them could leave a small quota
+// exceeded for good.
 func (s *Server) measure() {
 	m := s.db.Metrics()
 	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize)
-	if s.node != nil {
-		size += s.node.LogBytesSinceCompaction()
-	}
 	s.space.size.Store(size)
 	s.space.inUse.Store(max(0, size-int64(m.Table.ObsoleteSize+m.Table.ZombieSize)))
 }

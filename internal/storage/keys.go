@@ -81,6 +81,11 @@ var (
 	// PendingSnapshotKey marks a raft snapshot that is being installed; its
 	// value names the file holding the snapshot data. See raftnode.
 	PendingSnapshotKey = []byte{prefixRaft, 'p'}
+	// RaftLogKey records that this member's raft log was created (in
+	// raftnode.WALDir or --wal-dir, named in the value): a member whose
+	// engine holds it but whose log is gone must not start with an empty
+	// raft state (it could vote twice in a term).
+	RaftLogKey = []byte{prefixRaft, 'w'}
 )
 
 func metaKey(name string) []byte { return append([]byte{prefixMeta}, name...) }
