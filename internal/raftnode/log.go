@@ -22,7 +22,7 @@ import (
 // the part since the last compaction point in a raft.MemoryStorage, which
 // raft reads from.
 type raftLog struct {
-	f  *walFile // nil until a new member saves its first raft state
+	f  *walFile   // nil until a new member saves its first raft state
 	db *pebble.DB // the engine, which records that the log exists (storage.RaftLogKey)
 	// created is closed once f is set.
 	created chan struct{}

@@ -65,10 +65,13 @@ func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
 	return sp
 }
 
-// measure reads the member's size, which is what the quota counts: the
-// state's tables on disk (keys with their retained history, leases,
-// members); and the part of it in use, which excludes table files that
-// compactions made obsolete and that are waiting to be deleted.
+// measure reads the member's size: every file of the state's engine on
+// disk (what Status reports as the DB size), and the part in use, the live
+// tables (keys with their retained history, leases, members), which is
+// what the quota counts. The rest are tables that compactions made
+// obsolete, deleted moments later (or once a reader that still uses them
+// is done): counting them, a delete, compaction and defrag could leave the
+// quota exceeded for a while after the space was given back.
 //
 // What the memtables hold counts once they are flushed: at the latest at
 // the next raft log compaction (every --snapshot-count entries), or when
@@ -80,7 +83,7 @@ func (s *Server) measure() {
 	m := s.db.Metrics()
 	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize)
 	s.space.size.Store(size)
-	s.space.inUse.Store(max(0, size-int64(m.Table.ObsoleteSize+m.Table.ZombieSize)))
+	s.space.inUse.Store(int64(m.Table.Local.LiveSize + m.BlobFiles.Local.LiveSize))
 }
 
 // runSpaceMonitor measures the engine's size until the server stops.
@@ -109,11 +112,11 @@ func (s *Server) AllowGrowth(cost int) error {
 		s.changeAlarm(pb.AlarmRequest_ACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
 		return alarm.ErrNoSpace
 	}
-	if s.space.quota == 0 || s.space.size.Load()+int64(cost) <= s.space.quota {
+	if s.space.quota == 0 || s.space.inUse.Load()+int64(cost) <= s.space.quota {
 		return nil
 	}
 	s.markDiskAlarm(false) // this one stays until disarmed, as in etcd
-	s.lg.Warn("space quota exceeded; raising the NOSPACE alarm", "quota-bytes", s.space.quota, "size-bytes", s.space.size.Load())
+	s.lg.Warn("space quota exceeded; raising the NOSPACE alarm", "quota-bytes", s.space.quota, "size-in-use-bytes", s.space.inUse.Load())
 	s.raiseAlarm(pb.AlarmType_NOSPACE, s.memberID)
 	return alarm.ErrNoSpace
 }
@@ -234,7 +237,7 @@ func (s *Server) checkDisk() {
 		s.lg.Info("free disk space is sufficient again", "path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom)
 	}
 	if !low && s.space.raisedForDisk.Load() && s.ownAlarm(pb.AlarmType_NOSPACE) &&
-		(s.space.quota == 0 || s.space.size.Load() < s.space.quota) {
+		(s.space.quota == 0 || s.space.inUse.Load() < s.space.quota) {
 		s.changeAlarm(pb.AlarmRequest_DEACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
 	}
 }
@@ -390,6 +393,19 @@ func (s *Server) Defragment(ctx context.Context) error {
 		return err
 	}
 	before := s.space.size.Load()
+	// The compaction's input tables are deleted in the background: wait
+	// a little for them, so the size reported afterwards (as etcd's, after
+	// its file was rewritten) is the space the member really holds.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		if m := s.db.Metrics(); m.Table.Local.ObsoleteSize == 0 && m.Table.Local.ZombieSize == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	s.measure()
 	s.lg.Info("defragmented", "took", time.Since(start).String(), "size-before-bytes", before, "size-after-bytes", s.space.size.Load())
 	return nil

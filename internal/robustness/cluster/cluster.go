@@ -451,8 +451,53 @@ func (m *Member) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Pause stops the process with SIGSTOP.
-func (m *Member) Pause() error { return m.signal(syscall.SIGSTOP, true) }
+// Pause stops the process with SIGSTOP and returns once every thread of
+// it has stopped: the signal is delivered asynchronously, and a member
+// still running for a moment could finish a request the caller meant to
+// reach a paused one.
+func (m *Member) Pause() error {
+	if err := m.signal(syscall.SIGSTOP, true); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.proc == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	pid := m.proc.cmd.Process.Pid
+	m.mu.Unlock()
+	for deadline := time.Now().Add(2 * time.Second); !allStopped(pid); {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: threads still running 2s after SIGSTOP", m.Name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// allStopped reports whether every thread of process pid is stopped
+// (state T or t in /proc/PID/task/TID/stat), or the process is gone.
+func allStopped(pid int) bool {
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(stats) == 0 {
+		return true
+	}
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread ended
+		}
+		// The state follows the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			continue
+		}
+		if st := b[i+2]; st != 'T' && st != 't' && st != 'Z' && st != 'X' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused process with SIGCONT.
 func (m *Member) Resume() error { return m.signal(syscall.SIGCONT, false) }
