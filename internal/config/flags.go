@@ -79,7 +79,7 @@ var options = []option{
 			c.SnapshotCount = n
 			return err
 		}},
-	{"max-wals", kindUint, "5", "Maximum number of raft log (WAL) files to retain (0 is unlimited); only files wholly before the last compaction point are removed.",
+	{"max-wals", kindUint, "5", "0 keeps every raft log (WAL) file; any other value removes each file once it is wholly before the last compaction point (etcd keeps this many of them).",
 		func(c *Config, v string) error {
 			n, err := parseUint(v, 32)
 			c.MaxWALs = uint(n)

@@ -81,9 +81,9 @@ type Config struct {
 	// wal package reports (slow syncs, new files; nil: nothing).
 	WALMetadata []byte
 	WALLogger   *zap.Logger
-	// MaxWALs is how many write-ahead log files are kept at most, as
-	// etcd's --max-wals (0: every one). Only files wholly before the last
-	// compaction point are ever removed.
+	// MaxWALs is etcd's --max-wals: 0 keeps every write-ahead log file;
+	// otherwise the files wholly before the last compaction point are
+	// removed (etcd keeps MaxWALs of them; see purgeWAL).
 	MaxWALs uint
 	// OnDiskFull, if set, waits until the disk has room again; a raft log
 	// write that found the disk full is retried once after it.
@@ -429,8 +429,12 @@ func (n *Node) Stop() {
 	})
 }
 
-// purgeWAL removes write-ahead log files beyond MaxWALs that the log has
-// let go of (see raftLog.compact), as etcd does, until the node stops.
+// purgeWAL removes the write-ahead log files the log has let go of (the
+// ones wholly before the last compaction point; see raftLog.compact) until
+// the node stops, unless MaxWALs is 0. etcd keeps up to MaxWALs of them;
+// a member never reads them again, and a restart reads every file left
+// (wal.ValidSnapshotEntries): at 1M keys, keeping five took a restart from
+// 0.66 to 1.2 s.
 func (n *Node) purgeWAL() {
 	if n.cfg.MaxWALs == 0 {
 		return
@@ -444,7 +448,9 @@ func (n *Node) purgeWAL() {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	done, errc := fileutil.PurgeFileWithDoneNotify(lg, n.log.dir, ".wal", n.cfg.MaxWALs, walPurgeInterval, n.stopc)
+	// With a limit of one, every file whose lock the log released goes
+	// (the purge stops at the first file still locked).
+	done, errc := fileutil.PurgeFileWithDoneNotify(lg, n.log.dir, ".wal", 1, walPurgeInterval, n.stopc)
 	select {
 	case err := <-errc:
 		n.lg.Warn("removing old raft log files failed; they stay on disk", "dir", n.log.dir, "err", err)
