@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -71,25 +72,28 @@ func loadRaftLog(c logConfig) (l *raftLog, fresh bool, err error) {
 		c.lg = zap.NewNop()
 	}
 	l = &raftLog{db: c.db, dir: c.dir, meta: c.meta, lg: c.lg, onDiskFull: c.onDiskFull, stop: c.stop, mem: raft.NewMemoryStorage(), created: make(chan struct{})}
-	if wal.Exist(l.dir) {
+	inEngine, err := engineHoldsLog(c.db)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case wal.Exist(l.dir) && inEngine:
 		// A crash while an earlier version's log moved out of the engine
 		// left the engine's copy: it must not come back later as raft
 		// state (an old term and vote) if this log went missing.
-		if v, err := storage.Get(c.db, storage.HardStateKey); err != nil {
+		if err := retireEngineLog(c.db, l.dir); err != nil {
 			return nil, false, err
-		} else if v != nil {
-			if err := deleteEngineLog(c.db, l.dir); err != nil {
-				return nil, false, err
-			}
 		}
-	} else {
-		old, fresh, err := loadEngineLog(c.db)
-		if err != nil || fresh {
-			return l, fresh, err
+	case !wal.Exist(l.dir) && inEngine:
+		old, err := loadEngineLog(c.db)
+		if err != nil {
+			return nil, false, err
 		}
 		if err := moveEngineLog(c, l.dir, old); err != nil {
 			return nil, false, err
 		}
+	case !wal.Exist(l.dir):
+		return l, true, nil
 	}
 	f, hs, ents, err := openWAL(l.dir, l.meta, l.lg)
 	if err != nil {
@@ -107,10 +111,7 @@ func loadRaftLog(c logConfig) (l *raftLog, fresh bool, err error) {
 	if v, err := storage.Get(c.db, storage.RaftLogKey); err != nil {
 		return nil, false, err
 	} else if v == nil { // a crash came right after the log was created
-		if err := c.db.Set(storage.RaftLogKey, []byte(l.dir), pebble.NoSync); err != nil {
-			return nil, false, err
-		}
-		if err := c.db.Flush(); err != nil {
+		if err := retireEngineLog(c.db, l.dir); err != nil {
 			return nil, false, err
 		}
 	}
@@ -158,22 +159,38 @@ func moveEngineLog(c logConfig, dir string, old *raftLog) error {
 	if err := f.close(); err != nil {
 		return err
 	}
-	return deleteEngineLog(c.db, dir)
+	return retireEngineLog(c.db, dir)
 }
 
-// deleteEngineLog deletes the raft log an earlier version kept in the
-// engine, recording in the same write that the log now lives in dir, and
-// makes that durable.
-func deleteEngineLog(db *pebble.DB, dir string) error {
+// engineHoldsLog reports whether the engine holds a raft log an earlier
+// version kept there.
+func engineHoldsLog(db *pebble.DB) (bool, error) {
+	hs, err := storage.Get(db, storage.HardStateKey)
+	if err != nil {
+		return false, err
+	}
+	meta, err := storage.Get(db, storage.SnapshotMetaKey)
+	if err != nil {
+		return false, err
+	}
+	return meta != nil || hs != nil && !bytes.Equal(hs, storage.LogMovedHardState), nil
+}
+
+// retireEngineLog records in the engine, durably, that the raft log lives
+// in dir: it deletes any raft log an earlier version kept there, and puts
+// storage.LogMovedHardState where such a version looks for its hard state,
+// so that it refuses the data dir.
+func retireEngineLog(db *pebble.DB, dir string) error {
 	b := db.NewBatch()
 	defer b.Close()
 	if err := b.DeleteRange(storage.EntryKey(0), storage.EntryKey(math.MaxUint64), nil); err != nil {
 		return err
 	}
-	for _, k := range [][]byte{storage.HardStateKey, storage.SnapshotMetaKey} {
-		if err := b.Delete(k, nil); err != nil {
-			return err
-		}
+	if err := b.Delete(storage.SnapshotMetaKey, nil); err != nil {
+		return err
+	}
+	if err := b.Set(storage.HardStateKey, storage.LogMovedHardState, nil); err != nil {
+		return err
 	}
 	if err := b.Set(storage.RaftLogKey, []byte(dir), nil); err != nil {
 		return err
@@ -184,28 +201,25 @@ func deleteEngineLog(db *pebble.DB, dir string) error {
 	return db.Flush()
 }
 
-// loadEngineLog reads the raft log an earlier version kept in the engine.
-// fresh reports that the engine holds none.
-func loadEngineLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
+// loadEngineLog reads the raft log an earlier version kept in the engine
+// (engineHoldsLog).
+func loadEngineLog(db *pebble.DB) (l *raftLog, err error) {
 	l = &raftLog{mem: raft.NewMemoryStorage()}
 	hsBytes, err := storage.Get(db, storage.HardStateKey)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	metaBytes, err := storage.Get(db, storage.SnapshotMetaKey)
 	if err != nil {
-		return nil, false, err
-	}
-	if hsBytes == nil && metaBytes == nil {
-		return l, true, nil
+		return nil, err
 	}
 	if metaBytes != nil {
 		meta := &pb.SnapshotMetadata{}
 		if err := proto.Unmarshal(metaBytes, meta); err != nil {
-			return nil, false, fmt.Errorf("raft snapshot metadata is corrupt: %w", err)
+			return nil, fmt.Errorf("raft snapshot metadata is corrupt: %w", err)
 		}
 		if err := l.mem.ApplySnapshot(&pb.Snapshot{Metadata: meta}); err != nil {
-			return nil, false, fmt.Errorf("load raft snapshot metadata: %w", err)
+			return nil, fmt.Errorf("load raft snapshot metadata: %w", err)
 		}
 		l.last = meta.GetIndex()
 	}
@@ -215,40 +229,40 @@ func loadEngineLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
 		UpperBound: storage.EntryKey(^uint64(0)),
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer iter.Close()
 	var ents []*pb.Entry
 	for iter.First(); iter.Valid(); iter.Next() {
 		idx, err := storage.EntryKeyIndex(iter.Key())
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		e := &pb.Entry{}
 		if err := proto.Unmarshal(iter.Value(), e); err != nil {
-			return nil, false, fmt.Errorf("raft log entry %d is corrupt: %w", idx, err)
+			return nil, fmt.Errorf("raft log entry %d is corrupt: %w", idx, err)
 		}
 		if e.GetIndex() != idx || (len(ents) > 0 && idx != ents[len(ents)-1].GetIndex()+1) {
-			return nil, false, fmt.Errorf("raft log is corrupt: entry key %d holds index %d", idx, e.GetIndex())
+			return nil, fmt.Errorf("raft log is corrupt: entry key %d holds index %d", idx, e.GetIndex())
 		}
 		ents = append(ents, e)
 	}
 	if err := iter.Error(); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if len(ents) > 0 {
 		if ents[0].GetIndex() != first {
-			return nil, false, fmt.Errorf("raft log is corrupt: first entry %d, expected %d", ents[0].GetIndex(), first)
+			return nil, fmt.Errorf("raft log is corrupt: first entry %d, expected %d", ents[0].GetIndex(), first)
 		}
 		if err := l.mem.Append(ents); err != nil {
-			return nil, false, fmt.Errorf("load raft log: %w", err)
+			return nil, fmt.Errorf("load raft log: %w", err)
 		}
 		l.last = ents[len(ents)-1].GetIndex()
 	}
 	if hsBytes != nil {
 		hs := &pb.HardState{}
 		if err := proto.Unmarshal(hsBytes, hs); err != nil {
-			return nil, false, fmt.Errorf("raft hard state is corrupt: %w", err)
+			return nil, fmt.Errorf("raft hard state is corrupt: %w", err)
 		}
 		if snap, _ := l.mem.Snapshot(); hs.GetCommit() < snap.GetMetadata().GetIndex() {
 			// Written by a version that could compact past the stored
@@ -257,10 +271,10 @@ func loadEngineLog(db *pebble.DB) (l *raftLog, fresh bool, err error) {
 			hs.Commit = proto.Uint64(snap.GetMetadata().GetIndex())
 		}
 		if err := l.mem.SetHardState(hs); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	}
-	return l, false, nil
+	return l, nil
 }
 
 // save persists hard state and entries (a later entry replaces an earlier
@@ -324,10 +338,7 @@ func (l *raftLog) create(meta *pb.SnapshotMetadata, hs *pb.HardState, ents []*pb
 	close(l.created)
 	// The engine records that the log exists, durably: from now on a
 	// start that finds no log refuses instead of beginning an empty one.
-	if err := l.db.Set(storage.RaftLogKey, []byte(l.dir), pebble.NoSync); err != nil {
-		return err
-	}
-	return l.db.Flush()
+	return retireEngineLog(l.db, l.dir)
 }
 
 // applySnapshot records an installed snapshot (whose state is durable

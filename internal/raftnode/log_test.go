@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -201,10 +202,16 @@ func TestEngineRaftLogMovesIntoTheWriteAheadLog(t *testing.T) {
 	if got := engineEntries(t, db); len(got) != 0 {
 		t.Fatalf("engine still holds raft entries %v", got)
 	}
-	for _, k := range [][]byte{storage.HardStateKey, storage.SnapshotMetaKey} {
-		if v, _ := storage.Get(db, k); v != nil {
-			t.Fatalf("engine still holds %q", k)
-		}
+	if v, _ := storage.Get(db, storage.SnapshotMetaKey); v != nil {
+		t.Fatal("engine still holds the compaction point")
+	}
+	// Where a build from before the move looks for its hard state, it
+	// finds something it cannot parse, and refuses the data dir.
+	if v, _ := storage.Get(db, storage.HardStateKey); !bytes.Equal(v, storage.LogMovedHardState) {
+		t.Fatalf("engine's hard state key holds %q, want the moved marker", v)
+	}
+	if err := proto.Unmarshal(storage.LogMovedHardState, &pb.HardState{}); err == nil {
+		t.Fatal("the moved marker parses as a hard state: an older build would start on it")
 	}
 	r, fresh, err := testLog(t, dir, db) // now from the write-ahead log alone
 	if err != nil || fresh {
@@ -242,6 +249,9 @@ func TestWriteAheadLogAppearsWithTheFirstState(t *testing.T) {
 	}
 	if ok, _ := Bootstrapped(WALPath(dir, ""), db); !ok {
 		t.Fatal("not Bootstrapped after the first save")
+	}
+	if v, _ := storage.Get(db, storage.HardStateKey); !bytes.Equal(v, storage.LogMovedHardState) {
+		t.Fatalf("a new member's engine does not turn older builds away: hard state key holds %q", v)
 	}
 }
 
@@ -286,8 +296,8 @@ func TestEngineCopyLeftByACrashedMoveIsDeleted(t *testing.T) {
 	if got, _, _ := r.mem.InitialState(); got.GetTerm() != 5 || got.GetVote() != 1 {
 		t.Fatalf("hard state %v, want the write-ahead log's (term 5, vote 1)", got)
 	}
-	if v, _ := storage.Get(db, storage.HardStateKey); v != nil {
-		t.Fatal("the engine's stale hard state is still there")
+	if v, _ := storage.Get(db, storage.HardStateKey); !bytes.Equal(v, storage.LogMovedHardState) {
+		t.Fatalf("the engine's stale hard state is still there: %q", v)
 	}
 	if v, _ := storage.Get(db, storage.RaftLogKey); v == nil {
 		t.Fatal("the engine does not record that the log exists")

@@ -18,8 +18,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/kvorum/kvorum/internal/storage"
 )
 
 // WALDir is where a member keeps its raft log and hard state, under its
@@ -47,8 +45,7 @@ func Bootstrapped(dir string, db *pebble.DB) (bool, error) {
 	if wal.Exist(dir) {
 		return true, nil
 	}
-	v, err := storage.Get(db, storage.HardStateKey)
-	return v != nil, err
+	return engineHoldsLog(db)
 }
 
 // stageDir is where a new write-ahead log is written before its files

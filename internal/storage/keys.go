@@ -86,6 +86,12 @@ var (
 	// engine holds it but whose log is gone must not start with an empty
 	// raft state (it could vote twice in a term).
 	RaftLogKey = []byte{prefixRaft, 'w'}
+	// LogMovedHardState is what HardStateKey holds once the raft log lives
+	// in its write-ahead log: not a hard state, so that a build from before
+	// the move, which reads the raft log from the engine, refuses the data
+	// dir ("raft hard state is corrupt") instead of starting a new raft log
+	// on top of the applied state.
+	LogMovedHardState = []byte("\xffthe raft log moved to its write-ahead log (member/wal or --wal-dir): this data dir needs a Kvorum build from 2026-12-06 or later")
 )
 
 func metaKey(name string) []byte { return append([]byte{prefixMeta}, name...) }
