@@ -66,11 +66,12 @@ func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
 }
 
 // measure reads the member's size: every file of the state's engine on
-// disk (what Status reports as the DB size), and the part in use, the live
-// tables (keys with their retained history, leases, members), which is
-// what the quota counts. The rest are tables that compactions made
-// obsolete, deleted moments later (or once a reader that still uses them
-// is done): counting them, a delete, compaction and defrag could leave the
+// disk (what Status reports as the DB size), and the part in use, which is
+// what the quota counts: the live tables (keys with their retained
+// history, leases, members) and the engine's small bookkeeping files, not
+// the tables that compactions replaced (deleted moments later, or once a
+// reader that still uses them is done) nor a compaction's output being
+// written. Counting those, a delete, compaction and defrag could leave the
 // quota exceeded for a while after the space was given back.
 //
 // What the memtables hold counts once they are flushed: at the latest at
@@ -83,7 +84,8 @@ func (s *Server) measure() {
 	m := s.db.Metrics()
 	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize)
 	s.space.size.Store(size)
-	s.space.inUse.Store(int64(m.Table.Local.LiveSize + m.BlobFiles.Local.LiveSize))
+	replaced := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize + m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize
+	s.space.inUse.Store(max(0, size-int64(replaced)-m.Compact.InProgressBytes))
 }
 
 // runSpaceMonitor measures the engine's size until the server stops.
