@@ -97,11 +97,22 @@ func New(cfg Config) (*slog.Logger, func(), error) {
 // zapgrpc/zapgrpc.go); gRPC's informational chatter is dropped. ok is false
 // if lg was not made by New.
 func GRPCLogger(lg *slog.Logger) (_ grpclog.LoggerV2, ok bool) {
+	zl, ok := ZapLogger(lg)
+	if !ok {
+		return nil, false
+	}
+	return zapgrpc.NewLogger(zl.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))), true
+}
+
+// ZapLogger returns a zap logger writing lines of lg, for libraries that
+// log through zap (etcd's wal package: "slow fdatasync", new segments), so
+// their lines keep etcd's shape. ok is false if lg was not made by New.
+func ZapLogger(lg *slog.Logger) (_ *zap.Logger, ok bool) {
 	h, ok := lg.Handler().(*Handler)
 	if !ok {
 		return nil, false
 	}
-	return zapgrpc.NewLogger(zap.New(h.core, zap.AddCaller(), zap.IncreaseLevel(zapcore.WarnLevel))), true
+	return zap.New(h.core, zap.AddCaller()), true
 }
 
 func dedup(paths []string) []string {

@@ -165,15 +165,18 @@ func moveEngineLog(c logConfig, dir string, old *raftLog) error {
 // engineHoldsLog reports whether the engine holds a raft log an earlier
 // version kept there.
 func engineHoldsLog(db *pebble.DB) (bool, error) {
-	hs, err := storage.Get(db, storage.HardStateKey)
-	if err != nil {
-		return false, err
+	hs, meta, err := engineLogState(db)
+	return meta != nil || hs != nil && !bytes.Equal(hs, storage.LogMovedHardState), err
+}
+
+// engineLogState reads the hard state and compaction point an earlier
+// version kept in the engine (nil where there is none).
+func engineLogState(db *pebble.DB) (hs, meta []byte, err error) {
+	if hs, err = storage.Get(db, storage.HardStateKey); err != nil {
+		return nil, nil, err
 	}
-	meta, err := storage.Get(db, storage.SnapshotMetaKey)
-	if err != nil {
-		return false, err
-	}
-	return meta != nil || hs != nil && !bytes.Equal(hs, storage.LogMovedHardState), nil
+	meta, err = storage.Get(db, storage.SnapshotMetaKey)
+	return hs, meta, err
 }
 
 // retireEngineLog records in the engine, durably, that the raft log lives
@@ -205,11 +208,7 @@ func retireEngineLog(db *pebble.DB, dir string) error {
 // (engineHoldsLog).
 func loadEngineLog(db *pebble.DB) (l *raftLog, err error) {
 	l = &raftLog{mem: raft.NewMemoryStorage()}
-	hsBytes, err := storage.Get(db, storage.HardStateKey)
-	if err != nil {
-		return nil, err
-	}
-	metaBytes, err := storage.Get(db, storage.SnapshotMetaKey)
+	hsBytes, metaBytes, err := engineLogState(db)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
+	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/protobuf/proto"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/kvorum/kvorum/internal/apply"
 	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/lease"
+	"github.com/kvorum/kvorum/internal/logging"
 	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/membudget"
 	"github.com/kvorum/kvorum/internal/metrics"
@@ -267,6 +269,7 @@ func (s *Server) open() error {
 		WALDir:         cfg.WALDir,
 		DB:             s.db,
 		WALMetadata:    walMetadata(s.memberID, s.clusterID),
+		WALLogger:      walLogger(s.lg),
 		MaxWALs:        cfg.MaxWALs,
 		OnDiskFull:     s.onEngineDiskFull,
 		StateMachine:   &stateMachine{s: s},
@@ -323,6 +326,15 @@ func (s *Server) open() error {
 func (s *Server) bootstrapped() bool {
 	ok, err := raftnode.Bootstrapped(raftnode.WALPath(s.cfg.DataDir, s.cfg.WALDir), s.db)
 	return err != nil || ok
+}
+
+// walLogger is the logger of the raft log's wal package: the member's
+// log, or nothing if it was not made by logging.New (tests).
+func walLogger(lg *slog.Logger) *zap.Logger {
+	if zl, ok := logging.ZapLogger(lg); ok {
+		return zl
+	}
+	return zap.NewNop()
 }
 
 // walMetadata is the metadata record of a member's raft log, as etcd

@@ -105,11 +105,7 @@ func TestBadInputRefusesToStart(t *testing.T) {
 			name: "truncated MANIFEST",
 			args: func(t *testing.T) []string {
 				dir := usedDataDir(t)
-				ms, _ := filepath.Glob(filepath.Join(dir, "member", "db", "MANIFEST-*"))
-				if len(ms) == 0 {
-					t.Fatalf("no Pebble MANIFEST in %s", dir)
-				}
-				for _, m := range ms {
+				for _, m := range filesIn(t, dir, "member/db/MANIFEST-*") {
 					if err := os.Truncate(m, 3); err != nil {
 						t.Fatal(err)
 					}
@@ -138,11 +134,7 @@ func TestBadInputRefusesToStart(t *testing.T) {
 			name: "garbage in the raft log",
 			args: func(t *testing.T) []string {
 				dir := usedDataDir(t)
-				files, _ := filepath.Glob(filepath.Join(dir, "member", "wal", "*.wal"))
-				if len(files) == 0 {
-					t.Fatalf("no raft log files in %s", dir)
-				}
-				for _, f := range files {
+				for _, f := range filesIn(t, dir, "member/wal/*.wal") {
 					if err := os.WriteFile(f, bytes.Repeat([]byte("garbage!"), 512), 0o644); err != nil {
 						t.Fatal(err)
 					}
@@ -225,6 +217,17 @@ func TestBadInputRefusesToStart(t *testing.T) {
 			t.Logf("%s", human[0])
 		})
 	}
+}
+
+// filesIn lists the files of dataDir matching pattern, failing the test
+// if there are none (the case would test nothing).
+func filesIn(t *testing.T, dataDir, pattern string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dataDir, pattern))
+	if len(files) == 0 {
+		t.Fatalf("no %s in %s", pattern, dataDir)
+	}
+	return files
 }
 
 // runFor runs bin and returns its output; a process still running after d is
