@@ -67,10 +67,10 @@ func (b Budget) MemTableBytes() int64 { return b.MemTable * int64(b.MemTables+1)
 //	memtables      3 × 1/16 (2 in use, 1 kept for reuse)
 //	latest cache   1/32
 //	key filter     1/16
-//	watch buffer   1/32
+//	watch buffer   1/64
 //	raft log       1/8
 //
-// That is 9/16 of the budget for things that are allocated as they fill
+// That is 35/64 of the budget for things that are allocated as they fill
 // (a member that is mostly idle uses far less). The rest is headroom for
 // the Go heap: gRPC buffers, requests in flight and the garbage
 // collector's own slack.
@@ -85,7 +85,7 @@ func Split(total int64) Budget {
 		MemTables:   2,
 		LatestCache: total / 32,
 		KeyFilter:   total / 16,
-		WatchRecent: total / 32,
+		WatchRecent: total / 64,
 		RaftLog:     total / 8,
 	}
 	b.GoLimit = total

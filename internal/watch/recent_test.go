@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"runtime"
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -63,4 +64,45 @@ func TestRecentKeepsTheLatestRevisionsWithinItsBytes(t *testing.T) {
 		t.Fatalf("800 revisions added to a warm buffer allocated %v times", allocs)
 	}
 	check(rev)
+}
+
+// What the recent buffer counts is what it holds on the heap: filled far
+// past its budget with events as the server makes them (key and value
+// decoded into allocations of their own, every other one with its previous
+// version), the bytes it reports are within a fifth of the heap it keeps
+// alive.
+func TestEventSizeIsTheHeapAChangeHolds(t *testing.T) {
+	const budget = 4 << 20
+	alloc := func(n int, c byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = c
+		}
+		return b
+	}
+	sizes := []int{16, 100, 256, 1000}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := &recent{max: budget}
+	r.reset(0)
+	for rev := int64(1); rev <= 40000; rev++ {
+		ev := &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: alloc(16, 'k'), Value: alloc(sizes[rev%4], 'v'), ModRevision: rev}}
+		if rev%2 == 0 {
+			ev.PrevKv = &mvccpb.KeyValue{Key: alloc(16, 'k'), Value: alloc(sizes[(rev+1)%4], 'p'), ModRevision: rev - 1}
+		}
+		r.add(rev-1, rev, wrap([]*mvccpb.Event{ev}))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	counted := r.bytes
+	runtime.KeepAlive(r)
+	if counted > budget {
+		t.Fatalf("the buffer counts %d bytes, over its budget of %d", counted, budget)
+	}
+	t.Logf("counted %d bytes, holds %d on the heap", counted, held)
+	if ratio := float64(counted) / float64(held); ratio < 0.8 || ratio > 1.25 {
+		t.Fatalf("the buffer counts %d bytes and holds %d on the heap (%.2f of it), want within 0.8–1.25", counted, held, ratio)
+	}
 }
