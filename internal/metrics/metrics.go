@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -135,10 +137,30 @@ func New(level Level) *Metrics {
 	return m
 }
 
-// Handler serves the registry in Prometheus' text format.
+// Handler serves the registry in Prometheus' text format, with the
+// series etcd's wal package keeps itself (see walSeries).
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	all := prometheus.Gatherers{m.reg, walSeries}
+	return promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(all, promhttp.HandlerOpts{Registry: m.reg}))
 }
+
+// walSeries gathers etcd_disk_wal_write_bytes_total, which etcd's wal
+// package (the raft log's writer) counts in Prometheus' default registry
+// as it encodes records: the same count as etcd's, for the whole process
+// (one member per process, except in tests). The package's fsync histogram
+// is not taken from there: the member's own etcd_disk_wal_fsync_duration_seconds
+// times each synced write of its log.
+// What else is in the default registry is no concern of the member's, nor
+// are its errors: a family that could not be gathered is simply left out.
+var walSeries = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+	fams, _ := prometheus.DefaultGatherer.Gather()
+	for _, f := range fams {
+		if f.GetName() == "etcd_disk_wal_write_bytes_total" {
+			return []*dto.MetricFamily{f}, nil
+		}
+	}
+	return nil, nil
+})
 
 // Registry is the member's registry, for tests and additional collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

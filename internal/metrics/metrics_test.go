@@ -304,6 +304,12 @@ func TestMetricsMove(t *testing.T) {
 			t.Errorf("%s: %s grew by %v bytes after %d puts", leader.Name, name, d, puts)
 		}
 	}
+	// The raft log's writer counts what it wrote: each put's entry, on
+	// every member (all three count into one series here, as they run in
+	// one process).
+	if d := value(t, afterPuts, "etcd_disk_wal_write_bytes_total") - value(t, before[leader.Name], "etcd_disk_wal_write_bytes_total"); d < 20*puts {
+		t.Errorf("%s: etcd_disk_wal_write_bytes_total grew by %v bytes after %d puts", leader.Name, d, puts)
+	}
 	c.WaitApplied(10 * time.Second)
 	for _, m := range c.Members {
 		after := scrape(t, m.ClientURL)
