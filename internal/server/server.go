@@ -202,12 +202,18 @@ func New(cfg Config) (*Server, error) {
 		engine.Close()
 		return nil, err
 	}
-	if free, err := reserve.Free(); err == nil && free >= reserve.Size+engine.WriteHeadroom() {
+	s.space = newSpace(cfg.QuotaBackendBytes, reserve)
+	logDir := raftnode.WALPath(cfg.DataDir, cfg.WALDir)
+	if same, err := storage.SameFileSystem(cfg.DataDir, logDir); err != nil {
+		s.lg.Warn("cannot tell whether the raft log shares the data dir's file system; watching only the data dir's free space", "path", logDir, "err", err)
+	} else if !same {
+		s.space.logApart = logDir
+	}
+	if free, err := reserve.Free(); err == nil && free >= reserve.Size+s.headroom() {
 		if err := reserve.Take(); err != nil {
 			s.lg.Warn("could not take the disk reserve", "err", err)
 		}
 	}
-	s.space = newSpace(cfg.QuotaBackendBytes, reserve)
 	s.reserve.Store(reserve)
 	s.renewals = newRenewBatcher(s)
 	if err := s.open(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/storage/wal"
 
 	"github.com/kvorum/kvorum/internal/alarm"
 	"github.com/kvorum/kvorum/internal/storage"
@@ -46,6 +47,11 @@ type space struct {
 	// across restarts; markMu orders changes of the two.
 	raisedForDisk atomic.Bool
 	markMu        sync.Mutex
+
+	// logApart is the raft log's directory when --wal-dir puts it on
+	// another file system than the data dir's ("" otherwise): that file
+	// system's free space is watched too.
+	logApart string
 
 	// disk tells whether someone besides the member is filling the disk;
 	// only the space monitor's goroutine uses it and waitedForOthers.
@@ -186,7 +192,7 @@ func (s *Server) checkDisk() {
 	if err != nil {
 		return
 	}
-	headroom := s.engine.WriteHeadroom()
+	headroom := s.headroom()
 	held := r.Held()
 	// Whether someone else is filling the disk matters only near the
 	// release point; the member's files are counted (a walk of its data
@@ -225,12 +231,16 @@ func (s *Server) checkDisk() {
 	}
 	s.space.free.Store(free)
 	wasLow := s.space.diskLow.Load()
-	low := !held || free < headroom || wasLow && free < headroom+headroom/8
+	logShort, logFree := s.raftLogShort(wasLow)
+	low := !held || free < headroom || wasLow && free < headroom+headroom/8 || logShort
 	s.space.diskLow.Store(low)
 	switch {
 	case low && !wasLow:
-		s.lg.Warn("free disk space is short; refusing writes that grow the store and raising the NOSPACE alarm",
-			"path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom, "reserve-bytes", r.Size, "reserve-held", held)
+		fields := []any{"path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom, "reserve-bytes", r.Size, "reserve-held", held}
+		if s.space.logApart != "" {
+			fields = append(fields, "raft-log-path", s.space.logApart, "raft-log-free-bytes", logFree, "raft-log-needed-bytes", int64(wal.SegmentSizeBytes))
+		}
+		s.lg.Warn("free disk space is short; refusing writes that grow the store and raising the NOSPACE alarm", fields...)
 		if !s.ownAlarm(pb.AlarmType_NOSPACE) {
 			s.markDiskAlarm(true) // not when the quota raised it before: that one stays until disarmed
 		}
@@ -242,6 +252,36 @@ func (s *Server) checkDisk() {
 		(s.space.quota == 0 || s.space.inUse.Load() < s.space.quota) {
 		s.changeAlarm(pb.AlarmRequest_DEACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
 	}
+}
+
+// headroom is the free space the data dir's file system must keep for the
+// member to go on taking writes: the engine's (Engine.WriteHeadroom) and,
+// unless --wal-dir put the raft log on another file system, room for the
+// log's next file (wal.SegmentSizeBytes, 64 MB, which the wal package
+// allocates before it is needed).
+func (s *Server) headroom() int64 {
+	h := s.engine.WriteHeadroom()
+	if s.space.logApart == "" {
+		h += wal.SegmentSizeBytes
+	}
+	return h
+}
+
+// raftLogShort tells whether the raft log's own file system (--wal-dir on
+// another one) lacks room for the log's next file, and what it has free.
+// Once short, it stays so until an eighth more is free. It is never short
+// when the log shares the data dir's file system (headroom counts it
+// there) or when its free space cannot be read.
+func (s *Server) raftLogShort(wasLow bool) (short bool, free int64) {
+	if s.space.logApart == "" {
+		return false, 0
+	}
+	free, err := storage.FreeBytes(s.space.logApart)
+	if err != nil {
+		return false, 0
+	}
+	need := int64(wal.SegmentSizeBytes)
+	return free < need || wasLow && free < need+need/8, free
 }
 
 // diskWriteGate is the free space the engine's disk-full handler waits

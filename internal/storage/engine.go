@@ -10,7 +10,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"go.etcd.io/etcd/server/v3/storage/wal"
 
 	"github.com/kvorum/kvorum/internal/membudget"
 )
@@ -111,12 +110,12 @@ func tableSpan(startKey []byte) (pebble.SpanPolicy, []byte, error) {
 	return pebble.SpanPolicy{}, []byte{startKey[0] + 1}, nil
 }
 
-// WriteHeadroom is the free disk space the member needs to go on taking
+// WriteHeadroom is the free disk space the engine needs to go on taking
 // writes: a full memtable is flushed into a table file while the next one
-// fills, and the raft log preallocates its next file (wal.SegmentSizeBytes,
-// 64 MB). Growth is refused below this.
+// fills. (The raft log, on the same file system unless --wal-dir moves
+// it, needs room for its next file besides; see server's headroom.)
 func (e *Engine) WriteHeadroom() int64 {
-	return 2*int64(e.opts.MemTableSize) + wal.SegmentSizeBytes
+	return 2 * int64(e.opts.MemTableSize)
 }
 
 // MemoryUse is what the engine holds in memory now, in bytes.

@@ -72,6 +72,37 @@ func FreeBytes(dir string) (int64, error) {
 	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
+// SameFileSystem tells whether a and b are on one file system. A path
+// that does not exist yet is taken to be where its nearest existing
+// ancestor is, as what creates it will put it there.
+func SameFileSystem(a, b string) (bool, error) {
+	da, err := deviceOf(a)
+	if err != nil {
+		return false, err
+	}
+	db, err := deviceOf(b)
+	if err != nil {
+		return false, err
+	}
+	return da == db, nil
+}
+
+func deviceOf(path string) (uint64, error) {
+	path = filepath.Clean(path)
+	for {
+		var st unix.Stat_t
+		err := unix.Stat(path, &st)
+		if err == nil {
+			return st.Dev, nil
+		}
+		parent := filepath.Dir(path)
+		if !errors.Is(err, unix.ENOENT) || parent == path {
+			return 0, fmt.Errorf("file system of %s: %w", path, err)
+		}
+		path = parent
+	}
+}
+
 // MemberUse is the disk space the member's own files take (everything
 // under the data dir's member directory but the reserve): the blocks
 // allocated to them, which counts what the engine has preallocated and

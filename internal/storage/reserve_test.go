@@ -2,6 +2,7 @@ package storage
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -103,5 +104,17 @@ func TestMemberUseCountsAllocatedBlocksButNotTheReserve(t *testing.T) {
 	}
 	if use < (256<<10)+(1<<20) || use >= 4<<20 {
 		t.Fatalf("MemberUse = %d KiB, want the table and the preallocated log (1280 KiB and a little), without the 4 MiB reserve", use>>10)
+	}
+}
+
+// A path that does not exist yet is on the file system of its nearest
+// existing ancestor; /proc is on another one than a temporary directory.
+func TestSameFileSystem(t *testing.T) {
+	dir := t.TempDir()
+	if same, err := SameFileSystem(dir, filepath.Join(dir, "not", "yet")); err != nil || !same {
+		t.Errorf("SameFileSystem(%s, a path below it that does not exist) = %v, %v; want true", dir, same, err)
+	}
+	if same, err := SameFileSystem(dir, "/proc/self"); err != nil || same {
+		t.Errorf("SameFileSystem(%s, /proc/self) = %v, %v; want false", dir, same, err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	rcluster "github.com/kvorum/kvorum/internal/robustness/cluster"
+	"github.com/kvorum/kvorum/internal/storage"
 )
 
 // A member whose data dir is on a small file system never finds it full:
@@ -274,4 +277,77 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// A raft log on a file system of its own (--wal-dir) is watched as the data
+// dir is: when another program leaves it without room for the log's next
+// file, the member refuses growth (NOSPACE), names the log's path in its
+// warning and serves reads; it takes writes again once the space is back.
+// Without the watch, the log's next write would find the disk full and the
+// member would wait there, unable to answer anyone.
+func TestFullRaftLogDiskRefusesWritesAndRecovers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the test mounts a small tmpfs for the raft log, which needs root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs for the raft log: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		}
+	})
+	c := newStoppedCluster(t, rcluster.Config{Bin: kvorumBin, Members: 1, Flags: []string{"--wal-dir=" + filepath.Join(mnt, "wal")}})
+	m := c.members[0]
+	m.start()
+	c.waitHealthy(m)
+	cli := m.client()
+	if _, err := cli.Put(ctxFor(t, 10*time.Second), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another program leaves the log's file system less than 32 MiB.
+	ballast, err := os.Create(filepath.Join(mnt, "ballast"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for {
+		free, err := storage.FreeBytes(mnt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if free < 32<<20 {
+			break
+		}
+		if _, err := ballast.Write(chunk); err != nil {
+			t.Fatalf("fill the raft log's file system: %v", err)
+		}
+	}
+	ballast.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := cli.Put(ctxFor(t, 10*time.Second), "small", "x")
+		if errors.Is(err, rpctypes.ErrNoSpace) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("put with the raft log's disk nearly full: %v, want %v", err, rpctypes.ErrNoSpace)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("puts still accepted 10s after the raft log's file system ran short")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	checkRefusingButServing(t, m, cli, "k")
+	if !strings.Contains(m.LogText(), `"raft-log-path":"`+filepath.Join(mnt, "wal")+`"`) {
+		t.Errorf("the member's warning does not name the raft log's path:\n%s", rcluster.Tail(m.LogText(), 10))
+	}
+
+	if err := os.Remove(ballast.Name()); err != nil {
+		t.Fatal(err)
+	}
+	waitWritable(t, m, cli, "after the raft log's file system has room again")
+	c.checkLogs()
 }
