@@ -449,12 +449,24 @@ func (n *Node) purgeWAL() {
 		lg = zap.NewNop()
 	}
 	// With a limit of one, every file whose lock the log released goes
-	// (the purge stops at the first file still locked).
-	done, errc := fileutil.PurgeFileWithDoneNotify(lg, n.log.dir, ".wal", 1, walPurgeInterval, n.stopc)
-	select {
-	case err := <-errc:
-		n.lg.Warn("removing old raft log files failed; they stay on disk", "dir", n.log.dir, "err", err)
-	case <-done:
+	// (the purge stops at the first file still locked). A failed pass ends
+	// the purger (as in etcd, where the files then stay until a restart);
+	// here it starts again after an interval, so a passing error (a full
+	// or flaky disk) does not leave the log growing for good.
+	for {
+		done, errc := fileutil.PurgeFileWithDoneNotify(lg, n.log.dir, ".wal", 1, walPurgeInterval, n.stopc)
+		<-done // it ends when the node stops or after an error, sent before
+		select {
+		case err := <-errc:
+			n.lg.Warn("removing old raft log files failed; trying again later", "dir", n.log.dir, "err", err, "retry-in", walPurgeInterval.String())
+		default:
+			return
+		}
+		select {
+		case <-time.After(walPurgeInterval):
+		case <-n.stopc:
+			return
+		}
 	}
 }
 
