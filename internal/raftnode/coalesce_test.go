@@ -118,12 +118,40 @@ func TestCoalesceKeepsWithinTheSizeLimitAndLeavesEntrySlicesAlone(t *testing.T) 
 // memory whose every Ready's messages pass through coalesce, with
 // proposals in bursts so that a Ready holds many appends per follower, and
 // checks that every proposal commits, on all members, in the same order.
+//
+// The leader's commit notices are held back (commitNotices) in a second
+// run, their delay ending at random moments: the same holds. (Here every
+// member takes all its messages at once, so notices held for a later
+// message save nothing; the saving is with proposals one at a time, see
+// commitNotices.)
 func TestCoalescedMessagesReplicateTheSameLog(t *testing.T) {
+	for _, hold := range []bool{false, true} {
+		t.Run(fmt.Sprintf("commit-notices-held=%v", hold), func(t *testing.T) {
+			replicateCoalesced(t, hold)
+		})
+	}
+}
+
+// replicateCoalesced runs the scenario of TestCoalescedMessagesReplicateTheSameLog
+// and returns how many messages were sent.
+func replicateCoalesced(t *testing.T, holdNotices bool) int {
 	const members, proposals = 3, 2000
 	rnd := rand.New(rand.NewPCG(1, 2))
 	nodes := newMemRafts(t, members)
 	inbox := map[uint64][]*pb.Message{}
+	var notices commitNotices
 	sent, coalesced := 0, 0
+	deliver := func(from uint64, msgs []*pb.Message) {
+		for _, m := range msgs {
+			// Nothing is lost or reordered here, so a follower never
+			// has reason to refuse an append; raft would recover from
+			// a bad merge by probing, which must not be needed.
+			if m.GetType() == pb.MessageType_MsgAppResp && m.GetReject() {
+				t.Fatalf("member %d refused an append: %v", from, m)
+			}
+			inbox[m.GetTo()] = append(inbox[m.GetTo()], m)
+		}
+	}
 	step := func(id uint64) {
 		n := nodes[id]
 		for _, m := range inbox[id] {
@@ -134,17 +162,13 @@ func TestCoalescedMessagesReplicateTheSameLog(t *testing.T) {
 		inbox[id] = nil
 		for n.rn.HasReady() {
 			raw := n.ready(t)
-			msgs := coalesce(raw, maxSizePerMsg)
-			sent, coalesced = sent+len(raw), coalesced+len(msgs)
-			for _, m := range msgs {
-				// Nothing is lost or reordered here, so a follower never
-				// has reason to refuse an append; raft would recover from
-				// a bad merge by probing, which must not be needed.
-				if m.GetType() == pb.MessageType_MsgAppResp && m.GetReject() {
-					t.Fatalf("member %d refused an append: %v", id, m)
-				}
-				inbox[m.GetTo()] = append(inbox[m.GetTo()], m)
+			msgs := raw
+			if holdNotices && id == 1 {
+				msgs = notices.route(msgs)
 			}
+			msgs = coalesce(msgs, maxSizePerMsg)
+			sent, coalesced = sent+len(raw), coalesced+len(msgs)
+			deliver(id, msgs)
 		}
 	}
 	if err := nodes[1].rn.Campaign(); err != nil {
@@ -168,6 +192,11 @@ func TestCoalescedMessagesReplicateTheSameLog(t *testing.T) {
 		if rnd.IntN(10) == 0 {
 			nodes[1].rn.Tick()
 		}
+		if holdNotices && rnd.IntN(4) == 0 {
+			late := notices.flush()
+			coalesced += len(late)
+			deliver(1, late)
+		}
 	}
 	want := make([]string, proposals)
 	for i := range want {
@@ -182,6 +211,7 @@ func TestCoalescedMessagesReplicateTheSameLog(t *testing.T) {
 		t.Errorf("raft emitted %d messages and %d were sent after coalescing; bursts of proposals should at least halve them", sent, coalesced)
 	}
 	t.Logf("raft emitted %d messages, %d sent after coalescing", sent, coalesced)
+	return coalesced
 }
 
 // allCommitted reports whether every log has at least n entries.

@@ -123,6 +123,9 @@ type Node struct {
 	// flush is the engine flush the next compaction point waits for. Only
 	// the applier uses it.
 	flush pendingFlush
+	// notices are the commit notices held back; only the Ready loop uses
+	// them.
+	notices commitNotices
 
 	lead          atomic.Uint64
 	leaderChanges atomic.Uint64 // changes to a new known leader
@@ -496,6 +499,8 @@ func (n *Node) run() {
 			select {
 			case <-ticker.C:
 				n.raft.tick()
+			case <-n.notices.due:
+				n.tr.Send(n.notices.flush())
 			case <-n.failc:
 				n.lg.Error("raft node stopping: cannot apply committed entries", "err", n.failErr)
 				return
@@ -508,6 +513,8 @@ func (n *Node) run() {
 		select {
 		case <-ticker.C:
 			n.raft.tick()
+		case <-n.notices.due:
+			n.tr.Send(n.notices.flush())
 		case <-n.raft.wake:
 		case <-n.failc:
 			n.lg.Error("raft node stopping: cannot apply committed entries", "err", n.failErr)
@@ -557,8 +564,12 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return err
 		}
 	}
-	msgs := coalesce(rd.Messages, maxSizePerMsg)
 	isLeader := n.lead.Load() == n.cfg.ID
+	msgs := rd.Messages
+	if isLeader || len(n.notices.held) > 0 {
+		msgs = n.notices.route(msgs)
+	}
+	msgs = coalesce(msgs, maxSizePerMsg)
 	if isLeader {
 		n.tr.Send(msgs)
 	}

@@ -1,0 +1,124 @@
+package raftnode
+
+import (
+	"slices"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// commitNoticeDelay is how long a leader holds back a commit notice (see
+// commitNotices) waiting for a message it can ride along with.
+const commitNoticeDelay = time.Millisecond
+
+// commitNotices holds back a leader's commit notices: the MsgApp without
+// entries that raft sends every follower each time the commit index moves.
+// Each costs a frame, a step on the follower, and an answer (a MsgAppResp
+// that tells the leader nothing new) — four messages a put on three
+// members, half of what a put needs, when puts come one at a time.
+//
+// A notice that is the last message to its peer in a Ready is held for up
+// to commitNoticeDelay. The next message to that peer takes it along: the
+// held notice goes just before it, in order, and coalesce merges the two
+// when the next one is an append continuing it (the usual case: the next
+// proposal's entries), so the follower learns the commit index with them
+// and answers once. If nothing goes to that peer within the delay, the
+// notice goes alone. Nothing else is delayed: the leader commits as soon
+// as a quorum has the entries, whatever the followers know of it.
+//
+// What the delay costs: a follower of an idle cluster learns that an entry
+// was committed, and applies it (its watchers, its serializable reads), up
+// to a millisecond later than with the notice sent at once. In a run of
+// puts from one client this took 17% off the members' CPU a put and made
+// the puts 12% faster (docs/benchmarks.md).
+//
+// Only the Ready loop uses it.
+type commitNotices struct {
+	held  []*pb.Message // at most one a peer
+	timer *time.Timer
+	due   <-chan time.Time // fires when held notices must go; nil while none are held
+}
+
+// isCommitNotice reports whether m is an append without entries.
+func isCommitNotice(m *pb.Message) bool {
+	return m.GetType() == pb.MessageType_MsgApp && len(m.GetEntries()) == 0
+}
+
+// route returns the messages to send now out of msgs (one Ready's, in
+// raft's order): a held notice goes in front of the first message to its
+// peer, and a notice that is the last message to its peer is held instead
+// (replacing one held before, which it supersedes).
+func (c *commitNotices) route(msgs []*pb.Message) []*pb.Message {
+	if len(c.held) == 0 && !hasCommitNotice(msgs) {
+		return msgs
+	}
+	out := make([]*pb.Message, 0, len(msgs)+len(c.held))
+	for i, m := range msgs {
+		to := m.GetTo()
+		hold := isCommitNotice(m) && lastTo(msgs[i+1:], to)
+		if j := c.heldFor(to); j >= 0 {
+			if hold && c.held[j].GetTerm() == m.GetTerm() {
+				// A later notice of the same term tells the follower all
+				// the held one did: where the leader's log is and a commit
+				// index at least as high.
+				c.held[j] = m
+				continue
+			}
+			out = append(out, c.held[j])
+			c.held = slices.Delete(c.held, j, j+1)
+		}
+		if hold {
+			c.held = append(c.held, m)
+			continue
+		}
+		out = append(out, m)
+	}
+	switch {
+	case len(c.held) == 0 && c.due != nil:
+		c.timer.Stop()
+		c.due = nil
+	case len(c.held) > 0 && c.due == nil:
+		if c.timer == nil {
+			c.timer = time.NewTimer(commitNoticeDelay)
+		} else {
+			c.timer.Reset(commitNoticeDelay)
+		}
+		c.due = c.timer.C
+	}
+	return out
+}
+
+// flush returns the held notices and forgets them: their delay is over.
+func (c *commitNotices) flush() []*pb.Message {
+	held := c.held
+	c.held, c.due = nil, nil
+	return held
+}
+
+func (c *commitNotices) heldFor(to uint64) int {
+	for j, m := range c.held {
+		if m.GetTo() == to {
+			return j
+		}
+	}
+	return -1
+}
+
+func hasCommitNotice(msgs []*pb.Message) bool {
+	for _, m := range msgs {
+		if isCommitNotice(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastTo reports whether none of rest goes to peer to.
+func lastTo(rest []*pb.Message, to uint64) bool {
+	for _, m := range rest {
+		if m.GetTo() == to {
+			return false
+		}
+	}
+	return true
+}
