@@ -526,6 +526,13 @@ func (n *Node) run() {
 }
 
 func (n *Node) handleReady(rd raft.Ready) error {
+	// Held commit notices whose delay is over go before anything of this
+	// Ready (which may wait for the log): they are older than its messages.
+	select {
+	case <-n.notices.due:
+		n.tr.Send(n.notices.flush())
+	default:
+	}
 	if rd.SoftState != nil {
 		n.observeLeader(rd.SoftState.Lead, rd.HardState)
 	} else if rd.HardState != nil && rd.HardState.GetTerm() != 0 {
@@ -565,11 +572,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 	}
 	isLeader := n.lead.Load() == n.cfg.ID
-	msgs := rd.Messages
+	msgs := coalesce(rd.Messages, maxSizePerMsg)
 	if isLeader || len(n.notices.held) > 0 {
-		msgs = n.notices.route(msgs)
+		msgs = coalesce(n.notices.route(msgs), maxSizePerMsg)
 	}
-	msgs = coalesce(msgs, maxSizePerMsg)
 	if isLeader {
 		n.tr.Send(msgs)
 	}

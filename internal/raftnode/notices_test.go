@@ -166,3 +166,18 @@ func TestCommitNoticesHalveTheMessagesOfOneProposalAtATime(t *testing.T) {
 		t.Errorf("holding commit notices sent %d messages against %d, want at most 60%%", held, plain)
 	}
 }
+
+// A notice that continues an append to the same peer in the same Ready is
+// merged into it and goes at once: holding it would send the append with
+// the older commit index and make the follower wait for the newer one.
+func TestCommitNoticeMergedWithinItsReadyIsNotHeld(t *testing.T) {
+	var c commitNotices
+	ready := []*pb.Message{appendMsg(2, 10, 9, 11), appendMsg(2, 11, 10)}
+	sent := coalesce(c.route(coalesce(ready, maxSizePerMsg)), maxSizePerMsg)
+	if len(sent) != 1 || sent[0].GetCommit() != 10 || len(sent[0].GetEntries()) != 1 {
+		t.Fatalf("sent %v, want one append of entry 11 with commit index 10", sent)
+	}
+	if len(c.held) != 0 || c.due != nil {
+		t.Fatalf("holds %v (timer armed %v), want nothing", c.held, c.due != nil)
+	}
+}

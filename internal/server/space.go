@@ -246,7 +246,11 @@ func (s *Server) checkDisk() {
 		}
 		s.changeAlarm(pb.AlarmRequest_ACTIVATE, pb.AlarmType_NOSPACE, s.memberID)
 	case !low && wasLow:
-		s.lg.Info("free disk space is sufficient again", "path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom)
+		fields := []any{"path", s.cfg.DataDir, "free-bytes", free, "needed-bytes", headroom}
+		if s.space.logApart != "" {
+			fields = append(fields, "raft-log-path", s.space.logApart, "raft-log-free-bytes", logFree)
+		}
+		s.lg.Info("free disk space is sufficient again", fields...)
 	}
 	if !low && s.space.raisedForDisk.Load() && s.ownAlarm(pb.AlarmType_NOSPACE) &&
 		(s.space.quota == 0 || s.space.inUse.Load() < s.space.quota) {
