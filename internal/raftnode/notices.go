@@ -141,4 +141,3 @@ func hasCommitNotice(msgs []*pb.Message) bool {
 	}
 	return false
 }
-
