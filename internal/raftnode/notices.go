@@ -19,11 +19,11 @@ const commitNoticeDelay = time.Millisecond
 //
 // A notice that is the last message to its peer in a Ready is held for
 // commitNoticeDelay (a little longer if the Ready loop is busy writing the
-// log when it is over: the next Ready sends it first). The next message to that peer takes it along: the
-// held notice goes just before it, in order, and coalesce merges the two
-// when the next one is an append continuing it (the usual case: the next
-// proposal's entries), so the follower learns the commit index with them
-// and answers once. If nothing goes to that peer within the delay, the
+// log when it is over: the next Ready sends it first). The next message to
+// that peer takes it along: the held notice goes just before it, in order,
+// and coalesce merges the two when the next one is an append continuing it
+// (the usual case: the next proposal's entries), so the follower learns the
+// commit index with them and answers once. If nothing goes to that peer within the delay, the
 // notice goes alone. Nothing else is delayed: the leader commits as soon
 // as a quorum has the entries, whatever the followers know of it.
 //
@@ -31,7 +31,7 @@ const commitNoticeDelay = time.Millisecond
 // was committed, and applies it (its watchers, its serializable reads),
 // about a millisecond later than with the notice sent at once. In a run of
 // puts from one client this took 17% off the members' CPU a put and made
-// the puts 12% faster (docs/benchmarks.md).
+// the puts 11% faster (docs/benchmarks.md).
 //
 // Only the Ready loop uses it.
 type commitNotices struct {
