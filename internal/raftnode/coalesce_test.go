@@ -164,7 +164,7 @@ func replicateCoalesced(t *testing.T, holdNotices bool) int {
 			raw := n.ready(t)
 			msgs := raw
 			if holdNotices && id == 1 {
-				msgs = notices.route(msgs)
+				msgs = notices.send(msgs)
 			}
 			msgs = coalesce(msgs, maxSizePerMsg)
 			sent, coalesced = sent+len(raw), coalesced+len(msgs)

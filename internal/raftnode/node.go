@@ -499,8 +499,6 @@ func (n *Node) run() {
 			select {
 			case <-ticker.C:
 				n.raft.tick()
-			case <-n.notices.due:
-				n.tr.Send(n.notices.flush())
 			case <-n.failc:
 				n.lg.Error("raft node stopping: cannot apply committed entries", "err", n.failErr)
 				return
@@ -574,7 +572,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	isLeader := n.lead.Load() == n.cfg.ID
 	msgs := coalesce(rd.Messages, maxSizePerMsg)
 	if isLeader || len(n.notices.held) > 0 {
-		msgs = coalesce(n.notices.route(msgs), maxSizePerMsg)
+		var released bool
+		if msgs, released = n.notices.route(msgs); released {
+			msgs = coalesce(msgs, maxSizePerMsg)
+		}
 	}
 	if isLeader {
 		n.tr.Send(msgs)

@@ -23,9 +23,10 @@ const commitNoticeDelay = time.Millisecond
 // that peer takes it along: the held notice goes just before it, in order,
 // and coalesce merges the two when the next one is an append continuing it
 // (the usual case: the next proposal's entries), so the follower learns the
-// commit index with them and answers once. If nothing goes to that peer within the delay, the
-// notice goes alone. Nothing else is delayed: the leader commits as soon
-// as a quorum has the entries, whatever the followers know of it.
+// commit index with them and answers once. If nothing goes to that peer
+// within the delay, the notice goes alone. Nothing else is delayed: the
+// leader commits as soon as a quorum has the entries, whatever the
+// followers know of it.
 //
 // What the delay costs: a follower of an idle cluster learns that an entry
 // was committed, and applies it (its watchers, its serializable reads),
@@ -50,11 +51,12 @@ func isCommitNotice(m *pb.Message) bool {
 // the same peer in the same Ready is merged into it and goes at once), a
 // held notice going in front of the first message to its peer; a notice
 // that is the last message to its peer is held instead (replacing one held
-// before, which it supersedes). Coalesce the result again, so that a held
-// notice merges with the append that follows it.
-func (c *commitNotices) route(msgs []*pb.Message) []*pb.Message {
+// before, which it supersedes). released reports whether a held notice
+// went in front of a message: coalesce the result again then, so that it
+// merges with the append that follows it.
+func (c *commitNotices) route(msgs []*pb.Message) (out []*pb.Message, released bool) {
 	if len(c.held) == 0 && !hasCommitNotice(msgs) {
-		return msgs
+		return msgs, false
 	}
 	// The position of the last message to each peer (a peer set is small:
 	// a linear scan beats a map).
@@ -81,7 +83,7 @@ func (c *commitNotices) route(msgs []*pb.Message) []*pb.Message {
 		}
 		return false
 	}
-	out := make([]*pb.Message, 0, len(msgs)+len(c.held))
+	out = make([]*pb.Message, 0, len(msgs)+len(c.held))
 	for i, m := range msgs {
 		to := m.GetTo()
 		hold := isCommitNotice(m) && isLast(i, to)
@@ -95,6 +97,7 @@ func (c *commitNotices) route(msgs []*pb.Message) []*pb.Message {
 			}
 			out = append(out, c.held[j])
 			c.held = slices.Delete(c.held, j, j+1)
+			released = true
 		}
 		if hold {
 			c.held = append(c.held, m)
@@ -114,7 +117,7 @@ func (c *commitNotices) route(msgs []*pb.Message) []*pb.Message {
 		}
 		c.due = c.timer.C
 	}
-	return out
+	return out, released
 }
 
 // flush returns the held notices and forgets them: their delay is over.

@@ -18,12 +18,18 @@ func appendMsg(to, index, commit uint64, ents ...uint64) *pb.Message {
 	return m
 }
 
+// send is route for tests that do not look at released.
+func (c *commitNotices) send(msgs []*pb.Message) []*pb.Message {
+	out, _ := c.route(msgs)
+	return out
+}
+
 // A commit notice that ends a Ready's messages to its peer waits; the next
 // append to that peer takes it along, and coalesce makes one message of
 // the two, with the entries and the later commit index.
 func TestCommitNoticeRidesWithTheNextAppend(t *testing.T) {
 	var c commitNotices
-	sent := c.route([]*pb.Message{
+	sent := c.send([]*pb.Message{
 		appendMsg(2, 10, 10), appendMsg(3, 10, 10),
 		heartbeat(4),
 	})
@@ -34,7 +40,11 @@ func TestCommitNoticeRidesWithTheNextAppend(t *testing.T) {
 		t.Fatalf("holds %d notices (timer armed: %v), want 2 and a timer", len(c.held), c.due != nil)
 	}
 
-	sent = coalesce(c.route([]*pb.Message{appendMsg(2, 10, 10, 11, 12)}), maxSizePerMsg)
+	routed, released := c.route([]*pb.Message{appendMsg(2, 10, 10, 11, 12)})
+	if !released {
+		t.Fatal("the held notice went in front of the append, but route did not report it released")
+	}
+	sent = coalesce(routed, maxSizePerMsg)
 	if len(sent) != 1 {
 		t.Fatalf("sent %d messages to peer 2, want the notice merged into the append: %v", len(sent), sent)
 	}
@@ -67,25 +77,25 @@ func TestCommitNoticeRidesWithTheNextAppend(t *testing.T) {
 func TestCommitNoticesKeepEachPeersOrder(t *testing.T) {
 	var c commitNotices
 	vote := &pb.Message{Type: pb.MessageType_MsgTimeoutNow.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(2))}
-	sent := c.route([]*pb.Message{appendMsg(2, 10, 10), vote})
+	sent := c.send([]*pb.Message{appendMsg(2, 10, 10), vote})
 	if len(sent) != 2 || sent[0].GetType() != pb.MessageType_MsgApp || sent[1] != vote || len(c.held) != 0 {
 		t.Fatalf("sent %v and held %v, want the notice and then the other message, nothing held", sent, c.held)
 	}
 
-	c.route([]*pb.Message{appendMsg(2, 10, 10)})
-	if sent := c.route([]*pb.Message{appendMsg(2, 11, 11)}); len(sent) != 0 || len(c.held) != 1 || c.held[0].GetCommit() != 11 {
+	c.send([]*pb.Message{appendMsg(2, 10, 10)})
+	if sent := c.send([]*pb.Message{appendMsg(2, 11, 11)}); len(sent) != 0 || len(c.held) != 1 || c.held[0].GetCommit() != 11 {
 		t.Fatalf("sent %v, holds %v: want the later notice held in place of the first", sent, c.held)
 	}
 	next := appendMsg(2, 11, 11)
 	next.Term, next.LogTerm = new(uint64(3)), new(uint64(3))
-	sent = c.route([]*pb.Message{next})
+	sent = c.send([]*pb.Message{next})
 	if len(sent) != 1 || sent[0].GetTerm() != 2 || len(c.held) != 1 || c.held[0] != next {
 		t.Fatalf("sent %v, holds %v: want the term-2 notice sent and the term-3 one held", sent, c.held)
 	}
 
 	resp := heartbeat(2)
 	resp.Term = new(uint64(3))
-	sent = c.route([]*pb.Message{resp})
+	sent = c.send([]*pb.Message{resp})
 	if len(sent) != 2 || sent[0] != next || sent[1] != resp {
 		t.Fatalf("sent %v, want the held notice before the heartbeat", sent)
 	}
@@ -113,7 +123,7 @@ func TestCommitNoticesHalveTheMessagesOfOneProposalAtATime(t *testing.T) {
 				for id := uint64(1); id <= 3; id++ {
 					msgs := rafts[id].ready(t)
 					if hold && id == 1 {
-						msgs = notices.route(msgs)
+						msgs = notices.send(msgs)
 					}
 					for _, m := range coalesce(msgs, maxSizePerMsg) {
 						quiet = false
@@ -173,7 +183,7 @@ func TestCommitNoticesHalveTheMessagesOfOneProposalAtATime(t *testing.T) {
 func TestCommitNoticeMergedWithinItsReadyIsNotHeld(t *testing.T) {
 	var c commitNotices
 	ready := []*pb.Message{appendMsg(2, 10, 9, 11), appendMsg(2, 11, 10)}
-	sent := coalesce(c.route(coalesce(ready, maxSizePerMsg)), maxSizePerMsg)
+	sent := coalesce(c.send(coalesce(ready, maxSizePerMsg)), maxSizePerMsg)
 	if len(sent) != 1 || sent[0].GetCommit() != 10 || len(sent[0].GetEntries()) != 1 {
 		t.Fatalf("sent %v, want one append of entry 11 with commit index 10", sent)
 	}

@@ -83,20 +83,7 @@ func TestFullDiskRefusesWritesWithoutStoppingAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("another program filled the disk with %d MiB", n>>20)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := cli.Put(ctxFor(t, 10*time.Second), "small", "x")
-		if errors.Is(err, rpctypes.ErrNoSpace) {
-			break
-		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("put on a full disk: %v, want %v", err, rpctypes.ErrNoSpace)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("puts still accepted 10s after the disk filled up (last err %v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNoSpace(t, cli, "the disk filled up")
 	// The member keeps serving (and writing its raft log) for a while on
 	// the full disk.
 	time.Sleep(2 * time.Second)
@@ -251,6 +238,27 @@ func checkRefusingButServing(t *testing.T, m *member, cli *clientv3.Client, key 
 	}
 }
 
+// waitNoSpace waits until puts are refused with NOSPACE, at most 10 s after
+// what happened; a put may time out meanwhile (a member waiting for disk
+// space), any other error fails the test.
+func waitNoSpace(t *testing.T, cli *clientv3.Client, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := cli.Put(ctxFor(t, 10*time.Second), "small", "x")
+		if errors.Is(err, rpctypes.ErrNoSpace) {
+			return
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("put after %s: %v, want %v", what, err, rpctypes.ErrNoSpace)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("puts still accepted 10s after %s (last err %v)", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // waitWritable waits until m has cleared its NOSPACE alarm and takes a put.
 func waitWritable(t *testing.T, m *member, cli *clientv3.Client, when string) {
 	t.Helper()
@@ -326,20 +334,7 @@ func TestFullRaftLogDiskRefusesWritesAndRecovers(t *testing.T) {
 		}
 	}
 	ballast.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := cli.Put(ctxFor(t, 10*time.Second), "small", "x")
-		if errors.Is(err, rpctypes.ErrNoSpace) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("put with the raft log's disk nearly full: %v, want %v", err, rpctypes.ErrNoSpace)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("puts still accepted 10s after the raft log's file system ran short")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNoSpace(t, cli, "the raft log's file system ran short")
 	checkRefusingButServing(t, m, cli, "k")
 	if !strings.Contains(m.LogText(), `"raft-log-path":"`+filepath.Join(mnt, "wal")+`"`) {
 		t.Errorf("the member's warning does not name the raft log's path:\n%s", rcluster.Tail(m.LogText(), 10))
