@@ -691,9 +691,9 @@ func (n *Node) setApplied(idx uint64) {
 	n.appliedChanged.Notify()
 }
 
-// maybeCompact trims the raft log once SnapshotCount entries were applied
-// since the last compaction point, keeping CatchUpEntries for followers
-// that are a little behind (further behind ones get a snapshot).
+// maybeCompact trims the raft log every SnapshotCount applied entries (at
+// this member's phase, see compactionPhase), keeping CatchUpEntries for
+// followers that are a little behind (further behind ones get a snapshot).
 //
 // A membership change also moves the compaction point (keeping the same
 // catch-up entries): the snapshot a leader sends must carry the member
@@ -718,7 +718,7 @@ func (n *Node) maybeCompact() error {
 		return n.compact(at, cs)
 	}
 	applied := n.applied.Load()
-	due := n.cfg.SnapshotCount > 0 && applied >= n.snapIndex+n.cfg.SnapshotCount
+	due := compactionDue(applied, n.snapIndex, n.cfg.SnapshotCount, compactionPhase(n.confState, n.cfg.ID, n.cfg.SnapshotCount))
 	if maxBytes := n.cfg.MaxLogBytes; maxBytes > 0 && applied > n.snapIndex {
 		held := n.log.bytes.Load()
 		due = due || held > maxBytes && held > n.bytesAfterCompact+maxBytes/4
@@ -740,6 +740,39 @@ func (n *Node) maybeCompact() error {
 	n.flush = pendingFlush{done: done, at: applied, confState: proto.Clone(n.confState).(*pb.ConfState)}
 	n.confChanged = false
 	return nil
+}
+
+// compactionDue reports whether a compaction point is due at applied, the
+// last one being at last: one every `every` entries, at the indexes that
+// are a multiple of it once shifted by phase (see compactionPhase).
+func compactionDue(applied, last, every, phase uint64) bool {
+	return every > 0 && (applied+phase)/every > (last+phase)/every
+}
+
+// compactionPhase spreads the members' compaction points over the interval
+// between two of them: the member at position p (by ID) of n members takes
+// them p/n of the way along. Every member applies the same entries, so
+// without it all of them would flush their engines (and compact the tables
+// that produces) at the same moment, every SnapshotCount entries. A leader
+// commits with the quickest quorum, so one follower's flush costs little;
+// two at once (or the leader's beside them, on shared cores) hold up every
+// commit until they end. Learners count as members here: they flush too.
+func compactionPhase(cs *pb.ConfState, id, every uint64) uint64 {
+	var below, members uint64
+	found := false
+	for _, ids := range [2][]uint64{cs.GetVoters(), cs.GetLearners()} {
+		for _, m := range ids {
+			members++
+			found = found || m == id
+			if m < id {
+				below++
+			}
+		}
+	}
+	if !found {
+		return 0
+	}
+	return every * below / members
 }
 
 // pendingFlush is a flush of the engine that a compaction point waits for.
