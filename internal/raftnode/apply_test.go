@@ -1,0 +1,124 @@
+package raftnode
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// recordingMachine is a state machine that remembers the index of every
+// entry it was given, and fails the test on an index out of order.
+type recordingMachine struct {
+	t       *testing.T
+	mu      sync.Mutex
+	applied uint64
+	batches int
+}
+
+func (m *recordingMachine) Apply(ents []*pb.Entry) error {
+	if len(ents) > smallApply {
+		// A large batch takes a while, so that smaller ones come up
+		// behind it while it is applied.
+		time.Sleep(2 * time.Millisecond)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range ents {
+		if e.GetIndex() <= m.applied {
+			continue
+		}
+		if e.GetIndex() != m.applied+1 {
+			m.t.Errorf("entry %d applied after entry %d", e.GetIndex(), m.applied)
+		}
+		m.applied = e.GetIndex()
+	}
+	m.batches++
+	return nil
+}
+
+func (m *recordingMachine) AppliedIndex() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.applied
+}
+
+func (m *recordingMachine) Restore() error { return nil }
+
+type noTransport struct{}
+
+func (noTransport) Send([]*pb.Message) {}
+
+// Entries are applied once each and in order whether the Ready loop
+// applies a small batch itself or hands a batch to the applier, including
+// while compaction points come and go (a flush started by one path is
+// waited for by the other).
+func TestSmallAndLargeBatchesApplyInOrder(t *testing.T) {
+	sm := &recordingMachine{t: t}
+	n, err := New(Config{
+		ID:            1,
+		Peers:         []raft.Peer{{ID: 1}},
+		TickInterval:  10 * time.Millisecond,
+		ElectionTicks: 10,
+		SnapshotCount: 50,
+		DataDir:       t.TempDir(),
+		DB:            memDB(t),
+		StateMachine:  sm,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start(noTransport{})
+	defer n.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		changed := n.LeaderChanged()
+		if n.Leader() == 1 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatal("the only member did not become leader")
+		}
+	}
+	propose := func(i int) {
+		if err := n.Propose(ctx, []byte(fmt.Sprint(i))); err != nil {
+			t.Errorf("propose %d: %v", i, err)
+		}
+	}
+	for round := 0; round < 5; round++ {
+		// One at a time: small batches, applied on the Ready loop.
+		for i := 0; i < 40; i++ {
+			propose(i)
+			if err := n.WaitApplied(ctx, nil, n.commit.Load()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Many at once: larger batches, handed to the applier.
+		var wg sync.WaitGroup
+		for i := 0; i < 200; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); propose(i) }()
+		}
+		wg.Wait()
+	}
+	last, _ := n.log.mem.LastIndex()
+	if err := n.WaitApplied(ctx, nil, last); err != nil {
+		t.Fatal(err)
+	}
+	if got := sm.AppliedIndex(); got != last {
+		t.Fatalf("applied up to %d, the log ends at %d", got, last)
+	}
+	n.applyMu.Lock()
+	snapIndex := n.snapIndex
+	n.applyMu.Unlock()
+	if snapIndex == 0 {
+		t.Errorf("no compaction point in %d entries at --snapshot-count 50", last)
+	}
+}
