@@ -166,14 +166,6 @@ type Node struct {
 	applyc  chan applyJob
 	failc   chan struct{} // closed when the applier failed
 	failErr error         // set before failc is closed
-	// applyMu is held while entries are applied or the log compacted,
-	// by the applier or by the Ready loop applying a small batch itself
-	// (see applyNow); queued counts the jobs handed to the applier and
-	// not finished yet. rearm tells the applier that the Ready loop
-	// started a flush it must wait for.
-	applyMu sync.Mutex
-	queued  atomic.Int32
-	rearm   chan struct{}
 
 	// startedc is closed by Start. The transport delivers messages and
 	// reports from the moment it exists, before Start; its callbacks reach
@@ -201,7 +193,6 @@ func New(cfg Config) (_ *Node, err error) {
 		cfg:         cfg,
 		lg:          cfg.Logger,
 		applyc:      make(chan applyJob, 16),
-		rearm:       make(chan struct{}, 1),
 		failc:       make(chan struct{}),
 		startedc:    make(chan struct{}),
 		stopc:       make(chan struct{}),
@@ -352,21 +343,15 @@ type applyJob struct {
 func (n *Node) applier() {
 	defer close(n.applierDone)
 	for {
-		n.applyMu.Lock()
-		flushed := n.flush.done
-		n.applyMu.Unlock()
 		select {
 		case job := <-n.applyc:
 			var err error
-			n.applyMu.Lock()
 			switch {
 			case job.snap != nil:
 				err = n.installSnapshot(job.snap)
 			case job.ents != nil:
 				err = n.apply(job.ents)
 			}
-			n.applyMu.Unlock()
-			n.queued.Add(-1)
 			if err != nil {
 				n.failErr = err
 				close(n.failc)
@@ -375,46 +360,16 @@ func (n *Node) applier() {
 			if job.done != nil {
 				close(job.done)
 			}
-		case <-flushed:
-			n.applyMu.Lock()
-			err := n.maybeCompact()
-			n.applyMu.Unlock()
-			if err != nil {
+		case <-n.flush.done:
+			if err := n.maybeCompact(); err != nil {
 				n.failErr = err
 				close(n.failc)
 				return
 			}
-		case <-n.rearm:
 		case <-n.stopc:
 			return
 		}
 	}
-}
-
-// smallApply is the most entries the Ready loop applies itself.
-const smallApply = 4
-
-// applyNow applies a few committed entries on the Ready loop, after the
-// Ready's messages went out and its entries were saved, when the applier
-// has nothing left to do. Handing them over would wake the applier's
-// goroutine for a few microseconds of work: with requests one at a time,
-// that wakeup costs each member more than the apply. Larger batches (a
-// loaded member) still go to the applier, which applies them while the
-// Ready loop writes the next entries.
-func (n *Node) applyNow(ents []*pb.Entry) error {
-	n.applyMu.Lock()
-	defer n.applyMu.Unlock()
-	started := n.flush.done
-	if err := n.apply(ents); err != nil {
-		return err
-	}
-	if n.flush.done != started {
-		select {
-		case n.rearm <- struct{}{}:
-		default:
-		}
-	}
-	return nil
 }
 
 // enqueueApply hands entries to the applier. With wait set it returns only
@@ -430,7 +385,6 @@ func (n *Node) enqueue(job applyJob, wait bool) error {
 	if wait {
 		job.done = make(chan struct{})
 	}
-	n.queued.Add(1)
 	select {
 	case n.applyc <- job:
 	case <-n.failc:
@@ -610,11 +564,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	// persisted: they are durable on a quorum already, and if this member
 	// crashes first, its applied index may end up past its own log, which
 	// the skip-at-or-below-applied rule makes harmless.
-	var inline []*pb.Entry
-	if ents := rd.CommittedEntries; len(ents) > 0 {
-		if len(ents) <= smallApply && n.queued.Load() == 0 && !hasConfChange(ents) {
-			inline = ents
-		} else if err := n.enqueueApply(ents, hasConfChange(ents)); err != nil {
+	if len(rd.CommittedEntries) > 0 {
+		if err := n.enqueueApply(rd.CommittedEntries, hasConfChange(rd.CommittedEntries)); err != nil {
 			return err
 		}
 	}
@@ -636,9 +587,6 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	if !isLeader {
 		n.tr.Send(msgs)
-	}
-	if inline != nil {
-		return n.applyNow(inline)
 	}
 	return nil
 }
