@@ -751,7 +751,9 @@ func compactionDue(applied, last, every, phase uint64) bool {
 
 // compactionPhase spreads the members' compaction points over the interval
 // between two of them: the member at position p (by ID) of n members takes
-// them p/n of the way along. Every member applies the same entries, so
+// them where the applied index plus p/n of the interval is a multiple of
+// it, so each member's points fall 1/n of the interval from the next
+// member's. Every member applies the same entries, so
 // without it all of them would flush their engines (and compact the tables
 // that produces) at the same moment, every SnapshotCount entries. A leader
 // commits with the quickest quorum, so one follower's flush costs little;
