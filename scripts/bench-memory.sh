@@ -2,7 +2,7 @@
 # bench-memory.sh — memory of Kvorum vs etcd with many keys, side by side, several rounds.
 #
 #   scripts/bench-memory.sh                 # 2 rounds: 1M keys, then 4M, then the standard put run
-#   KEYS=20000 LOAD2=50000 SETTLE=3 PUT_TOTAL=5000 ROUNDS=1 scripts/bench-memory.sh   # smoke test
+#   KEYS=20000 LOAD2=50000 SETTLE=3 READ_SECONDS=3 PUT_TOTAL=5000 ROUNDS=1 scripts/bench-memory.sh   # smoke test
 #   scripts/bench-memory.sh -h              # this help
 #
 # For every round, Kvorum and etcd alternately (etcd first in even rounds):
@@ -12,6 +12,10 @@
 #                  --key-space-size KEYS --total KEYS --key-size KEY_SIZE --val-size VAL_SIZE
 #      then the leader's RSS (VmRSS) and peak RSS (VmHWM) from /proc/PID/status are read right after
 #      the load and again after SETTLE seconds idle, with the size of its data dir;
+#   1b. if READ_SECONDS > 0, tools/readload reads from it for READ_SECONDS with READ_CLIENTS clients
+#      (serializable gets of random keys, and every 20th request a range from a random key to the end,
+#      limit 100, which counts every key after it), then its RSS and peak RSS are read again, and
+#      after SETTLE seconds idle: do reads, which go through the engine's block cache, grow it?
 #   2. if LOAD2 > 0, the same member is loaded up to LOAD2 keys (keys 0..LOAD2-1, so the first KEYS
 #      keys get a second revision) and measured the same way: does RSS grow with the key count?
 #   3. if PUTRUN=1, the standard put run of bench.sh on a fresh 3-member cluster (CLIENTS clients over
@@ -23,6 +27,7 @@
 # Knobs (environment):
 #   ROUNDS=2  MEMBERS=1 (1 or 3)  KEYS=1000000  LOAD2=4000000 (0: skip)  KEY_SIZE=12  VAL_SIZE=256
 #   LOAD_CLIENTS=200 LOAD_CONNS=20  SETTLE=30 (seconds idle before the second reading)
+#   READ_SECONDS=30 (0: skip)  READ_CLIENTS=50
 #   PUTRUN=1  PUT_TOTAL=60000 CLIENTS=100 CONNS=10 KEY_SPACE=100000
 #   QUOTA_BYTES=8589934592   --quota-backend-bytes for both servers (etcd's default of 2 GiB is below
 #                            what etcd needs for 4M keys of 256 bytes)
@@ -44,24 +49,26 @@ SCRIPT=bench-memory.sh BENCH_OUTDIR_PREFIX=kvorum-bench-memory
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-CMDLINE=$(cmdline SERVERS ROUNDS MEMBERS KEYS LOAD2 KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE PUTRUN PUT_TOTAL CLIENTS \
+CMDLINE=$(cmdline SERVERS ROUNDS MEMBERS KEYS LOAD2 KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE READ_SECONDS READ_CLIENTS PUTRUN PUT_TOTAL CLIENTS \
   CONNS KEY_SPACE QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 ROUNDS=${ROUNDS:-2} MEMBERS=${MEMBERS:-1} KEYS=${KEYS:-1000000} LOAD2=${LOAD2:-4000000}
 KEY_SIZE=${KEY_SIZE:-12} VAL_SIZE=${VAL_SIZE:-256} LOAD_CLIENTS=${LOAD_CLIENTS:-200} LOAD_CONNS=${LOAD_CONNS:-20}
-SETTLE=${SETTLE:-30} PUTRUN=${PUTRUN:-1} PUT_TOTAL=${PUT_TOTAL:-60000} CLIENTS=${CLIENTS:-100} CONNS=${CONNS:-10}
+SETTLE=${SETTLE:-30} READ_SECONDS=${READ_SECONDS:-30} READ_CLIENTS=${READ_CLIENTS:-50} PUTRUN=${PUTRUN:-1} PUT_TOTAL=${PUT_TOTAL:-60000} CLIENTS=${CLIENTS:-100} CONNS=${CONNS:-10}
 KEY_SPACE=${KEY_SPACE:-100000} QUOTA_BYTES=${QUOTA_BYTES:-8589934592} KEEP_DATA=${KEEP_DATA:-0}
 EXTRA_FLAGS="--quota-backend-bytes=$QUOTA_BYTES ${EXTRA_FLAGS:-}"
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ "$MEMBERS" == 1 || "$MEMBERS" == 3 ]] || die "MEMBERS must be 1 or 3"
 [[ "$KEYS" =~ ^[1-9][0-9]*$ ]] || die "KEYS must be a positive integer"
+[[ "$READ_SECONDS" =~ ^[0-9]+$ ]] || die "READ_SECONDS must be a number of seconds"
+[[ "$READ_CLIENTS" =~ ^[1-9][0-9]*$ ]] || die "READ_CLIENTS must be a positive integer"
 [[ "$LOAD2" =~ ^[0-9]+$ ]] && { (( LOAD2 == 0 || LOAD2 > KEYS )) || die "LOAD2 must be 0 or more than KEYS"; } || die "LOAD2 must be a number"
 
-build_all
+build_all readload
 mkdir -p "$OUTDIR/raw" "$OUTDIR/clusters"
 write_meta "$OUTDIR/meta.txt" "$CMDLINE" \
-  "rounds: $ROUNDS  members: $MEMBERS  keys: $KEYS then $LOAD2  key/value: $KEY_SIZE/$VAL_SIZE bytes  load clients/conns: $LOAD_CLIENTS/$LOAD_CONNS  settle: ${SETTLE}s  put run: $PUTRUN ($CLIENTS clients, $PUT_TOTAL puts)  flags: $EXTRA_FLAGS | kvorum: ${KVORUM_FLAGS:-} | etcd: ${ETCD_FLAGS:-}"
+  "rounds: $ROUNDS  members: $MEMBERS  keys: $KEYS then $LOAD2  reads: ${READ_SECONDS}s, $READ_CLIENTS clients  key/value: $KEY_SIZE/$VAL_SIZE bytes  load clients/conns: $LOAD_CLIENTS/$LOAD_CONNS  settle: ${SETTLE}s  put run: $PUTRUN ($CLIENTS clients, $PUT_TOTAL puts)  flags: $EXTRA_FLAGS | kvorum: ${KVORUM_FLAGS:-} | etcd: ${ETCD_FLAGS:-}"
 cat "$OUTDIR/meta.txt" >&2
 log "output: $OUTDIR"
 wait_quiet
@@ -92,6 +99,30 @@ load_and_measure() {
   echo "$r,$srv,$phase,$n,$took,$rps,$errs,$rss,$hwm,$rss2,$hwm2,$data,$l0" >>"$CSV"
   printf '  r%s %-6s %-6s %8s keys  load %7ss (%8s put/s, %s errors)  RSS %5s MB (peak %5s)  after %ss: %5s MB (peak %5s)  data %5s MB  load %s\n' \
     "$r" "$srv" "$phase" "$n" "$took" "${rps:-?}" "$errs" "$rss" "$hwm" "$SETTLE" "$rss2" "$hwm2" "$data" "$l0" >&2
+}
+
+# read_and_measure DIR SERVER ROUND NKEYS: READ_SECONDS of tools/readload against the leader, then
+# measure it as load_and_measure does (the load columns hold the seconds and reads/s)
+read_and_measure() {
+  local dir=$1 srv=$2 r=$3 n=$4 raw="$OUTDIR/raw/r$3-$2-reads.txt" l0 lead pid ep rc
+  l0=$(load1)
+  lead=$(leader_of "$dir") || { log "  no leader in $dir"; echo "$r,$srv,reads,$n,,,,,,,,,$l0" >>"$CSV"; return 1; }
+  pid=$(member_pid "$dir" "$lead") ep=$(member_ep "$dir" "$lead")
+  echo "# $(date -u -Is) $srv: readload --endpoints=$ep --keys=$n --key-size=$KEY_SIZE --clients=$READ_CLIENTS --duration=${READ_SECONDS}s" >"$raw"
+  bg_wait "$raw.out" timeout $((READ_SECONDS + 300)) "$OUTDIR/bin/readload" --endpoints="$ep" --keys="$n" --key-size="$KEY_SIZE" \
+    --clients="$READ_CLIENTS" --duration="${READ_SECONDS}s"
+  rc=$?
+  cat "$raw.out" >>"$raw"; rm -f "$raw.out"
+  (( rc == 0 )) || log "  !! readload exited $rc ($raw)"
+  alive "$pid" || { log "  !! $srv member $lead died during the reads (log: $dir/$lead.log)"; echo "$r,$srv,reads,$n,,,,,,,,,$l0" >>"$CSV"; return 1; }
+  local rps rss hwm rss2 hwm2
+  rps=$(sed -n 's/.*reads_per_s=\([0-9.]*\).*/\1/p' "$raw")
+  rss=$(mb "$(vm_kb "$pid" VmRSS)") hwm=$(mb "$(vm_kb "$pid" VmHWM)")
+  sleep "$SETTLE"
+  rss2=$(mb "$(vm_kb "$pid" VmRSS)") hwm2=$(mb "$(vm_kb "$pid" VmHWM)")
+  echo "$r,$srv,reads,$n,$READ_SECONDS,$rps,0,$rss,$hwm,$rss2,$hwm2,,$l0" >>"$CSV"
+  printf '  r%s %-6s reads  %8s keys  %ss of reads (%8s reads/s)  RSS %5s MB (peak %5s)  after %ss: %5s MB (peak %5s)  load %s\n' \
+    "$r" "$srv" "$n" "$READ_SECONDS" "${rps:-?}" "$rss" "$hwm" "$SETTLE" "$rss2" "$hwm2" "$l0" >&2
 }
 
 putrun() { # SERVER ROUND: the standard put run on a fresh 3-member cluster, leader's peak RSS
@@ -125,6 +156,7 @@ for (( r = 1; r <= ROUNDS; r++ )); do
     dir=$OUTDIR/clusters/r$r-$srv-load
     if start_cluster "$srv" "$dir" "$MEMBERS"; then
       load_and_measure "$dir" "$srv" "$r" load1 "$KEYS" &&
+        { (( READ_SECONDS == 0 )) || read_and_measure "$dir" "$srv" "$r" "$KEYS"; } &&
         (( LOAD2 > 0 )) && load_and_measure "$dir" "$srv" "$r" load2 "$LOAD2"
       kill_servers "$dir"; (( KEEP_DATA )) || rm -rf "$dir"/m*.data
     else
@@ -139,7 +171,7 @@ echo "measurements ended: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(lo
 summarize() {
   sed 's/^/    /' "$OUTDIR/meta.txt"
   echo
-  awk -F, -v R="$ROUNDS" -v KEYS="$KEYS" -v LOAD2="$LOAD2" -v SETTLE="$SETTLE" -v M="$MEMBERS" "$AWK_LIB"'
+  awk -F, -v R="$ROUNDS" -v KEYS="$KEYS" -v LOAD2="$LOAD2" -v SETTLE="$SETTLE" -v READ_S="$READ_SECONDS" -v M="$MEMBERS" "$AWK_LIB"'
     NR == 1 { next }
     { for (c = 5; c <= 12; c++) if ($c != "") { v[$3, $2, c] = v[$3, $2, c] " " $c; per[$3, $2, c, $1] = $c }
       if ($7 + 0 > 0) errs[$3, $2] += $7
@@ -161,6 +193,10 @@ summarize() {
       row(KEYS " keys: data dir, MB", "load1", 12)
       row(KEYS " keys: load time, s", "load1", 5)
       row(KEYS " keys: load rate, put/s", "load1", 6)
+      row(KEYS " keys, after " READ_S " s of reads: RSS, MB", "reads", 8)
+      row(KEYS " keys, after " READ_S " s of reads: peak RSS (VmHWM), MB", "reads", 9)
+      row(KEYS " keys, after " READ_S " s of reads and " SETTLE " s idle: RSS, MB", "reads", 10)
+      row(KEYS " keys: reads/s", "reads", 6)
       if (LOAD2 > 0) {
         row(LOAD2 " keys: RSS after load, MB", "load2", 8)
         row(LOAD2 " keys: peak RSS (VmHWM), MB", "load2", 9)

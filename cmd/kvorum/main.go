@@ -67,7 +67,8 @@ func run(args []string) int {
 	// several in one process and leave the limit alone).
 	budget := membudget.Split(cfg.MemoryBudgetBytes)
 	lg.Info("memory budget", "budget-bytes", budget.Total, "block-cache-bytes", budget.BlockCache,
-		"memtable-bytes", budget.MemTable, "go-memory-limit-bytes", membudget.SetGoLimit(budget))
+		"memtable-bytes", budget.MemTable, "go-memory-limit-bytes", membudget.SetGoLimit(budget),
+		"c-allocator-tuned", membudget.TrimAllocator())
 	m, err := member.Start(cfg, lg)
 	if err != nil {
 		lg.Error("cannot start member", "err", err)

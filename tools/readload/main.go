@@ -1,0 +1,113 @@
+// Command readload reads at random from the keys the official benchmark
+// tool writes with `put --sequential-keys` (key i is i as a varint in a
+// --key-size byte key), for a while, from many clients: serializable point
+// gets, and every --range-every-th request a range from its key to the end
+// of the key space with a --limit (the response still counts every key to
+// the end, as Kubernetes's paginated lists do). It prints what it did on
+// one line. scripts/bench-memory.sh uses it to see what reads do to a
+// member's memory, against Kvorum and etcd alike.
+//
+//	readload --endpoints=http://127.0.0.1:2379 --keys=1000000 --duration=30s
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+func main() {
+	endpoints := flag.String("endpoints", "http://127.0.0.1:2379", "client URLs, comma separated")
+	keys := flag.Int("keys", 1000000, "keys the benchmark tool wrote (0 .. keys-1)")
+	keySize := flag.Int("key-size", 12, "the benchmark tool's --key-size")
+	clients := flag.Int("clients", 50, "concurrent readers")
+	duration := flag.Duration("duration", 30*time.Second, "how long to read")
+	rangeEvery := flag.Int("range-every", 20, "every n-th request of a reader is a counted range (0: none)")
+	limit := flag.Int64("limit", 100, "the ranges' limit")
+	timeout := flag.Duration("timeout", time.Minute, "timeout of one request")
+	flag.Parse()
+	if *keys <= 0 || *keySize < binary.MaxVarintLen64 || *clients <= 0 || *rangeEvery < 0 {
+		fmt.Fprintln(os.Stderr, "readload: --keys and --clients must be positive, --key-size at least 10, --range-every 0 or more")
+		os.Exit(2)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   strings.Split(*endpoints, ","),
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "readload:", err)
+		os.Exit(1)
+	}
+	defer cli.Close()
+
+	type result struct {
+		gets, ranges, missing int
+		lat                   []time.Duration
+		err                   error
+	}
+	results := make([]result, *clients)
+	end := time.Now().Add(*duration)
+	var wg sync.WaitGroup
+	for c := range results {
+		wg.Go(func() {
+			res := &results[c]
+			key := make([]byte, *keySize)
+			for n := 1; time.Now().Before(end); n++ {
+				clear(key)
+				binary.PutVarint(key, int64(rand.IntN(*keys)))
+				opts := []clientv3.OpOption{clientv3.WithSerializable()}
+				isRange := *rangeEvery > 0 && n%*rangeEvery == 0
+				if isRange {
+					opts = append(opts, clientv3.WithFromKey(), clientv3.WithLimit(*limit))
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+				t0 := time.Now()
+				resp, err := cli.Get(ctx, string(key), opts...)
+				cancel()
+				if err != nil {
+					res.err = err
+					return
+				}
+				res.lat = append(res.lat, time.Since(t0))
+				if isRange {
+					res.ranges++
+				} else {
+					res.gets++
+					if len(resp.Kvs) == 0 {
+						res.missing++
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var gets, ranges, missing int
+	var lat []time.Duration
+	for _, r := range results {
+		if r.err != nil {
+			fmt.Fprintln(os.Stderr, "readload:", r.err)
+			os.Exit(1)
+		}
+		gets, ranges, missing = gets+r.gets, ranges+r.ranges, missing+r.missing
+		lat = append(lat, r.lat...)
+	}
+	if len(lat) == 0 {
+		fmt.Fprintln(os.Stderr, "readload: no request completed")
+		os.Exit(1)
+	}
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	fmt.Printf("gets=%d ranges=%d missing=%d reads_per_s=%.0f p50_ms=%.2f p99_ms=%.2f\n", gets, ranges, missing,
+		float64(gets+ranges)/duration.Seconds(), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]))
+}
