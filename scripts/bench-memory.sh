@@ -16,6 +16,11 @@
 #      (serializable gets of random keys, and every 20th request a range from a random key to the end,
 #      limit 100, which counts every key after it), then its RSS and peak RSS are read again, and
 #      after SETTLE seconds idle: do reads, which go through the engine's block cache, grow it?
+#   1c. if LIST_SECONDS > 0, three runs of LIST_SECONDS each of tools/readload with LIST_CLIENTS clients,
+#      every request a range from a random key to the end of the key space, as a Kubernetes list
+#      reads its pages: limit LIST_LIMIT at the current revision (a list's first page), the same
+#      with count_only, and limit LIST_LIMIT at a past revision (the later pages, which are read at
+#      the first page's revision); each counts every key after its start. Ranges/s of each.
 #   2. if LOAD2 > 0, the same member is loaded up to LOAD2 keys (keys 0..LOAD2-1, so the first KEYS
 #      keys get a second revision) and measured the same way: does RSS grow with the key count?
 #   3. if PUTRUN=1, the standard put run of bench.sh on a fresh 3-member cluster (CLIENTS clients over
@@ -28,6 +33,7 @@
 #   ROUNDS=2  MEMBERS=1 (1 or 3)  KEYS=1000000  LOAD2=4000000 (0: skip)  KEY_SIZE=12  VAL_SIZE=256
 #   LOAD_CLIENTS=200 LOAD_CONNS=20  SETTLE=30 (seconds idle before the second reading)
 #   READ_SECONDS=30 (0: skip)  READ_CLIENTS=50
+#   LIST_SECONDS=20 (0: skip)  LIST_CLIENTS=2  LIST_LIMIT=500
 #   PUTRUN=1  PUT_TOTAL=60000 CLIENTS=100 CONNS=10 KEY_SPACE=100000
 #   QUOTA_BYTES=8589934592   --quota-backend-bytes for both servers (etcd's default of 2 GiB is below
 #                            what etcd needs for 4M keys of 256 bytes)
@@ -49,12 +55,13 @@ SCRIPT=bench-memory.sh BENCH_OUTDIR_PREFIX=kvorum-bench-memory
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-CMDLINE=$(cmdline SERVERS ROUNDS MEMBERS KEYS LOAD2 KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE READ_SECONDS READ_CLIENTS PUTRUN PUT_TOTAL CLIENTS \
+CMDLINE=$(cmdline SERVERS ROUNDS MEMBERS KEYS LOAD2 KEY_SIZE VAL_SIZE LOAD_CLIENTS LOAD_CONNS SETTLE READ_SECONDS READ_CLIENTS LIST_SECONDS LIST_CLIENTS LIST_LIMIT PUTRUN PUT_TOTAL CLIENTS \
   CONNS KEY_SPACE QUOTA_BYTES EXTRA_FLAGS KVORUM_FLAGS ETCD_FLAGS)
 
 ROUNDS=${ROUNDS:-2} MEMBERS=${MEMBERS:-1} KEYS=${KEYS:-1000000} LOAD2=${LOAD2:-4000000}
 KEY_SIZE=${KEY_SIZE:-12} VAL_SIZE=${VAL_SIZE:-256} LOAD_CLIENTS=${LOAD_CLIENTS:-200} LOAD_CONNS=${LOAD_CONNS:-20}
 SETTLE=${SETTLE:-30} READ_SECONDS=${READ_SECONDS:-30} READ_CLIENTS=${READ_CLIENTS:-50} PUTRUN=${PUTRUN:-1} PUT_TOTAL=${PUT_TOTAL:-60000} CLIENTS=${CLIENTS:-100} CONNS=${CONNS:-10}
+LIST_SECONDS=${LIST_SECONDS:-20} LIST_CLIENTS=${LIST_CLIENTS:-2} LIST_LIMIT=${LIST_LIMIT:-500}
 KEY_SPACE=${KEY_SPACE:-100000} QUOTA_BYTES=${QUOTA_BYTES:-8589934592} KEEP_DATA=${KEEP_DATA:-0}
 EXTRA_FLAGS="--quota-backend-bytes=$QUOTA_BYTES ${EXTRA_FLAGS:-}"
 
@@ -63,6 +70,8 @@ EXTRA_FLAGS="--quota-backend-bytes=$QUOTA_BYTES ${EXTRA_FLAGS:-}"
 [[ "$KEYS" =~ ^[1-9][0-9]*$ ]] || die "KEYS must be a positive integer"
 [[ "$READ_SECONDS" =~ ^[0-9]+$ ]] || die "READ_SECONDS must be a number of seconds"
 [[ "$READ_CLIENTS" =~ ^[1-9][0-9]*$ ]] || die "READ_CLIENTS must be a positive integer"
+[[ "$LIST_SECONDS" =~ ^[0-9]+$ ]] || die "LIST_SECONDS must be a number of seconds"
+[[ "$LIST_CLIENTS" =~ ^[1-9][0-9]*$ && "$LIST_LIMIT" =~ ^[1-9][0-9]*$ ]] || die "LIST_CLIENTS and LIST_LIMIT must be positive integers"
 [[ "$LOAD2" =~ ^[0-9]+$ ]] && { (( LOAD2 == 0 || LOAD2 > KEYS )) || die "LOAD2 must be 0 or more than KEYS"; } || die "LOAD2 must be a number"
 
 build_all readload
@@ -125,6 +134,32 @@ read_and_measure() {
     "$r" "$srv" "$n" "$READ_SECONDS" "${rps:-?}" "$rss" "$hwm" "$SETTLE" "$rss2" "$hwm2" "$l0" >&2
 }
 
+# lists DIR SERVER ROUND NKEYS: the three kinds of counted ranges (see 1c above) against the leader,
+# LIST_SECONDS each; the load columns hold the seconds and ranges/s
+lists() {
+  local dir=$1 srv=$2 r=$3 n=$4 l0 lead ep kind flags raw rc rps
+  lead=$(leader_of "$dir") || { log "  no leader in $dir"; return 1; }
+  ep=$(member_ep "$dir" "$lead")
+  for kind in first count past; do
+    case $kind in
+      first) flags=() ;;
+      count) flags=(--count-only) ;;
+      past) flags=(--past-revision) ;;
+    esac
+    l0=$(load1) raw="$OUTDIR/raw/r$r-$srv-list-$kind.txt"
+    echo "# $(date -u -Is) $srv: readload --endpoints=$ep --keys=$n --key-size=$KEY_SIZE --clients=$LIST_CLIENTS --range-every=1 --limit=$LIST_LIMIT ${flags[*]} --duration=${LIST_SECONDS}s" >"$raw"
+    bg_wait "$raw.out" timeout $((LIST_SECONDS + 300)) "$OUTDIR/bin/readload" --endpoints="$ep" --keys="$n" --key-size="$KEY_SIZE" \
+      --clients="$LIST_CLIENTS" --range-every=1 --limit="$LIST_LIMIT" "${flags[@]}" --duration="${LIST_SECONDS}s"
+    rc=$?
+    cat "$raw.out" >>"$raw"; rm -f "$raw.out"
+    (( rc == 0 )) || { log "  !! readload exited $rc ($raw)"; continue; }
+    rps=$(sed -n 's/.*reads_per_s=\([0-9.]*\).*/\1/p' "$raw")
+    echo "$r,$srv,list-$kind,$n,$LIST_SECONDS,$rps,0,,,,,,$l0" >>"$CSV"
+    printf '  r%s %-6s list-%-5s %8s keys  %ss (%8s ranges/s, %s)  load %s\n' "$r" "$srv" "$kind" "$n" "$LIST_SECONDS" "${rps:-?}" \
+      "$(sed -n 's/.*\(p50_ms=[0-9.]* p99_ms=[0-9.]*\).*/\1/p' "$raw")" "$l0" >&2
+  done
+}
+
 putrun() { # SERVER ROUND: the standard put run on a fresh 3-member cluster, leader's peak RSS
   local srv=$1 r=$2 dir="$OUTDIR/clusters/r$2-$1-putrun" raw="$OUTDIR/raw/r$2-$1-putrun.txt" l0 lead pid t0 rc
   l0=$(load1)
@@ -157,6 +192,7 @@ for (( r = 1; r <= ROUNDS; r++ )); do
     if start_cluster "$srv" "$dir" "$MEMBERS"; then
       load_and_measure "$dir" "$srv" "$r" load1 "$KEYS" &&
         { (( READ_SECONDS == 0 )) || read_and_measure "$dir" "$srv" "$r" "$KEYS"; } &&
+        { (( LIST_SECONDS == 0 )) || lists "$dir" "$srv" "$r" "$KEYS"; } &&
         (( LOAD2 > 0 )) && load_and_measure "$dir" "$srv" "$r" load2 "$LOAD2"
       kill_servers "$dir"; (( KEEP_DATA )) || rm -rf "$dir"/m*.data
     else
@@ -171,7 +207,7 @@ echo "measurements ended: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(lo
 summarize() {
   sed 's/^/    /' "$OUTDIR/meta.txt"
   echo
-  awk -F, -v R="$ROUNDS" -v KEYS="$KEYS" -v LOAD2="$LOAD2" -v SETTLE="$SETTLE" -v READ_S="$READ_SECONDS" -v M="$MEMBERS" "$AWK_LIB"'
+  awk -F, -v R="$ROUNDS" -v KEYS="$KEYS" -v LOAD2="$LOAD2" -v SETTLE="$SETTLE" -v READ_S="$READ_SECONDS" -v LIMIT="$LIST_LIMIT" -v M="$MEMBERS" "$AWK_LIB"'
     NR == 1 { next }
     { for (c = 5; c <= 12; c++) if ($c != "") { v[$3, $2, c] = v[$3, $2, c] " " $c; per[$3, $2, c, $1] = $c }
       if ($7 + 0 > 0) errs[$3, $2] += $7
@@ -197,6 +233,9 @@ summarize() {
       row(KEYS " keys, after " READ_S " s of reads: peak RSS (VmHWM), MB", "reads", 9)
       row(KEYS " keys, after " READ_S " s of reads and " SETTLE " s idle: RSS, MB", "reads", 10)
       row(KEYS " keys: reads/s", "reads", 6)
+      row(KEYS " keys: list first pages (limit " LIMIT ", counted), ranges/s", "list-first", 6)
+      row(KEYS " keys: list counts (count_only), ranges/s", "list-count", 6)
+      row(KEYS " keys: list later pages (past revision, limit " LIMIT ", counted), ranges/s", "list-past", 6)
       if (LOAD2 > 0) {
         row(LOAD2 " keys: RSS after load, MB", "load2", 8)
         row(LOAD2 " keys: peak RSS (VmHWM), MB", "load2", 9)
@@ -208,7 +247,7 @@ summarize() {
       row("standard put run: leader peak RSS (VmHWM), MB", "putrun", 9)
       row("standard put run: put/s", "putrun", 6)
       print ""
-      print "Medians over " R " round(s); ratio = Kvorum/etcd (below 1 favours Kvorum, except for put/s)."
+      print "Medians over " R " round(s); ratio = Kvorum/etcd (below 1 favours Kvorum, except for put/s, reads/s and ranges/s)."
       print ""
       print "Targets (issue 12), from the medians:"
       print ""

@@ -80,8 +80,9 @@ func (v *view) rangeKeys(sp span, atRev, limit int64, countOnly bool) (rangeResu
 	return v.historyRange(sp, atRev, limit, countOnly)
 }
 
-// latestRange reads the current versions: only the latest span, so its cost
-// is proportional to the live keys in sp.
+// latestRange reads the current versions from the latest records, where
+// each key's value is. The count of the keys a range does not return (past
+// a limit, or all of them for count_only) comes from countLatest.
 func (v *view) latestRange(sp span, limit int64, countOnly bool) (rangeResult, error) {
 	if sp.single {
 		kv, err := v.latest(sp.key)
@@ -93,17 +94,18 @@ func (v *view) latestRange(sp span, limit int64, countOnly bool) (rangeResult, e
 		}
 		return rangeResult{kvs: []*mvccpb.KeyValue{kv}, count: 1}, nil
 	}
+	if countOnly {
+		n, err := v.countLatest(sp)
+		return rangeResult{count: n}, err
+	}
 	lo, hi := storage.LatestSpan(sp.key, sp.end)
 	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return rangeResult{}, err
 	}
 	var res rangeResult
-	for valid := it.First(); valid; valid = it.Next() {
-		res.count++
-		if countOnly || (limit > 0 && int64(len(res.kvs)) >= limit) {
-			continue
-		}
+	valid := it.First()
+	for ; valid && (limit <= 0 || int64(len(res.kvs)) < limit); valid = it.Next() {
 		kv, err := decodeKV(it.Key(), it.Value())
 		if err != nil {
 			_ = it.Close()
@@ -111,50 +113,155 @@ func (v *view) latestRange(sp span, limit int64, countOnly bool) (rangeResult, e
 		}
 		res.kvs = append(res.kvs, kv)
 	}
-	return res, closeIter(it)
+	var rest []byte // the first key past the limit
+	if valid {
+		rest = bytes.Clone(storage.UserKeyFromLatest(it.Key()))
+	}
+	if err := closeIter(it); err != nil {
+		return rangeResult{}, err
+	}
+	res.count = int64(len(res.kvs))
+	if rest != nil {
+		n, err := v.countLatest(span{key: rest, end: sp.end})
+		if err != nil {
+			return rangeResult{}, err
+		}
+		res.count += n
+	}
+	return res, nil
+}
+
+// countLatest counts the live keys of sp (not a single key) at the view's
+// revision. It reads the history index (historyScan), where a key with one
+// version takes a tenth of the bytes of its latest record: counting a
+// million keys of 256-byte values, 62-80 ms against 410-660 ms. A key with
+// many versions not yet compacted has as many history records, though, so
+// once the keys read so far average more than maxRunPerKey records, the
+// rest of the span is counted from the latest records, one per key (judged
+// once judgeAfterRecords records were read).
+func (v *view) countLatest(sp span) (int64, error) {
+	const (
+		judgeAfterRecords = 128
+		maxRunPerKey      = 2
+	)
+	h, err := v.newHistoryScan(sp, v.rev)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for {
+		_, put, ok := h.next()
+		if !ok {
+			return n, h.close()
+		}
+		if put {
+			n++
+		}
+		if h.valid && h.records > judgeAfterRecords && h.records > maxRunPerKey*h.keys {
+			break
+		}
+	}
+	rest, err := h.userKey()
+	if cerr := h.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	m, err := v.countLatestRecords(span{key: rest, end: sp.end})
+	return n + m, err
+}
+
+// countLatestRecords counts the latest records of sp (not a single key).
+func (v *view) countLatestRecords(sp span) (int64, error) {
+	lo, hi := storage.LatestSpan(sp.key, sp.end)
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for valid := it.First(); valid; valid = it.Next() {
+		n++
+	}
+	return n, closeIter(it)
 }
 
 // historyRange reads the versions in force at atRev, a revision before the
-// view's. For each user key in sp it seeks the newest history record at or
-// below atRev; a tombstone there means the key did not exist at atRev.
+// view's: the history index names each key's version at atRev (a tombstone
+// there means the key did not exist), and pastVersion loads it.
 func (v *view) historyRange(sp span, atRev, limit int64, countOnly bool) (rangeResult, error) {
-	var hi []byte
-	if sp.single {
-		hi = storage.HistorySpanStart(append(bytes.Clone(sp.key), 0))
-	} else {
-		hi = storage.HistorySpanEnd(sp.end)
-	}
-	lo := storage.HistorySpanStart(sp.key)
-	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	h, err := v.newHistoryScan(sp, atRev)
 	if err != nil {
 		return rangeResult{}, err
 	}
 	var res rangeResult
-	for valid := it.SeekGE(lo); valid; {
-		key, _, err := storage.DecodeHistoryKey(it.Key())
-		if err != nil {
-			_ = it.Close()
-			return rangeResult{}, err
+	var latest *pebble.Iterator
+	for !countOnly && (limit <= 0 || int64(len(res.kvs)) < limit) {
+		rev, put, ok := h.next()
+		if !ok {
+			break
 		}
-		rev, put, found, err := newestAtOrBelow(it, key, atRev)
-		if err != nil {
-			_ = it.Close()
-			return rangeResult{}, err
+		if !put {
+			continue
 		}
-		if found && put {
-			res.count++
-			if !countOnly && (limit <= 0 || int64(len(res.kvs)) < limit) {
-				kv, err := v.eventKV(rev)
-				if err != nil {
-					_ = it.Close()
-					return rangeResult{}, err
-				}
-				res.kvs = append(res.kvs, kv)
+		if latest == nil {
+			if latest, err = v.latestIter(sp); err != nil {
+				_ = h.close()
+				return rangeResult{}, err
 			}
 		}
-		valid = it.SeekGE(storage.HistorySpanStart(append(key, 0)))
+		kv, err := v.pastVersion(latest, h.prefix, rev)
+		if err != nil {
+			_ = h.close()
+			_ = latest.Close()
+			return rangeResult{}, err
+		}
+		res.kvs = append(res.kvs, kv)
 	}
-	return res, closeIter(it)
+	if latest != nil {
+		if err := closeIter(latest); err != nil {
+			_ = h.close()
+			return rangeResult{}, err
+		}
+	}
+	res.count = int64(len(res.kvs)) + h.count()
+	return res, h.close()
+}
+
+// latestIter iterates the latest records of sp.
+func (v *view) latestIter(sp span) (*pebble.Iterator, error) {
+	end := sp.end
+	if sp.single {
+		end = append(bytes.Clone(sp.key), 0)
+	}
+	lo, hi := storage.LatestSpan(sp.key, end)
+	return v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+}
+
+// pastVersion loads the version written at rev of the key whose history
+// prefix is prefix. A version that is still the key's latest (the usual
+// case for the later pages of a list, read at the revision of its first)
+// is in the latest records, which latest walks in key order as the scan
+// does; any other comes from the event log, one lookup each.
+func (v *view) pastVersion(latest *pebble.Iterator, prefix []byte, rev storage.Revision) (*mvccpb.KeyValue, error) {
+	key, err := storage.DecodeHistoryPrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	lk := storage.LatestKey(key)
+	if latest.SeekGE(lk) && bytes.Equal(latest.Key(), lk) {
+		kv, err := decodeKV(latest.Key(), latest.Value())
+		if err != nil {
+			return nil, err
+		}
+		if kv.GetModRevision() == rev.Main {
+			return kv, nil
+		}
+	}
+	if err := latest.Error(); err != nil {
+		return nil, err
+	}
+	return v.eventKV(rev)
 }
 
 // newestAtOrBelow positions it on the newest history record of key with a

@@ -158,6 +158,22 @@ func AppendHistoryKey(dst, k []byte, rev Revision) []byte {
 	return rev.append(appendEscaped(dst, k))
 }
 
+// AppendHistoryRevision appends to a HistoryKeyPrefix the revision that
+// completes it into a HistoryKey.
+func AppendHistoryRevision(prefix []byte, rev Revision) []byte { return rev.append(prefix) }
+
+// HistoryKeyPastRevisions is a key after every history key whose prefix
+// (HistoryKeyPrefix) is prefix and before any of the next user key: a
+// revision's main part is not negative, so its first byte is below 0xff.
+func HistoryKeyPastRevisions(prefix []byte) []byte {
+	out := make([]byte, 0, len(prefix)+revisionLen)
+	out = append(out, prefix...)
+	for range revisionLen {
+		out = append(out, 0xff)
+	}
+	return out
+}
+
 // HistorySpanStart is the smallest history key of any user key >= k.
 func HistorySpanStart(k []byte) []byte { return HistoryKeyPrefix(k) }
 
@@ -187,10 +203,20 @@ func SplitHistoryKey(hk []byte) ([]byte, Revision, error) {
 
 // DecodeHistoryKey splits a history key into its user key and revision.
 func DecodeHistoryKey(hk []byte) ([]byte, Revision, error) {
-	if len(hk) < 1+2+revisionLen || hk[0] != prefixHistory {
-		return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+	prefix, rev, err := SplitHistoryKey(hk)
+	if err != nil {
+		return nil, Revision{}, err
 	}
-	body := hk[1 : len(hk)-revisionLen]
+	user, err := DecodeHistoryPrefix(prefix)
+	return user, rev, err
+}
+
+// DecodeHistoryPrefix decodes the user key of a HistoryKeyPrefix.
+func DecodeHistoryPrefix(prefix []byte) ([]byte, error) {
+	if len(prefix) < 3 || prefix[0] != prefixHistory {
+		return nil, fmt.Errorf("%w: history key prefix %x", ErrMalformedKey, prefix)
+	}
+	body := prefix[1:]
 	user := make([]byte, 0, len(body))
 	for i := 0; i < len(body); i++ {
 		c := body[i]
@@ -199,7 +225,7 @@ func DecodeHistoryKey(hk []byte) ([]byte, Revision, error) {
 			continue
 		}
 		if i+1 >= len(body) {
-			return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+			break
 		}
 		switch body[i+1] {
 		case escMark:
@@ -207,15 +233,14 @@ func DecodeHistoryKey(hk []byte) ([]byte, Revision, error) {
 			i++
 		case termMark:
 			if i+2 != len(body) {
-				return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+				return nil, fmt.Errorf("%w: history key prefix %x", ErrMalformedKey, prefix)
 			}
-			rev, err := decodeRevision(hk[len(hk)-revisionLen:])
-			return user, rev, err
+			return user, nil
 		default:
-			return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+			return nil, fmt.Errorf("%w: history key prefix %x", ErrMalformedKey, prefix)
 		}
 	}
-	return nil, Revision{}, fmt.Errorf("%w: history key %x", ErrMalformedKey, hk)
+	return nil, fmt.Errorf("%w: history key prefix %x", ErrMalformedKey, prefix)
 }
 
 // Revision identifies one change: Main is the store revision of the request

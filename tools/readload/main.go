@@ -7,7 +7,15 @@
 // one line. scripts/bench-memory.sh uses it to see what reads do to a
 // member's memory, against Kvorum and etcd alike.
 //
+// With --range-every=1 every request is such a range: a Kubernetes list's
+// first page (--limit=500), or with --count-only the count of its keys, or
+// with --past-revision a later page, which Kubernetes reads at the revision
+// of the first: readload takes the current revision, writes one key of its
+// own (so that revision is no longer the newest) and reads every range at
+// the revision before that write.
+//
 //	readload --endpoints=http://127.0.0.1:2379 --keys=1000000 --duration=30s
+//	readload --keys=1000000 --range-every=1 --limit=500 --past-revision --clients=2 --duration=20s
 package main
 
 import (
@@ -34,6 +42,8 @@ func main() {
 	duration := flag.Duration("duration", 30*time.Second, "how long to read")
 	rangeEvery := flag.Int("range-every", 20, "every n-th request of a reader is a counted range (0: none)")
 	limit := flag.Int64("limit", 100, "the ranges' limit")
+	countOnly := flag.Bool("count-only", false, "the ranges ask only for the count of their keys")
+	pastRevision := flag.Bool("past-revision", false, "the ranges read at a past revision (readload writes the key "+markerKey+" to make one)")
 	timeout := flag.Duration("timeout", time.Minute, "timeout of one request")
 	flag.Parse()
 	if *keys <= 0 || *keySize < binary.MaxVarintLen64 || *clients <= 0 || *rangeEvery < 0 {
@@ -50,6 +60,13 @@ func main() {
 		os.Exit(1)
 	}
 	defer cli.Close()
+	var atRev int64
+	if *pastRevision {
+		if atRev, err = makePastRevision(cli, *timeout); err != nil {
+			fmt.Fprintln(os.Stderr, "readload:", err)
+			os.Exit(1)
+		}
+	}
 
 	type result struct {
 		gets, ranges, missing int
@@ -57,7 +74,8 @@ func main() {
 		err                   error
 	}
 	results := make([]result, *clients)
-	end := time.Now().Add(*duration)
+	start := time.Now()
+	end := start.Add(*duration)
 	var wg sync.WaitGroup
 	for c := range results {
 		wg.Go(func() {
@@ -70,6 +88,12 @@ func main() {
 				isRange := *rangeEvery > 0 && n%*rangeEvery == 0
 				if isRange {
 					opts = append(opts, clientv3.WithFromKey(), clientv3.WithLimit(*limit))
+					if *countOnly {
+						opts = append(opts, clientv3.WithCountOnly())
+					}
+					if atRev > 0 {
+						opts = append(opts, clientv3.WithRev(atRev))
+					}
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 				t0 := time.Now()
@@ -92,6 +116,7 @@ func main() {
 		})
 	}
 	wg.Wait()
+	elapsed := time.Since(start) // the requests in flight at the end finish after it
 	var gets, ranges, missing int
 	var lat []time.Duration
 	for _, r := range results {
@@ -109,5 +134,24 @@ func main() {
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	fmt.Printf("gets=%d ranges=%d missing=%d reads_per_s=%.0f p50_ms=%.2f p99_ms=%.2f\n", gets, ranges, missing,
-		float64(gets+ranges)/duration.Seconds(), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]))
+		float64(gets+ranges)/elapsed.Seconds(), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]))
+}
+
+// markerKey is the key --past-revision writes. It is not one of the
+// benchmark tool's keys (those are --key-size bytes, a varint padded with
+// zeros), and the ranges, read at the revision before it was written, do
+// not see it.
+const markerKey = "\xff\xffreadload-past-revision"
+
+// makePastRevision writes markerKey and returns the revision before that
+// write: a revision every member has applied and that is no longer the
+// newest.
+func makePastRevision(cli *clientv3.Client, timeout time.Duration) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	resp, err := cli.Put(ctx, markerKey, "")
+	if err != nil {
+		return 0, fmt.Errorf("write %q for --past-revision: %w", markerKey, err)
+	}
+	return resp.Header.Revision - 1, nil
 }
