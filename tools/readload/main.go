@@ -133,7 +133,7 @@ func main() {
 	}
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	fmt.Printf("gets=%d ranges=%d missing=%d reads_per_s=%.0f p50_ms=%.2f p99_ms=%.2f\n", gets, ranges, missing,
+	fmt.Printf("gets=%d ranges=%d missing=%d reads_per_s=%.1f p50_ms=%.2f p99_ms=%.2f\n", gets, ranges, missing,
 		float64(gets+ranges)/elapsed.Seconds(), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]))
 }
 
