@@ -27,9 +27,12 @@
 //   - The current and compact revisions are written in the same batch as
 //     the changes they describe, so a crash never separates them.
 //   - Nothing is indexed in memory: every read goes to Pebble, and costs
-//     what it touches. A range at the current revision scans only the live
-//     keys it covers; at a past revision, two seeks per key in the range;
-//     a compaction, a few seeks per change since the previous one.
+//     what it touches. A range at the current revision reads the latest
+//     records of the keys it returns and counts the rest in the history
+//     index; at a past revision, it passes once over the history records of
+//     the range (seeking past long histories) and loads the versions it
+//     returns from the latest records or the event log; a compaction costs
+//     a few seeks per change since the previous one.
 //   - After Compact(r), ranges at revisions >= r answer exactly as before.
 //   - Writer.Events carry PrevKv (the version replaced or deleted), so the
 //     watch hub and the lessor need no extra reads; stored events do not.

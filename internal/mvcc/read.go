@@ -98,8 +98,7 @@ func (v *view) latestRange(sp span, limit int64, countOnly bool) (rangeResult, e
 		n, err := v.countLatest(sp)
 		return rangeResult{count: n}, err
 	}
-	lo, hi := storage.LatestSpan(sp.key, sp.end)
-	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := v.latestIter(sp)
 	if err != nil {
 		return rangeResult{}, err
 	}
@@ -172,10 +171,9 @@ func (v *view) countLatest(sp span) (int64, error) {
 	return n + m, err
 }
 
-// countLatestRecords counts the latest records of sp (not a single key).
+// countLatestRecords counts the latest records of sp.
 func (v *view) countLatestRecords(sp span) (int64, error) {
-	lo, hi := storage.LatestSpan(sp.key, sp.end)
-	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := v.latestIter(sp)
 	if err != nil {
 		return 0, err
 	}
