@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -90,5 +91,135 @@ func TestCompactionPhase(t *testing.T) {
 	}
 	if compactionDue(1<<40, 0, 0, 0) {
 		t.Error("--snapshot-count 0 never makes a compaction point due")
+	}
+}
+
+// TestLargeEntriesGetCompactionPointsAtDifferentTimesToo simulates three
+// members applying the same entries of 8, 20 and 100 KB (±10%), whose
+// raft log reaches its byte bound (32 MiB) long before 10,000 entries, and
+// takes each member's compaction points as maybeCompact does (a point keeps
+// up to 5,000 catch-up entries within half the bound). On the grid that
+// sizedInterval scales, few points fall within a sixth of an interval of
+// another member's (none at this writing), and the byte bound itself never
+// has to step in; with the byte bound alone (sized false), 14%, 100% and 72%
+// did.
+func TestLargeEntriesGetCompactionPointsAtDifferentTimesToo(t *testing.T) {
+	const (
+		every    = 10000
+		catchUp  = 5000
+		maxBytes = 32 << 20
+		end      = 150000
+	)
+	cs := &pb.ConfState{Voters: []uint64{0xfd422379fda50e48, 0x8e9e05c52164694d, 0x91bc3c398fb3c146}}
+	type member struct {
+		snap, entries, interval uint64
+		held, after             int64
+		points                  []uint64
+		byBoundAlone            int
+	}
+	simulate := func(size int64, sized bool) (clash float64, boundPoints int) {
+		r := rand.New(rand.NewPCG(uint64(size), 7))
+		ms := make([]member, len(cs.Voters))
+		maxBatch := min(150, (1<<20)/size)
+		var applied uint64
+		for applied < end {
+			b := 1 + r.Uint64N(uint64(maxBatch))
+			var batch int64
+			for range b {
+				batch += size*9/10 + r.Int64N(size/5)
+			}
+			applied += b
+			for i, id := range cs.Voters {
+				m := &ms[i]
+				m.held += batch
+				m.entries += b
+				e := uint64(every)
+				if sized {
+					m.interval = sizedInterval(m.interval, every, m.held, m.entries, maxBytes)
+					e = m.interval
+				}
+				due := compactionDue(applied, m.snap, e, compactionPhase(cs, id, e))
+				if !due && m.held > maxBytes && m.held > m.after+maxBytes/4 {
+					due = true
+					m.byBoundAlone++
+				}
+				if !due {
+					continue
+				}
+				avg := m.held / int64(m.entries)
+				kept := min(uint64(catchUp), uint64(maxBytes/2/avg), applied)
+				m.entries, m.held, m.after, m.snap = kept, int64(kept)*avg, int64(kept)*avg, applied
+				m.points = append(m.points, applied)
+			}
+		}
+		interval := uint64(maxBytes / 2 / size)
+		var near, all int
+		for i := range ms {
+			boundPoints += ms[i].byBoundAlone
+			for _, x := range ms[i].points {
+				all++
+				for j := range ms {
+					if j == i {
+						continue
+					}
+					if slices.ContainsFunc(ms[j].points, func(y uint64) bool { return max(x, y)-min(x, y) < interval/6 }) {
+						near++
+						break
+					}
+				}
+			}
+		}
+		return float64(near) / float64(all), boundPoints
+	}
+	for _, size := range []int64{8 << 10, 20 << 10, 100 << 10} {
+		clash, bound := simulate(size, true)
+		if clash > 0.10 || bound > 0 {
+			t.Errorf("%d-byte entries on the sized grid: %.0f%% of the points near another member's, %d points taken by the byte bound; want under 10%% and none", size, 100*clash, bound)
+		}
+		old, _ := simulate(size, false)
+		t.Logf("%d-byte entries: %.0f%% near on the grid, %.0f%% with the byte bound alone", size, 100*clash, 100*old)
+		if size == 20<<10 && old < 0.5 {
+			t.Errorf("%d-byte entries with the byte bound alone: %.0f%% of the points near another member's; the simulation no longer shows what the grid is for", size, 100*old)
+		}
+	}
+}
+
+func TestSizedInterval(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		held    int64
+		entries uint64
+		want    uint64
+	}{
+		{"small entries keep --snapshot-count", 300 * 1000, 1000, 10000},
+		{"no entries held", 0, 0, 10000},
+		{"3.3 KB entries just fit", 3300 * 1000, 1000, 10000},
+		{"4 KB entries: every second point", 4096 * 1000, 1000, 5000},
+		{"8 KB entries: a third", 8192 * 1000, 1000, 3333},
+		{"entries larger than half the bound: every entry", 20 << 20, 1, 1},
+	} {
+		if got := sizedInterval(0, 10000, c.held, c.entries, 64<<20); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	// An interval in use is kept while its entries take a quarter to a
+	// half of the bound, and replaced outside that.
+	for _, c := range []struct {
+		name string
+		prev uint64
+		held int64
+		want uint64
+	}{
+		{"kept: 2,500 entries of 8 KB take 20 MB", 2500, 8192 * 1000, 2500},
+		{"too many bytes: 5,000 entries of 8 KB", 5000, 8192 * 1000, 3333},
+		{"too few bytes: 1,000 entries of 8 KB", 1000, 8192 * 1000, 3333},
+		{"--snapshot-count kept for small entries", 10000, 300 * 1000, 10000},
+	} {
+		if got := sizedInterval(c.prev, 10000, c.held, 1000, 64<<20); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	if got := sizedInterval(0, 0, 1<<30, 1, 64<<20); got != 0 {
+		t.Errorf("--snapshot-count 0: %d, want 0 (never)", got)
 	}
 }

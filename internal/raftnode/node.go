@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,9 @@ type Node struct {
 	// by a quarter of MaxLogBytes past it, so entries not yet applied
 	// (which no compaction can drop) do not cause one per apply.
 	bytesAfterCompact int64
+	// interval is the number of entries between compaction points when
+	// the raft log is bounded by size (see sizedInterval).
+	interval uint64
 	// confChanged is set when a membership change was applied after the
 	// last compaction point (see maybeCompact).
 	confChanged bool
@@ -718,7 +722,14 @@ func (n *Node) maybeCompact() error {
 		return n.compact(at, cs)
 	}
 	applied := n.applied.Load()
-	due := compactionDue(applied, n.snapIndex, n.cfg.SnapshotCount, compactionPhase(n.confState, n.cfg.ID, n.cfg.SnapshotCount))
+	every := n.cfg.SnapshotCount
+	if n.cfg.MaxLogBytes > 0 {
+		first, _ := n.log.mem.FirstIndex()
+		last, _ := n.log.mem.LastIndex()
+		n.interval = sizedInterval(n.interval, every, n.log.bytes.Load(), last+1-first, n.cfg.MaxLogBytes)
+		every = n.interval
+	}
+	due := compactionDue(applied, n.snapIndex, every, compactionPhase(n.confState, n.cfg.ID, every))
 	if maxBytes := n.cfg.MaxLogBytes; maxBytes > 0 && applied > n.snapIndex {
 		held := n.log.bytes.Load()
 		due = due || held > maxBytes && held > n.bytesAfterCompact+maxBytes/4
@@ -747,6 +758,40 @@ func (n *Node) maybeCompact() error {
 // are a multiple of it once shifted by phase (see compactionPhase).
 func compactionDue(applied, last, every, phase uint64) bool {
 	return every > 0 && (applied+phase)/every > (last+phase)/every
+}
+
+// sizedInterval is the number of entries between two compaction points:
+// every (--snapshot-count), or, when that many entries of the size the log
+// holds on average (held bytes in entries) would take more than half of
+// maxBytes, every divided by the smallest whole number that brings them
+// within it. Large entries thus get compaction points on the same phased
+// grid of raft indexes as small ones (compactionDue), only closer together.
+// maxBytes stays the bound (maybeCompact), but is not reached: a point
+// keeps at most half of it in catch-up entries, and an interval adds at
+// most the other half. The interval in use (prev) is kept while its
+// entries take between a quarter and a half of maxBytes, so that an
+// average that wavers does not move the grid at every apply.
+//
+// A bound on bytes alone had members take their points, and flush their
+// engines, at the same moment: all hold the same entries. Entries of 3.3 KB
+// or more reach it before --snapshot-count at the defaults. In a simulation
+// of three members applying entries of 8, 20 and 100 KB, 14%, 100% and 72%
+// of the points fell within a sixth of an interval of another member's;
+// on the grid, none (TestLargeEntriesGetCompactionPointsAtDifferentTimesToo).
+func sizedInterval(prev, every uint64, held int64, entries uint64, maxBytes int64) uint64 {
+	if every == 0 || entries == 0 || held <= 0 || maxBytes <= 0 {
+		return max(prev, every)
+	}
+	avg := float64(held) / float64(entries)
+	half := float64(maxBytes / 2)
+	if prev != 0 && float64(prev)*avg <= half && (prev == every || float64(prev)*avg >= half/2) {
+		return prev
+	}
+	k := math.Ceil(float64(every) * avg / half)
+	if k <= 1 {
+		return every
+	}
+	return max(uint64(float64(every)/k), 1)
 }
 
 // compactionPhase spreads the members' compaction points over the interval
