@@ -219,6 +219,9 @@ func TestSizedInterval(t *testing.T) {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
 	}
+	if got := sizedInterval(2500, 10000, 0, 0, 64<<20); got != 2500 {
+		t.Errorf("an empty log: %d, want the interval in use (2500)", got)
+	}
 	if got := sizedInterval(0, 0, 1<<30, 1, 64<<20); got != 0 {
 		t.Errorf("--snapshot-count 0: %d, want 0 (never)", got)
 	}

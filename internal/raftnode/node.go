@@ -779,8 +779,14 @@ func compactionDue(applied, last, every, phase uint64) bool {
 // of the points fell within a sixth of an interval of another member's;
 // on the grid, none (TestLargeEntriesGetCompactionPointsAtDifferentTimesToo).
 func sizedInterval(prev, every uint64, held int64, entries uint64, maxBytes int64) uint64 {
-	if every == 0 || entries == 0 || held <= 0 || maxBytes <= 0 {
-		return max(prev, every)
+	if every == 0 || maxBytes <= 0 {
+		return every
+	}
+	if entries == 0 || held <= 0 { // nothing to measure: keep the interval in use
+		if prev == 0 {
+			return every
+		}
+		return prev
 	}
 	avg := float64(held) / float64(entries)
 	half := float64(maxBytes / 2)
