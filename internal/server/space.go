@@ -77,8 +77,10 @@ func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
 // history, leases, members) and the engine's small bookkeeping files, not
 // the tables that compactions replaced (deleted moments later, or once a
 // reader that still uses them is done) nor a compaction's output being
-// written. Counting those, a delete, compaction and defrag could leave the
-// quota exceeded for a while after the space was given back.
+// written, nor the values in blob files that no key references any more
+// (storage.SeparateValuesFrom). Counting those, a delete, compaction and
+// defrag could leave the quota exceeded for a while after the space was
+// given back.
 //
 // What the memtables hold counts once they are flushed: at the latest at
 // the next raft log compaction (every --snapshot-count entries), or when
@@ -91,7 +93,7 @@ func (s *Server) measure() {
 	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize)
 	s.space.size.Store(size)
 	replaced := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize + m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize
-	s.space.inUse.Store(max(0, size-int64(replaced)-m.Compact.InProgressBytes))
+	s.space.inUse.Store(max(0, size-int64(replaced)-m.Compact.InProgressBytes-storage.UnreferencedValueBytes(m)))
 }
 
 // runSpaceMonitor measures the engine's size until the server stops.
@@ -432,10 +434,7 @@ func (s *Server) alarmErrors() []string {
 // does this in the background anyway; writes and reads go on meanwhile.
 func (s *Server) Defragment(ctx context.Context) error {
 	start := time.Now()
-	if err := s.db.Flush(); err != nil {
-		return err
-	}
-	if err := s.db.Compact(ctx, storage.StateMachineStart, storage.StateMachineEnd, true); err != nil {
+	if err := s.engine.CompactAll(ctx, storage.StateMachineStart, storage.StateMachineEnd); err != nil {
 		return err
 	}
 	before := s.space.size.Load()
@@ -443,7 +442,7 @@ func (s *Server) Defragment(ctx context.Context) error {
 	// a little for them, so the size reported afterwards (as etcd's, after
 	// its file was rewritten) is the space the member really holds.
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
-		if m := s.db.Metrics(); m.Table.Local.ObsoleteSize == 0 && m.Table.Local.ZombieSize == 0 {
+		if m := s.db.Metrics(); m.Table.Local.ObsoleteSize+m.Table.Local.ZombieSize+m.BlobFiles.Local.ObsoleteSize+m.BlobFiles.Local.ZombieSize == 0 {
 			break
 		}
 		select {

@@ -1,11 +1,15 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -23,7 +27,37 @@ type Engine struct {
 	DB   *pebble.DB
 	dir  string
 	opts *pebble.Options
+	// rewriteValues is set while CompactAll runs: every compaction then
+	// copies the separated values its keys still reference into new blob
+	// files, and the old files, with the values of keys deleted or
+	// overwritten since, go.
+	rewriteValues atomic.Bool
 }
+
+// Value separation. A value of SeparateValuesFrom bytes or more is written
+// by a flush into a blob file, and the table keeps its key with a
+// reference. Compactions, which merge tables again and again as they move
+// down the levels, then rewrite the keys and references only, not the
+// values. Without it, a store of 20 KB values wrote 1.8x the bytes a put
+// and took 1.2x the CPU (docs/benchmarks.md). Small values stay in the
+// tables, where a read finds them without a second lookup.
+//
+// A value in a blob file becomes garbage once its key is overwritten,
+// deleted or compacted away. A blob file is deleted when none of its values
+// is referenced any more; one that holds more than maxValueGarbage of
+// garbage and is older than valueRewriteAge is rewritten in the
+// background, and CompactAll (defragment) rewrites them all.
+const (
+	SeparateValuesFrom = 1024
+	maxValueGarbage    = 0.2
+	valueRewriteAge    = 0
+	// maxBlobReferenceDepth bounds how many blob files of overlapping key
+	// ranges a table may reference (so a range read opens few); past it, a
+	// compaction copies the values into new blob files.
+	maxBlobReferenceDepth = 10
+	// rewriteGiveUp is how long CompactAll waits for the garbage to shrink.
+	rewriteGiveUp = 5 * time.Second
+)
 
 // Open opens the engine in dataDir with the default memory budget's
 // shares; see OpenWithBudget.
@@ -59,6 +93,7 @@ func OpenWithBudget(dataDir string, b membudget.Budget, onDiskFull func()) (*Eng
 	// operating system (TestBlockCacheHasRoomBesideTheMemtables).
 	cache := pebble.NewCache(b.BlockCache + b.MemTableBytes())
 	defer cache.Unref() // the DB holds its own reference
+	e := &Engine{dir: dir}
 	opts := &pebble.Options{
 		Logger:                      quietLogger{},
 		Cache:                       cache,
@@ -86,6 +121,7 @@ func OpenWithBudget(dataDir string, b membudget.Budget, onDiskFull func()) (*Eng
 	}
 	// Every table file holds keys of one prefix only (see tableSpan).
 	opts.Experimental.SpanPolicyFunc = tableSpan
+	opts.Experimental.ValueSeparationPolicy = e.valueSeparation
 	// Point lookups of keys that are not in a table (a put of a new key
 	// asks for its previous version) skip the table by its bloom filter.
 	for i := range opts.Levels {
@@ -98,7 +134,83 @@ func OpenWithBudget(dataDir string, b membudget.Budget, onDiskFull func()) (*Eng
 	if err != nil {
 		return nil, fmt.Errorf("open storage in %s (corrupt or not a Kvorum data dir?): %w", dir, err)
 	}
-	return &Engine{DB: db, dir: dir, opts: opts}, nil
+	e.DB, e.opts = db, opts
+	return e, nil
+}
+
+// valueSeparation is the engine's ValueSeparationPolicy; Pebble asks for it
+// at every flush and compaction.
+func (e *Engine) valueSeparation() pebble.ValueSeparationPolicy {
+	p := pebble.ValueSeparationPolicy{
+		Enabled:               true,
+		MinimumSize:           SeparateValuesFrom,
+		MaxBlobReferenceDepth: maxBlobReferenceDepth,
+		RewriteMinimumAge:     valueRewriteAge,
+		TargetGarbageRatio:    maxValueGarbage,
+	}
+	if e.rewriteValues.Load() {
+		p.TargetGarbageRatio = 0
+	}
+	return p
+}
+
+// CompactAll compacts the key span [start, end) down to the last level,
+// leaving no deleted or overwritten record behind, and copies the values
+// still referenced out of blob files that hold garbage (defragment).
+func (e *Engine) CompactAll(ctx context.Context, start, end []byte) error {
+	if err := e.DB.Flush(); err != nil {
+		return err
+	}
+	if err := e.DB.Compact(ctx, start, end, true); err != nil {
+		return err
+	}
+	// A flush has Pebble pick its next compactions, and with no garbage
+	// allowed the blob files that hold any are rewritten one by one, each
+	// completion picking the next. While the garbage does not reach a new
+	// low (a compaction that holds the files back, or writes going on
+	// making new garbage as fast), another flush asks again every second;
+	// what is left after rewriteGiveUp without a new low stays for the
+	// background rewrites.
+	e.rewriteValues.Store(true)
+	defer e.rewriteValues.Store(false)
+	if err := e.DB.Flush(); err != nil {
+		return err
+	}
+	low, moved, asked := int64(math.MaxInt64), time.Now(), time.Now()
+	for {
+		g := UnreferencedValueBytes(e.DB.Metrics())
+		switch {
+		case g == 0:
+			return nil
+		case g < low:
+			low, moved = g, time.Now()
+		case time.Since(moved) > rewriteGiveUp:
+			return nil
+		case time.Since(asked) > time.Second:
+			if err := e.DB.Flush(); err != nil {
+				return err
+			}
+			asked = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// UnreferencedValueBytes estimates, from the engine's metrics, the bytes on
+// disk that blob files spend on values no key references any more: freed
+// once the background rewrites (or CompactAll) have copied out what is
+// still referenced.
+func UnreferencedValueBytes(m *pebble.Metrics) int64 {
+	b := m.BlobFiles
+	if b.ValueSize == 0 || b.ReferencedValueSize >= b.ValueSize {
+		return 0
+	}
+	// The sizes are of the uncompressed values; scale to the files' size.
+	return int64(float64(b.ValueSize-b.ReferencedValueSize) * float64(b.LiveSize) / float64(b.ValueSize))
 }
 
 // tableSpan ends the key span a table file written from startKey may cover
