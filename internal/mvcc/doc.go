@@ -50,7 +50,8 @@
 // For a change of key k at revision (main, sub):
 //
 //   - storage.LatestKey(k) holds the live mvccpb.KeyValue (absent once
-//     deleted);
+//     deleted), or, for a value of latestByRevisionFrom bytes or more, the
+//     revision of its event, where reads find the key-value;
 //   - storage.HistoryKey(k, rev) holds one byte: 'p' for a put, 't' for a
 //     tombstone;
 //   - storage.EventKey(rev) holds the mvccpb.Event (PUT with the full

@@ -1,7 +1,9 @@
 package mvcc
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -30,6 +32,42 @@ func decodeHistoryValue(hk, v []byte) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("%w: history record %x has value %x", storage.ErrMalformedKey, hk, v)
+}
+
+// A latest record of a value of latestByRevisionFrom bytes or more holds
+// no copy of the key-value, only the revision of its event (which the
+// event log keeps as long as the version is live, compactions included):
+// latestRefMark, then the main and sub revision as uvarints. Every put
+// writes its value to the event log anyway; a second copy in the latest
+// record doubled what large values cost the engine, at the flush and in
+// every compaction after it. A read of such a key looks the event up.
+// The mark is a byte no encoded KeyValue starts with (a protobuf tag of
+// field 0).
+const (
+	latestByRevisionFrom      = 4096
+	latestRefMark        byte = 0
+)
+
+// appendLatestRef appends the latest record that refers to the event at
+// rev.
+func appendLatestRef(dst []byte, rev storage.Revision) []byte {
+	dst = append(dst, latestRefMark)
+	dst = binary.AppendUvarint(dst, uint64(rev.Main))
+	return binary.AppendUvarint(dst, uint64(rev.Sub))
+}
+
+// latestRef decodes a latest record made by appendLatestRef; ok is false
+// for a record holding the key-value itself.
+func latestRef(k, v []byte) (rev storage.Revision, ok bool, err error) {
+	if len(v) == 0 || v[0] != latestRefMark {
+		return rev, false, nil
+	}
+	main, n := binary.Uvarint(v[1:])
+	sub, m := binary.Uvarint(v[1+max(n, 0):])
+	if n <= 0 || m <= 0 || 1+n+m != len(v) || main > math.MaxInt64 || sub > math.MaxInt64 {
+		return rev, false, fmt.Errorf("mvcc: malformed latest record under %x: %x", k, v)
+	}
+	return storage.Revision{Main: int64(main), Sub: int64(sub)}, true, nil
 }
 
 func decodeKV(k, v []byte) (*mvccpb.KeyValue, error) {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/kvorum/kvorum/internal/storage"
 )
 
 // appendEvent must give exactly the bytes proto.Marshal gives for the event
@@ -43,5 +45,36 @@ func TestAppendEventMatchesMarshal(t *testing.T) {
 				t.Errorf("%v event of %q: key-value at offset %d is %x, want %x", typ, kv.Key, start, got[start:], wantKV)
 			}
 		}
+	}
+}
+
+// A latest record that refers to its event decodes to the revision it was
+// made from; a record holding a key-value is not taken for one; a damaged
+// reference is an error, never a wrong revision.
+func TestLatestRefRoundTripsAndRefusesDamage(t *testing.T) {
+	for _, rev := range []storage.Revision{{Main: 1}, {Main: 300, Sub: 2}, {Main: math.MaxInt64, Sub: math.MaxInt64}} {
+		b := appendLatestRef([]byte("reused"), rev)[len("reused"):]
+		got, ok, err := latestRef([]byte("k"), b)
+		if err != nil || !ok || got != rev {
+			t.Errorf("%v: decoded %v ok %v err %v", rev, got, ok, err)
+		}
+		for cut := 1; cut < len(b); cut++ {
+			if _, _, err := latestRef([]byte("k"), b[:cut]); err == nil {
+				t.Errorf("%v cut to %d bytes: no error", rev, cut)
+			}
+		}
+		if _, _, err := latestRef([]byte("k"), append(bytes.Clone(b), 0)); err == nil {
+			t.Errorf("%v with a trailing byte: no error", rev)
+		}
+	}
+	if _, _, err := latestRef([]byte("k"), []byte{latestRefMark, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0}); err == nil {
+		t.Error("a main revision past MaxInt64: no error")
+	}
+	kv, err := encode(&mvccpb.KeyValue{Key: []byte("k"), Value: []byte("v"), ModRevision: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := latestRef([]byte("k"), kv); ok || err != nil {
+		t.Errorf("an encoded key-value: ok %v err %v, want neither", ok, err)
 	}
 }

@@ -33,8 +33,10 @@ func TestStoreMatchesModelOnRandomHistories(t *testing.T) {
 }
 
 var (
-	genKeys   = []string{"a", "a\x00", "aa", "ab", "b", "ba", "c", "d", "\x00x", "\xff"}
-	genValues = []string{"", "v1", "v2", "v3"}
+	genKeys = []string{"a", "a\x00", "aa", "ab", "b", "ba", "c", "d", "\x00x", "\xff"}
+	// The two large values are kept out of the latest records
+	// (latestByRevisionFrom), which then refer to their events.
+	genValues = []string{"", "v1", "v2", "v3", strings.Repeat("L", latestByRevisionFrom), strings.Repeat("M", latestByRevisionFrom+1000)}
 )
 
 type gen struct {

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -105,7 +106,7 @@ func (v *view) latestRange(sp span, limit int64, countOnly bool) (rangeResult, e
 	var res rangeResult
 	valid := it.First()
 	for ; valid && (limit <= 0 || int64(len(res.kvs)) < limit); valid = it.Next() {
-		kv, err := decodeKV(it.Key(), it.Value())
+		kv, err := v.decodeLatest(it.Key(), it.Value())
 		if err != nil {
 			_ = it.Close()
 			return rangeResult{}, err
@@ -248,7 +249,7 @@ func (v *view) pastVersion(latest *pebble.Iterator, prefix []byte, rev storage.R
 	}
 	lk := storage.LatestKey(key)
 	if latest.SeekGE(lk) && bytes.Equal(latest.Key(), lk) {
-		kv, err := decodeKV(latest.Key(), latest.Value())
+		kv, err := v.decodeLatest(latest.Key(), latest.Value())
 		if err != nil {
 			return nil, err
 		}
@@ -301,7 +302,7 @@ func (v *view) latest(key []byte) (*mvccpb.KeyValue, error) {
 	}
 	var kv *mvccpb.KeyValue
 	if b != nil {
-		if kv, err = decodeKV(lk, b); err != nil {
+		if kv, err = v.decodeLatest(lk, b); err != nil {
 			return nil, err
 		}
 	}
@@ -311,17 +312,42 @@ func (v *view) latest(key []byte) (*mvccpb.KeyValue, error) {
 	return kv, nil
 }
 
-// eventKV loads the key-value written at rev from the event log.
-func (v *view) eventKV(rev storage.Revision) (*mvccpb.KeyValue, error) {
-	ek := storage.EventKey(rev)
-	b, err := storage.Get(v.r, ek)
+// decodeLatest decodes the latest record v of key k (storage.LatestKey),
+// loading the key-value from the event log if the record refers to it.
+func (v *view) decodeLatest(k, val []byte) (*mvccpb.KeyValue, error) {
+	rev, ok, err := latestRef(k, val)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return decodeKV(k, val)
+	}
+	kv, err := v.eventKV(rev)
 	if err != nil {
 		return nil, err
 	}
-	if b == nil {
-		return nil, fmt.Errorf("mvcc: history names revision %d.%d but the event log has no record of it", rev.Main, rev.Sub)
+	if !bytes.Equal(kv.GetKey(), storage.UserKeyFromLatest(k)) {
+		return nil, fmt.Errorf("mvcc: latest record under %x refers to event %d.%d of key %x", k, rev.Main, rev.Sub, kv.GetKey())
 	}
+	return kv, nil
+}
+
+// eventKV loads the key-value written at rev from the event log.
+func (v *view) eventKV(rev storage.Revision) (*mvccpb.KeyValue, error) {
+	ek := storage.EventKey(rev)
+	b, closer, err := v.r.Get(ek)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("mvcc: revision %d.%d is missing from the event log", rev.Main, rev.Sub)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Decoding copies what it keeps, so it reads the engine's buffer
+	// directly, without a copy of the event first.
 	ev, err := decodeEvent(ek, b)
+	if cerr := closer.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -250,12 +250,13 @@ func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvcc
 
 // recordWriter writes the records of one change, reusing its buffers for
 // their keys and values (a batch copies what it is given).
-type recordWriter struct{ key, val []byte }
+type recordWriter struct{ key, val, ref []byte }
 
 // write records the change at rev: the latest version (kv, or its absence
 // for a delete), the history record and the event ev (stored without
 // PrevKv; for a put ev.Kv is kv). The key-value is encoded once: the latest
-// record holds the same bytes as the event's kv field.
+// record holds the same bytes as the event's kv field, or, for a value of
+// latestByRevisionFrom bytes or more, only rev, where the event is.
 func (r *recordWriter) write(b pebble.Writer, rev storage.Revision, kv *mvccpb.KeyValue, ev *mvccpb.Event) error {
 	key := ev.Kv.Key
 	var kvStart int
@@ -267,7 +268,12 @@ func (r *recordWriter) write(b pebble.Writer, rev storage.Revision, kv *mvccpb.K
 	r.key = storage.AppendLatestKey(r.key[:0], key)
 	if kv != nil {
 		hist = historyPut
-		err = b.Set(r.key, r.val[kvStart:], nil)
+		latest := r.val[kvStart:]
+		if len(kv.Value) >= latestByRevisionFrom {
+			r.ref = appendLatestRef(r.ref[:0], rev)
+			latest = r.ref
+		}
+		err = b.Set(r.key, latest, nil)
 	} else {
 		err = b.Delete(r.key, nil)
 	}
