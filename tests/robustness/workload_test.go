@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,11 +99,17 @@ func runClients(ctx context.Context, c *cluster.Cluster, w workload, seed uint64
 }
 
 // next picks the client's next request. Put and CAS values are unique
-// across the whole run: round, client and sequence number.
+// across the whole run: round, client and sequence number. Every eighth
+// is padded past 4 KiB, so that its key's latest record refers to the
+// event instead of holding the value (mvcc's latestByRevisionFrom) and
+// its value goes to a blob file of the engine (storage.SeparateValuesFrom).
 func (cl *client) next(w workload, round int) robustness.Request {
 	cl.seq++
 	key := keyName(cl.rng.IntN(w.keys))
 	value := fmt.Sprintf("r%d-c%d-%d", round, cl.id, cl.seq)
+	if cl.seq%8 == 0 {
+		value += "-" + strings.Repeat("x", 5000)
+	}
 	switch p := cl.rng.IntN(100); {
 	case p < 30:
 		return robustness.Request{Kind: robustness.Put, Key: key, Value: value}
