@@ -2,9 +2,11 @@ package mvcc
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -104,9 +106,18 @@ func (v *view) latestRange(sp span, limit int64, countOnly bool) (rangeResult, e
 		return rangeResult{}, err
 	}
 	var res rangeResult
+	var refs []latestRefAt // records that refer to their events, resolved after the scan
 	valid := it.First()
 	for ; valid && (limit <= 0 || int64(len(res.kvs)) < limit); valid = it.Next() {
-		kv, err := v.decodeLatest(it.Key(), it.Value())
+		rev, ok, err := latestRef(it.Key(), it.Value())
+		var kv *mvccpb.KeyValue
+		switch {
+		case err != nil:
+		case ok:
+			refs = append(refs, latestRefAt{i: len(res.kvs), rev: rev, key: bytes.Clone(storage.UserKeyFromLatest(it.Key()))})
+		default:
+			kv, err = decodeKV(it.Key(), it.Value())
+		}
 		if err != nil {
 			_ = it.Close()
 			return rangeResult{}, err
@@ -118,6 +129,9 @@ func (v *view) latestRange(sp span, limit int64, countOnly bool) (rangeResult, e
 		rest = bytes.Clone(storage.UserKeyFromLatest(it.Key()))
 	}
 	if err := closeIter(it); err != nil {
+		return rangeResult{}, err
+	}
+	if err := v.resolveRefs(res.kvs, refs); err != nil {
 		return rangeResult{}, err
 	}
 	res.count = int64(len(res.kvs))
@@ -330,6 +344,54 @@ func (v *view) decodeLatest(k, val []byte) (*mvccpb.KeyValue, error) {
 		return nil, fmt.Errorf("mvcc: latest record under %x refers to event %d.%d of key %x", k, rev.Main, rev.Sub, kv.GetKey())
 	}
 	return kv, nil
+}
+
+// latestRefAt is a latest record of key that refers to the event at rev,
+// for the i-th key-value of a range.
+type latestRefAt struct {
+	i   int
+	rev storage.Revision
+	key []byte
+}
+
+// resolveRefs loads the key-values the records refs refer to into kvs. It
+// visits the events in revision order with one iterator: each seek goes
+// forward from the last, which Pebble serves from where it is instead of
+// searching every level again as a lookup of each does.
+func (v *view) resolveRefs(kvs []*mvccpb.KeyValue, refs []latestRefAt) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	slices.SortFunc(refs, func(a, b latestRefAt) int {
+		return cmp.Or(cmp.Compare(a.rev.Main, b.rev.Main), cmp.Compare(a.rev.Sub, b.rev.Sub))
+	})
+	lo, hi := storage.EventSpan(refs[0].rev.Main, refs[len(refs)-1].rev.Main+1)
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	var ek []byte
+	for _, r := range refs {
+		ek = storage.AppendEventKey(ek[:0], r.rev)
+		if !it.SeekGE(ek) || !bytes.Equal(it.Key(), ek) {
+			if err := it.Error(); err != nil {
+				_ = it.Close()
+				return err
+			}
+			_ = it.Close()
+			return fmt.Errorf("mvcc: revision %d.%d is missing from the event log", r.rev.Main, r.rev.Sub)
+		}
+		ev, err := decodeEvent(ek, it.Value())
+		if err == nil && (ev.GetType() != mvccpb.Event_PUT || !bytes.Equal(ev.GetKv().GetKey(), r.key)) {
+			err = fmt.Errorf("mvcc: the latest record of %x refers to event %d.%d, which is not a put of it", r.key, r.rev.Main, r.rev.Sub)
+		}
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		kvs[r.i] = ev.GetKv()
+	}
+	return closeIter(it)
 }
 
 // eventKV loads the key-value written at rev from the event log.
