@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -583,6 +584,19 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	if isLeader {
 		n.tr.Send(msgs)
+		// Sending readies the peers' writer goroutines (and enqueueApply
+		// the applier) in the run queue of this goroutine's P, and the
+		// save below holds that P in fdatasync. They wait there until
+		// the other P is free to steal them or sysmon takes the P back
+		// (after 20 µs to 10 ms): the appends often left only after the
+		// leader's own sync, and a put took the leader's sync plus a
+		// follower's round trip and sync instead of the longer of the
+		// two. Yielding first lets them go out (docs/benchmarks.md:
+		// 1.07-1.08x the put rate with 1 and 100 clients, p99 0.86x,
+		// CPU 0.93x).
+		if len(msgs) > 0 && len(rd.Entries) > 0 && !saved {
+			runtime.Gosched()
+		}
 	}
 	if !saved {
 		if err := n.log.save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
