@@ -90,7 +90,7 @@ func newSpace(quotaFlag int64, reserve *storage.Reserve) *space {
 // exceeded for good.
 func (s *Server) measure() {
 	m := s.db.Metrics()
-	size := int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize)
+	size := storage.DiskUsage(m)
 	s.space.size.Store(size)
 	replaced := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize + m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize
 	s.space.inUse.Store(max(0, size-int64(replaced)-m.Compact.InProgressBytes-storage.UnreferencedValueBytes(m)))

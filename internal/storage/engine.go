@@ -200,6 +200,18 @@ func (e *Engine) CompactAll(ctx context.Context, start, end []byte) error {
 	}
 }
 
+// DiskUsage is the bytes the engine's files take on disk, from its
+// metrics, without its write-ahead log (turned off, see OpenWithBudget).
+// It is Pebble's DiskSpaceUsage with the live blob files counted from
+// their total: Pebble 2.1 counts the local ones only as it writes them, so
+// after a restart its local figure leaves out every blob file already
+// there (all of a member's files are local).
+func DiskUsage(m *pebble.Metrics) int64 {
+	b := m.BlobFiles
+	return int64(m.DiskSpaceUsage()) - int64(m.WAL.PhysicalSize) - int64(m.WAL.ObsoletePhysicalSize) -
+		int64(b.Local.LiveSize) + int64(max(b.LiveSize, b.Local.LiveSize))
+}
+
 // UnreferencedValueBytes estimates, from the engine's metrics, the bytes on
 // disk that blob files spend on values no key references any more: freed
 // once the background rewrites (or CompactAll) have copied out what is
