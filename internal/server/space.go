@@ -430,10 +430,16 @@ func (s *Server) alarmErrors() []string {
 }
 
 // Defragment reclaims the space of deleted and compacted data now: it
-// flushes the memtables and compacts the state machine's key span. Pebble
-// does this in the background anyway; writes and reads go on meanwhile.
+// waits for this member's compaction steps to reach the compact revision
+// (they delete the compacted history in the background, and a defragment
+// that ran before them found it all still there), then flushes the
+// memtables and compacts the state machine's key span. Pebble does this in
+// the background anyway; writes and reads go on meanwhile.
 func (s *Server) Defragment(ctx context.Context) error {
 	start := time.Now()
+	if err := s.kvStore().WaitCompacted(ctx, 0); err != nil {
+		return err
+	}
 	if err := s.engine.CompactAll(ctx, storage.StateMachineStart, storage.StateMachineEnd); err != nil {
 		return err
 	}
