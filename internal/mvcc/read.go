@@ -340,10 +340,16 @@ func (v *view) decodeLatest(k, val []byte) (*mvccpb.KeyValue, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(kv.GetKey(), storage.UserKeyFromLatest(k)) {
-		return nil, fmt.Errorf("mvcc: latest record under %x refers to event %d.%d of key %x", k, rev.Main, rev.Sub, kv.GetKey())
+	return kv, checkRefersTo(kv, storage.UserKeyFromLatest(k), rev)
+}
+
+// checkRefersTo checks that kv, loaded from the event at rev for a latest
+// record of key, is a version of that key.
+func checkRefersTo(kv *mvccpb.KeyValue, key []byte, rev storage.Revision) error {
+	if !bytes.Equal(kv.GetKey(), key) {
+		return fmt.Errorf("mvcc: the latest record of %x refers to event %d.%d, of key %x", key, rev.Main, rev.Sub, kv.GetKey())
 	}
-	return kv, nil
+	return nil
 }
 
 // latestRefAt is a latest record of key that refers to the event at rev,
@@ -381,15 +387,15 @@ func (v *view) resolveRefs(kvs []*mvccpb.KeyValue, refs []latestRefAt) error {
 			_ = it.Close()
 			return fmt.Errorf("mvcc: revision %d.%d is missing from the event log", r.rev.Main, r.rev.Sub)
 		}
-		ev, err := decodeEvent(ek, it.Value())
-		if err == nil && (ev.GetType() != mvccpb.Event_PUT || !bytes.Equal(ev.GetKv().GetKey(), r.key)) {
-			err = fmt.Errorf("mvcc: the latest record of %x refers to event %d.%d, which is not a put of it", r.key, r.rev.Main, r.rev.Sub)
+		kv, err := putKV(ek, it.Value(), r.rev)
+		if err == nil {
+			err = checkRefersTo(kv, r.key, r.rev)
 		}
 		if err != nil {
 			_ = it.Close()
 			return err
 		}
-		kvs[r.i] = ev.GetKv()
+		kvs[r.i] = kv
 	}
 	return closeIter(it)
 }
@@ -406,10 +412,17 @@ func (v *view) eventKV(rev storage.Revision) (*mvccpb.KeyValue, error) {
 	}
 	// Decoding copies what it keeps, so it reads the engine's buffer
 	// directly, without a copy of the event first.
-	ev, err := decodeEvent(ek, b)
+	kv, err := putKV(ek, b, rev)
 	if cerr := closer.Close(); err == nil {
 		err = cerr
 	}
+	return kv, err
+}
+
+// putKV decodes the event record b under ek (at rev) and returns the
+// key-value it put; an event of another kind is an error.
+func putKV(ek, b []byte, rev storage.Revision) (*mvccpb.KeyValue, error) {
+	ev, err := decodeEvent(ek, b)
 	if err != nil {
 		return nil, err
 	}

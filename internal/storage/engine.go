@@ -27,11 +27,11 @@ type Engine struct {
 	DB   *pebble.DB
 	dir  string
 	opts *pebble.Options
-	// rewriteValues is set while CompactAll runs: every compaction then
-	// copies the separated values its keys still reference into new blob
-	// files, and the old files, with the values of keys deleted or
-	// overwritten since, go.
-	rewriteValues atomic.Bool
+	// rewriting counts the CompactAll calls under way: while there is one,
+	// every blob file that holds garbage is rewritten, copying the values
+	// its keys still reference into a new file, and the old file, with the
+	// values of keys deleted or overwritten since, goes.
+	rewriting atomic.Int32
 }
 
 // Value separation. A value of SeparateValuesFrom bytes or more is written
@@ -148,7 +148,7 @@ func (e *Engine) valueSeparation() pebble.ValueSeparationPolicy {
 		RewriteMinimumAge:     valueRewriteAge,
 		TargetGarbageRatio:    maxValueGarbage,
 	}
-	if e.rewriteValues.Load() {
+	if e.rewriting.Load() > 0 {
 		p.TargetGarbageRatio = 0
 	}
 	return p
@@ -171,8 +171,8 @@ func (e *Engine) CompactAll(ctx context.Context, start, end []byte) error {
 	// making new garbage as fast), another flush asks again every second;
 	// what is left after rewriteGiveUp without a new low stays for the
 	// background rewrites.
-	e.rewriteValues.Store(true)
-	defer e.rewriteValues.Store(false)
+	e.rewriting.Add(1)
+	defer e.rewriting.Add(-1)
 	if err := e.DB.Flush(); err != nil {
 		return err
 	}
