@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
@@ -30,11 +31,29 @@ func requiresLeader(ctx context.Context) bool {
 
 func unaryRequireLeader(s *server.Server) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := countClient(s, ctx, "unary"); err != nil {
+			return nil, err
+		}
 		if s.Leader() == 0 && requiresLeader(ctx) {
 			return nil, rpctypes.ErrGRPCNoLeader
 		}
 		return handler(ctx, req)
 	}
+}
+
+// countClient counts a unary call or stream (kind) by the client API
+// version its client sent (etcd_server_client_requests_total), and, as
+// etcd, refuses a version that is not valid UTF-8.
+func countClient(s *server.Server, ctx context.Context, kind string) error {
+	ver := "unknown"
+	if vs := metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataClientAPIVersionKey); len(vs) > 0 {
+		ver = vs[0]
+	}
+	if !utf8.ValidString(ver) {
+		return rpctypes.ErrGRPCInvalidClientAPIVersion
+	}
+	s.Metrics().ClientRequest(kind, ver)
+	return nil
 }
 
 // maxNoLeaderChecks is how many election timeouts in a row a member may
@@ -44,6 +63,9 @@ const maxNoLeaderChecks = 3
 
 func streamRequireLeader(s *server.Server) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := countClient(s, ss.Context(), "stream"); err != nil {
+			return err
+		}
 		if !requiresLeader(ss.Context()) {
 			return handler(srv, ss)
 		}

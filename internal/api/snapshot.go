@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/codes"
@@ -22,6 +23,7 @@ const snapshotChunkBytes = 32 * 1024
 // saying how many database bytes remain, then its sha256 in a last message
 // with nothing remaining. Every message carries the storage version.
 func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	start := time.Now()
 	dbPath, cleanup, err := m.s.BuildSnapshot(srv.Context())
 	if errors.Is(err, server.ErrStopped) {
 		return toGRPC(err)
@@ -57,5 +59,9 @@ func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_S
 	if _, err := io.ReadFull(pr, sum); err != nil {
 		return status.Error(codes.Internal, fmt.Sprintf("read snapshot checksum: %v", err))
 	}
-	return srv.Send(&pb.SnapshotResponse{Blob: sum, Version: version.StorageVersion})
+	if err := srv.Send(&pb.SnapshotResponse{Blob: sum, Version: version.StorageVersion}); err != nil {
+		return err
+	}
+	m.s.Metrics().SnapshotSent(time.Since(start))
+	return nil
 }

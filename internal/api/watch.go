@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvorum/kvorum/internal/auth"
+	"github.com/kvorum/kvorum/internal/metrics"
 	"github.com/kvorum/kvorum/internal/server"
 	"github.com/kvorum/kvorum/internal/watch"
 )
@@ -178,6 +179,7 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 		}
 		r, _ := out.Pop()
 		h := ws.s.Header(r.Revision())
+		start := time.Now()
 		var err error
 		if r.Fragment() {
 			m := r.Message()
@@ -189,7 +191,22 @@ func (ws *watchServer) sendLoop(ctx context.Context, stream pb.Watch_WatchServer
 		if err != nil {
 			return err
 		}
+		ws.s.Metrics().WatchSent(sendKind(r), r.NumEvents(), time.Since(start))
 	}
+}
+
+// sendKind tells which of etcd's send loop series times r: a response with
+// events, a progress notification (a control response that neither
+// creates nor cancels a watcher), or another control response.
+func sendKind(r watch.Response) string {
+	if !r.Control() {
+		return metrics.WatchEvents
+	}
+	m := r.Message()
+	if m.GetCreated() || m.GetCanceled() || m.GetCompactRevision() != 0 {
+		return metrics.WatchControl
+	}
+	return metrics.WatchProgress
 }
 
 // sendFragments sends a response of a watch created with fragment set in

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -63,6 +64,11 @@ type Result struct {
 	// Session is set for an applied Authenticate request: the token it
 	// issued to its user, which every member now accepts.
 	Session *Session
+	// Op names the request (OpName) and Took is how long applying it
+	// took, before the batch's commit; both are empty for a stale
+	// proposal, which was not applied.
+	Op   string
+	Took time.Duration
 }
 
 // Session is a simple token and the user it authenticates.
@@ -188,7 +194,9 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 				out.Results = append(out.Results, Result{ID: req.GetID(), Index: ent.GetIndex(), Err: ErrStaleProposal, Term: tag})
 				continue
 			}
+			start := time.Now()
 			r := e.request(req)
+			took := time.Since(start)
 			if r.err != nil && !IsRequestError(r.err) {
 				// A storage failure: the batch may be half written. Drop it.
 				return Outcome{}, fmt.Errorf("apply entry %d: %w", ent.GetIndex(), r.err)
@@ -196,7 +204,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) (Outcome, error) {
 			if r.member != nil {
 				out.Members = append(out.Members, MemberChange{Index: ent.GetIndex(), ID: r.member.GetID(), Member: r.member})
 			}
-			res := Result{ID: req.GetID(), Index: ent.GetIndex(), Resp: r.resp, Err: r.err, Term: tag}
+			res := Result{ID: req.GetID(), Index: ent.GetIndex(), Resp: r.resp, Err: r.err, Term: tag, Op: OpName(req), Took: took}
 			if r.err == nil && req.Authenticate != nil {
 				res.Session = &Session{Token: req.Authenticate.GetSimpleToken(), User: req.Authenticate.GetName()}
 			}

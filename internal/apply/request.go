@@ -1,9 +1,12 @@
 package apply
 
 import (
+	"strings"
+
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kvorum/kvorum/internal/alarm"
 	"github.com/kvorum/kvorum/internal/auth"
@@ -143,4 +146,50 @@ func writes(req *pb.InternalRaftRequest) bool {
 	return req.Put != nil || req.DeleteRange != nil || req.Compaction != nil ||
 		req.LeaseGrant != nil || req.LeaseRevoke != nil ||
 		(req.Txn != nil && !mvcc.IsReadOnlyTxn(req.Txn))
+}
+
+// OpName names a request's operation as etcd's apply_duration_seconds
+// labels it: "Put", "Txn", "LeaseGrant", "AuthUserAdd", ...
+func OpName(req *pb.InternalRaftRequest) string {
+	switch {
+	case req.Put != nil:
+		return "Put"
+	case req.DeleteRange != nil:
+		return "DeleteRange"
+	case req.Txn != nil:
+		return "Txn"
+	case req.Range != nil:
+		return "Range"
+	case req.Compaction != nil:
+		return "Compaction"
+	case req.LeaseGrant != nil:
+		return "LeaseGrant"
+	case req.LeaseRevoke != nil:
+		return "LeaseRevoke"
+	case req.LeaseCheckpoint != nil:
+		return "LeaseCheckpoint"
+	case req.Alarm != nil:
+		return "Alarm"
+	case req.ClusterMemberAttrSet != nil:
+		return "ClusterMemberAttrSet"
+	case req.ClusterVersionSet != nil:
+		return "ClusterVersionSet"
+	case req.Authenticate != nil:
+		return "Authenticate"
+	}
+	// The auth requests are named after their field: AuthEnable,
+	// AuthUserAdd, AuthRoleGrantPermission, ...
+	var name string
+	req.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if fd.Message() != nil && strings.HasPrefix(string(fd.Name()), "auth_") {
+			name = string(fd.Message().Name())
+			name = strings.TrimSuffix(name, "Request")
+			return false
+		}
+		return true
+	})
+	if name == "" {
+		return "unknown"
+	}
+	return name
 }

@@ -72,6 +72,7 @@ type Metrics struct {
 
 	grpc   *grpcprom.ServerMetrics
 	health healthMetrics
+	act    *activity
 }
 
 // New makes a member's registry with the process and Go runtime
@@ -127,6 +128,9 @@ func New(level Level) *Metrics {
 	}
 	m.grpc = grpcprom.NewServerMetrics(opts...)
 	m.health = newHealthMetrics()
+	m.act = newActivity()
+	m.reg.MustRegister(m.act.collectors()...)
+	m.reg.MustRegister(newFDCollector())
 	m.reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
@@ -144,9 +148,10 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(all, promhttp.HandlerOpts{Registry: m.reg}))
 }
 
-// walSeries gathers etcd_disk_wal_write_bytes_total, which etcd's wal
-// package (the raft log's writer) counts in Prometheus' default registry
-// as it encodes records: the same count as etcd's, for the whole process
+// walSeries gathers etcd_disk_wal_write_bytes_total and
+// etcd_disk_wal_write_duration_seconds, which etcd's wal package (the raft
+// log's writer) keeps in Prometheus' default registry as it writes
+// records: the same series as etcd's, for the whole process
 // (one member per process, except in tests). The package's fsync histogram
 // is not taken from there: the member's own etcd_disk_wal_fsync_duration_seconds
 // times each synced write of its log.
@@ -154,12 +159,13 @@ func (m *Metrics) Handler() http.Handler {
 // are its errors: a family that could not be gathered is simply left out.
 var walSeries = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 	fams, _ := prometheus.DefaultGatherer.Gather()
+	var out []*dto.MetricFamily
 	for _, f := range fams {
-		if f.GetName() == "etcd_disk_wal_write_bytes_total" {
-			return []*dto.MetricFamily{f}, nil
+		if n := f.GetName(); n == "etcd_disk_wal_write_bytes_total" || n == "etcd_disk_wal_write_duration_seconds" {
+			out = append(out, f)
 		}
 	}
-	return nil, nil
+	return out, nil
 })
 
 // Registry is the member's registry, for tests and additional collectors.

@@ -120,6 +120,7 @@ func (s *Store) CompactStep(maxRecords int) (done bool, err error) {
 	if s.stepsStopped {
 		return true, nil
 	}
+	start := time.Now()
 	sc := s.scan
 	if sc == nil {
 		base := s.compacted.Load()
@@ -128,6 +129,9 @@ func (s *Store) CompactStep(maxRecords int) (done bool, err error) {
 		}
 		sc = &compactScan{target: s.compactRev.Load(), base: base,
 			history: storage.HistorySpanStart(nil), keptAll: true}
+	}
+	if sc.started.IsZero() {
+		sc.started = start
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
@@ -148,9 +152,17 @@ func (s *Store) CompactStep(maxRecords int) (done bool, err error) {
 		return false, err
 	}
 	s.scan = &next
-	if next.history == nil && next.events == nil {
+	finished := next.history == nil && next.events == nil
+	if finished {
 		s.scan = nil
 	}
+	// The batch holds the step's deletions and its progress: one record
+	// while the scan goes on, two once it is over (commitStep).
+	progress := 1
+	if finished {
+		progress = 2
+	}
+	s.observeCompactStep(time.Since(start), int(b.Count())-progress, finished, next.started)
 	s.notifyCompacted()
 	return s.scan == nil && s.compacted.Load() >= s.compactRev.Load(), nil
 }
@@ -231,6 +243,9 @@ type compactScan struct {
 	// keptAll says it lists every one of them.
 	kept    []storage.Revision
 	keptAll bool
+	// started is when this member's first step toward target ran (after
+	// a restart: the first since), for the metrics.
+	started time.Time
 }
 
 // historyStep goes on with the history pass through up to maxRecords
@@ -504,8 +519,9 @@ func (s *Store) FinishCompaction() error {
 	}
 }
 
-// RunCompactor runs the compaction steps each compaction leaves, until
-// ctx ends or StopCompaction is called; errors go to onError, and the
+// RunCompactor first counts the live keys (see Store.Keys), then runs the
+// compaction steps each compaction leaves, until ctx ends or
+// StopCompaction is called; errors go to onError, and the
 // steps are tried again a second later. The steps are paced (see Pace)
 // and take half of the time at most, so that requests served meanwhile
 // wait little.
@@ -515,6 +531,9 @@ func (s *Store) RunCompactor(ctx context.Context, pace Pace, onError func(error)
 	}
 	if pace.Sleep <= 0 {
 		pace.Sleep = DefaultPace.Sleep
+	}
+	if err := s.countKeys(); err != nil {
+		onError(fmt.Errorf("mvcc: counting the live keys: %w", err))
 	}
 	for {
 		start := time.Now()
@@ -556,6 +575,7 @@ func (s *Store) StopCompaction() {
 		s.stepsStopped = true
 		close(s.stepsStop)
 	}
+	s.endKeyCount()
 }
 
 // WaitCompacted waits until the history is physically compacted up to

@@ -14,9 +14,17 @@ type Stats struct {
 	// Puts, Deletes and Ranges count requests, each op of a txn counted
 	// as one; Txns counts the txns holding more than one op.
 	Puts, Deletes, Ranges, Txns atomic.Uint64
+	// PutBytes sums the encoded size of every key-value put and committed
+	// (etcd's etcd_debugging_mvcc_total_put_size_in_bytes).
+	PutBytes atomic.Uint64
 	// CommitDuration, if set, is told how long each commit of a write
 	// batch took. It is called on the applying goroutine.
 	CommitDuration func(time.Duration)
+	// CompactStep, if set, is told of each compaction step: how long it
+	// took and how many deletions it made (a range deletion counts once);
+	// for the last step of a compaction, finished is set and total is the
+	// time since its first step. It is called on the compaction goroutine.
+	CompactStep func(took time.Duration, deletions int, finished bool, total time.Duration)
 }
 
 // SetStats attaches st to s; it may be called at any time, also while
@@ -32,6 +40,12 @@ func (s *Store) countRange() {
 func (s *Store) countPut() {
 	if st := s.stats.Load(); st != nil {
 		st.Puts.Add(1)
+	}
+}
+
+func (s *Store) countPutBytes(n int64) {
+	if st := s.stats.Load(); st != nil && n > 0 {
+		st.PutBytes.Add(uint64(n))
 	}
 }
 
@@ -77,4 +91,16 @@ func (s *Store) observeCommit(d time.Duration) {
 	if st := s.stats.Load(); st != nil && st.CommitDuration != nil {
 		st.CommitDuration(d)
 	}
+}
+
+func (s *Store) observeCompactStep(took time.Duration, deletions int, finished bool, started time.Time) {
+	st := s.stats.Load()
+	if st == nil || st.CompactStep == nil {
+		return
+	}
+	var total time.Duration
+	if finished {
+		total = time.Since(started)
+	}
+	st.CompactStep(took, max(deletions, 0), finished, total)
 }

@@ -67,6 +67,16 @@ type Store struct {
 	stepsStop       chan struct{}
 	compactKick     chan struct{}
 	compactedSignal notify.Signal // when the compacted revision moves
+
+	// The live key count (see keycount.go): keysDelta sums the committed
+	// batches' changes to it since Open, under mu; keysBase is the count
+	// less keysDelta, set once counting (under stepMu) has finished.
+	keysDelta, keysBase atomic.Int64
+	keysKnown           atomic.Bool
+	counting            *keyCount
+	countChunk          int
+
+	openReads atomic.Int64 // committed views not released yet
 }
 
 // Memory bounds what a Store holds in memory for its Writer; zero fields
@@ -102,7 +112,7 @@ func OpenWithMemory(db *pebble.DB, mem Memory) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, cache: newLatestCache(int(mem.LatestCache)),
-		filterBytes: mem.KeyFilter, filterMinKeys: keyFilterMinKeys, filterChunk: keyFilterChunk,
+		filterBytes: mem.KeyFilter, filterMinKeys: keyFilterMinKeys, filterChunk: keyFilterChunk, countChunk: keyCountChunk,
 		scan: scan, keptMax: compactKeptMax, rangeMin: compactRangeMin,
 		stepsStop: make(chan struct{}), compactKick: make(chan struct{}, 1)}
 	s.build = s.newFilterBuild(0)
@@ -167,12 +177,19 @@ func (s *Store) Range(req *etcdserverpb.RangeRequest) (*etcdserverpb.RangeRespon
 // mu orders it against Commit, so its revisions describe exactly its data.
 // Call release when done with it.
 func (s *Store) committedView() (v *view, release func()) {
+	s.openReads.Add(1)
 	s.mu.RLock()
 	rev, compactRev, compacted := s.rev.Load(), s.compactRev.Load(), s.compacted.Load()
 	snap := s.db.NewSnapshot()
 	s.mu.RUnlock()
-	return &view{r: snap, rev: rev, compactRev: compactRev, compacted: compacted}, func() { snap.Close() }
+	return &view{r: snap, rev: rev, compactRev: compactRev, compacted: compacted}, func() {
+		snap.Close()
+		s.openReads.Add(-1)
+	}
 }
+
+// OpenReads is the number of reads of committed state under way.
+func (s *Store) OpenReads() int64 { return s.openReads.Load() }
 
 // NewWriter starts applying requests into b, which must be an indexed batch
 // (db.NewIndexedBatch()) so that each request sees the earlier ones. The
@@ -203,6 +220,9 @@ func (s *Store) Commit(w *Writer, opts *pebble.WriteOptions) error {
 		return err
 	}
 	s.observeCommit(time.Since(start))
+	s.keysDelta.Add(w.keysDelta)
+	s.countPutBytes(w.putBytes)
+	w.keysDelta, w.putBytes = 0, 0
 	s.rev.Store(w.rev)
 	compacting := w.compactRev != s.compactRev.Load()
 	s.compactRev.Store(w.compactRev)

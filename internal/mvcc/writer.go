@@ -31,6 +31,9 @@ type Writer struct {
 	// it is the sub-revision of the next change.
 	changes int64
 	rec     recordWriter
+	// keysDelta is how the batch changed the number of live keys (see
+	// keycount.go); putBytes is the encoded size of the key-values it put.
+	keysDelta, putBytes int64
 }
 
 // Events returns the changes made through w, in revision order. Unlike the
@@ -189,6 +192,10 @@ func (w *Writer) put(req *etcdserverpb.PutRequest, prev *mvccpb.KeyValue) (*etcd
 	}
 	ev.PrevKv = prev
 	w.events = append(w.events, ev)
+	if prev == nil {
+		w.keysDelta++
+	}
+	w.putBytes += int64(w.rec.kvSize)
 
 	resp := &etcdserverpb.PutResponse{Header: &etcdserverpb.ResponseHeader{Revision: rev.Main}}
 	if req.GetPrevKv() && prev != nil {
@@ -216,6 +223,7 @@ func (w *Writer) deleteRange(req *etcdserverpb.DeleteRangeRequest) (*etcdserverp
 		}
 		ev.PrevKv = prev
 		w.events = append(w.events, ev)
+		w.keysDelta--
 	}
 	resp := &etcdserverpb.DeleteRangeResponse{
 		Header:  &etcdserverpb.ResponseHeader{Revision: w.view().rev},
@@ -250,7 +258,10 @@ func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvcc
 
 // recordWriter writes the records of one change, reusing its buffers for
 // their keys and values (a batch copies what it is given).
-type recordWriter struct{ key, val, ref []byte }
+type recordWriter struct {
+	key, val, ref []byte
+	kvSize        int // the encoded size of the last key-value written
+}
 
 // write records the change at rev: the latest version (kv, or its absence
 // for a delete), the history record and the event ev (stored without
@@ -266,6 +277,7 @@ func (r *recordWriter) write(b pebble.Writer, rev storage.Revision, kv *mvccpb.K
 	}
 	hist := historyTombstone
 	r.key = storage.AppendLatestKey(r.key[:0], key)
+	r.kvSize = len(r.val) - kvStart
 	if kv != nil {
 		hist = historyPut
 		latest := r.val[kvStart:]

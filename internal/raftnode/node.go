@@ -134,6 +134,7 @@ type Node struct {
 
 	lead          atomic.Uint64
 	leaderChanges atomic.Uint64 // changes to a new known leader
+	installing    atomic.Bool   // a snapshot from the leader is being installed
 	term          atomic.Uint64
 	commit        atomic.Uint64
 	applied       atomic.Uint64
@@ -208,6 +209,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	snaps.observer = cfg.Observer
 	n.snaps = snaps
 	resumed, err := snaps.resumePending()
 	if err != nil {
@@ -632,6 +634,8 @@ func (n *Node) observeLeader(lead uint64, hs *pb.HardState) {
 }
 
 func (n *Node) installSnapshot(snap *pb.Snapshot) error {
+	n.installing.Store(true)
+	defer n.installing.Store(false)
 	meta := snap.GetMetadata()
 	n.lg.Info("installing snapshot from leader", "index", meta.GetIndex(), "term", meta.GetTerm())
 	if p, ok := n.cfg.StateMachine.(RestorePreparer); ok {
@@ -1070,6 +1074,9 @@ func (n *Node) Term() uint64 { return n.term.Load() }
 
 // LeaderChanges counts the changes to a new known leader this node saw.
 func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
+
+// Installing tells whether a snapshot from the leader is being installed.
+func (n *Node) Installing() bool { return n.installing.Load() }
 
 // CommittedIndex is the highest log index known to be committed.
 func (n *Node) CommittedIndex() uint64 { return n.commit.Load() }

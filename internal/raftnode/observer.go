@@ -10,4 +10,8 @@ type Observer interface {
 	Synced(time.Duration)
 	// Applied reports applying one batch of committed entries.
 	Applied(time.Duration)
+	// SnapshotReceived reports a snapshot received from the leader and
+	// stored: the whole save and, within it, the file's sync. It is called
+	// on the goroutine that received it.
+	SnapshotReceived(save, sync time.Duration)
 }

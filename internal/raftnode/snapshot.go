@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -38,8 +39,9 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // snapshotter writes outgoing and stores incoming snapshot streams. It
 // implements transport.SnapshotStore.
 type snapshotter struct {
-	db  *pebble.DB
-	dir string // where received streams are kept until installed
+	db       *pebble.DB
+	dir      string   // where received streams are kept until installed
+	observer Observer // nil: none
 }
 
 func newSnapshotter(db *pebble.DB, dataDir string) (*snapshotter, error) {
@@ -109,6 +111,7 @@ func (s *snapshotter) path(meta *pb.SnapshotMetadata) string {
 
 // Receive stores an incoming stream durably after checking it end to end.
 func (s *snapshotter) Receive(msg *pb.Message, data io.Reader) error {
+	start := time.Now()
 	final := s.path(msg.GetSnapshot().GetMetadata())
 	tmp := final + ".tmp"
 	f, err := os.Create(tmp)
@@ -116,9 +119,12 @@ func (s *snapshotter) Receive(msg *pb.Message, data io.Reader) error {
 		return err
 	}
 	defer os.Remove(tmp)
+	var synced time.Duration
 	_, err = io.Copy(f, data)
 	if err == nil {
+		syncStart := time.Now()
 		err = f.Sync()
+		synced = time.Since(syncStart)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -129,7 +135,13 @@ func (s *snapshotter) Receive(msg *pb.Message, data io.Reader) error {
 	if err := verifySnapshotFile(tmp); err != nil {
 		return err
 	}
-	return os.Rename(tmp, final)
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	if s.observer != nil {
+		s.observer.SnapshotReceived(time.Since(start), synced)
+	}
+	return nil
 }
 
 func verifySnapshotFile(path string) error {

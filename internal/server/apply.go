@@ -9,6 +9,7 @@ import (
 	"github.com/kvorum/kvorum/internal/apply"
 	"github.com/kvorum/kvorum/internal/mvcc"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	raftpb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -113,6 +114,7 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 		sm.s.syncPeers(out.Members)
 	}
 	for _, r := range out.Results {
+		sm.s.observeApplied(r)
 		if r.Session != nil && r.Session.Token != "" {
 			sm.s.tokens.Register(r.Session.Token, r.Session.User)
 		}
@@ -133,6 +135,22 @@ func (sm *stateMachine) Apply(ents []*raftpb.Entry) error {
 		}
 	}
 	return nil
+}
+
+// observeApplied feeds one applied request into the metrics: its apply
+// time, and the leases granted and revoked (counted on every member, as
+// etcd's lessor does).
+func (s *Server) observeApplied(r apply.Result) {
+	if r.Op == "" {
+		return // a stale proposal, not applied
+	}
+	s.metrics.AppliedRequest(r.Op, r.Err == nil, r.Took)
+	switch resp := r.Resp.(type) {
+	case *pb.LeaseGrantResponse:
+		s.metrics.LeaseGranted(resp.GetTTL())
+	case *pb.LeaseRevokeResponse:
+		s.metrics.LeaseRevoked()
+	}
 }
 
 // compactor runs the compaction steps of the current key space (see

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +38,9 @@ func (s *Server) ClusterHeader() *pb.ResponseHeader {
 func (s *Server) linearizableBarrier(ctx context.Context) error {
 	expired := s.expiries.after(s.reqTimeout)
 	idx, err := s.node.ReadIndex(ctx, expired)
+	if err != nil && ctx.Err() == nil {
+		s.metrics.ReadIndexFailed(errors.Is(err, raftnode.ErrTimeout))
+	}
 	if err == nil {
 		err = s.node.WaitApplied(ctx, expired, idx)
 	}
@@ -63,13 +68,16 @@ func (s *Server) mapNodeError(err error) error {
 }
 
 // Range serves a read; linearizable unless r.Serializable.
-func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (_ *pb.RangeResponse, err error) {
+	defer s.timeRequest("Range", time.Now(), &err)
 	if !r.GetSerializable() {
 		if err := s.linearizableBarrier(ctx); err != nil {
 			return nil, err
 		}
 	}
+	start := time.Now()
 	resp, err := s.kvStore().Range(r)
+	s.metrics.Ranged(err == nil, time.Since(start))
 	if err != nil {
 		return nil, err
 	}
@@ -118,19 +126,7 @@ func txnSerializable(r *pb.TxnRequest) bool {
 // Txn replicates a transaction; one that only reads is served as a read.
 func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if mvcc.IsReadOnlyTxn(r) {
-		// As etcd: a txn that only reads is a read, linearizable unless
-		// every range in it asks to be serializable.
-		if !txnSerializable(r) {
-			if err := s.linearizableBarrier(ctx); err != nil {
-				return nil, err
-			}
-		}
-		out, err := s.kvStore().ReadTxn(r)
-		if err != nil {
-			return nil, err
-		}
-		out.Header = s.header(out.Header)
-		return out, nil
+		return s.readTxn(ctx, r)
 	}
 	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
 	if err != nil {
@@ -141,6 +137,31 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 	out := resp.(*pb.TxnResponse)
 	out.Header = s.header(out.Header)
 	return out, nil
+}
+
+// readTxn serves a txn that only reads, as etcd does: as a read,
+// linearizable unless every range in it asks to be serializable.
+func (s *Server) readTxn(ctx context.Context, r *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
+	defer s.timeRequest("ReadonlyTxn", time.Now(), &err)
+	if !txnSerializable(r) {
+		if err := s.linearizableBarrier(ctx); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	out, err := s.kvStore().ReadTxn(r)
+	s.metrics.Ranged(err == nil, time.Since(start))
+	if err != nil {
+		return nil, err
+	}
+	out.Header = s.header(out.Header)
+	return out, nil
+}
+
+// timeRequest records a request of type typ that started at start and
+// ended with *err (etcd_server_request_duration_seconds).
+func (s *Server) timeRequest(typ string, start time.Time, err *error) {
+	s.metrics.Request(typ, *err == nil, time.Since(start))
 }
 
 // Compact replicates a compaction. Applying it only records the compact
@@ -206,7 +227,9 @@ func attrSet(id uint64, name string, clientURLs []string) *membershippb.ClusterM
 // HashKV hashes the key space history up to rev (see mvcc.Store.HashKV),
 // once it is compacted up to the compact revision or ctx ends.
 func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	start := time.Now()
 	h, rev, compactRev, err := s.kvStore().HashKV(ctx, r.GetRevision())
+	s.metrics.Hashed(true, time.Since(start))
 	if err != nil {
 		return nil, err
 	}

@@ -316,6 +316,7 @@ func (s *Server) revokeExpired(id int64) {
 	_, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
 	switch {
 	case err == nil:
+		s.metrics.LeaseExpired()
 		s.lg.Debug("revoked expired lease", "lease", fmt.Sprintf("%x", id))
 	case errors.Is(err, lease.ErrNotFound):
 	default:

@@ -178,6 +178,7 @@ func (s *Server) renewHere(ctx context.Context, id int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	s.metrics.LeaseRenewed()
 	if clear {
 		// The lease was checkpointed with less than its TTL left; record
 		// that it has its full TTL again, or a later leader would give it

@@ -23,8 +23,11 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 // observer feeds raft's and the transport's hooks into the metrics.
 type observer struct{ m *metrics.Metrics }
 
-func (o observer) Synced(d time.Duration)      { o.m.WALSync(d) }
-func (o observer) Applied(d time.Duration)     { o.m.Applied(d) }
+func (o observer) Synced(d time.Duration)  { o.m.WALSync(d) }
+func (o observer) Applied(d time.Duration) { o.m.Applied(d) }
+func (o observer) SnapshotReceived(save, sync time.Duration) {
+	o.m.SnapshotReceived(save, sync)
+}
 func (o observer) Sent(to uint64, n int)       { o.m.PeerSent(to, n) }
 func (o observer) Received(from uint64, n int) { o.m.PeerReceived(from, n) }
 
@@ -32,6 +35,7 @@ func (o observer) Received(from uint64, n int) { o.m.PeerReceived(from, n) }
 // called whenever the applier opened the key space anew.
 func (s *Server) attachKVStats() {
 	s.kvStats.CommitDuration = s.metrics.BackendCommit
+	s.kvStats.CompactStep = s.metrics.CompactionStep
 	s.kvStore().SetStats(&s.kvStats)
 }
 
@@ -59,7 +63,26 @@ func (s *Server) watchMetrics() {
 		Rev:            func() int64 { return s.kvStore().Rev() },
 		CompactRev:     func() int64 { return s.kvStore().CompactRev() },
 		CompactedRev:   func() int64 { return s.kvStore().CompactedRev() },
-		Cluster:        s.Quorum,
+		Keys:           func() (int64, bool) { return s.kvStore().Keys() },
+		PutBytes:       st.PutBytes.Load,
+		OpenReads:      func() int64 { return s.kvStore().OpenReads() },
+		Watch: func() metrics.WatchStats {
+			w := s.watch.Stats()
+			return metrics.WatchStats{Streams: w.Streams, Watchers: w.Watchers, Slow: w.Unsynced, Pending: w.QueuedEvents}
+		},
+		AuthRevision:      s.auth.Revision,
+		Installing:        s.node.Installing,
+		HeartbeatsDropped: s.transport.HeartbeatsDropped,
+		KnownPeers: func() []uint64 {
+			var ids []uint64
+			for _, m := range s.members.List() {
+				if m.GetID() != s.memberID {
+					ids = append(ids, m.GetID())
+				}
+			}
+			return ids
+		},
+		Cluster: s.Quorum,
 		Peers: func() []metrics.Peer {
 			var out []metrics.Peer
 			for _, p := range s.transport.Peers() {

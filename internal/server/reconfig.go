@@ -172,6 +172,7 @@ func (s *Server) promoteHere(ctx context.Context, id uint64) error {
 	lp, ok := st.Progress[id]
 	leaderMatch := st.Progress[s.memberID].Match
 	if !ok || lp.Match*100 < leaderMatch*learnerReadyPercent {
+		s.metrics.LearnerPromoteFailed(ErrLearnerNotReady.Error())
 		return ErrLearnerNotReady
 	}
 	if !s.cfg.NoStrictReconfigCheck {
@@ -179,12 +180,14 @@ func (s *Server) promoteHere(ctx context.Context, id uint64) error {
 		// counts as the voter it will be, started and connected or not.
 		list[i].IsLearner = false
 		if err := s.checkQuorumAfter(list, 0, 0); err != nil {
+			s.metrics.LearnerPromoteFailed(err.Error())
 			return err
 		}
 	}
 	if err := s.proposeConfChange(ctx, raftpb.ConfChangeType_ConfChangeAddNode, &pb.Member{ID: id}); err != nil {
 		return err
 	}
+	s.metrics.LearnerPromoted()
 	s.lg.Info("promoted learner", "member-id", fmt.Sprintf("%x", id))
 	return nil
 }

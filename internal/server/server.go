@@ -500,7 +500,8 @@ func (s *Server) Logger() *slog.Logger { return s.lg }
 // apply.TagTerm), and once this member applies an entry of a later term
 // without having applied the proposal, the proposal provably never will
 // apply and is made again, under the same ID, to the new leader.
-func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
+func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (_ proto.Message, err error) {
+	defer s.timeRequest(apply.OpName(req), time.Now(), &err)
 	req.ID = s.ids.Next()
 	if h := identityHeader(ctx); h != nil {
 		h.ID = req.ID

@@ -437,6 +437,7 @@ func (s *Server) alarmErrors() []string {
 // the background anyway; writes and reads go on meanwhile.
 func (s *Server) Defragment(ctx context.Context) error {
 	start := time.Now()
+	defer s.metrics.DefragStarted()()
 	if err := s.kvStore().WaitCompacted(ctx, 0); err != nil {
 		return err
 	}

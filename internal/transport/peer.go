@@ -205,8 +205,11 @@ func (p *peer) drop() (int, []*raftpb.Message) {
 		default:
 			return n, props
 		}
-		if m.GetType() == raftpb.MsgProp {
+		switch m.GetType() {
+		case raftpb.MsgProp:
 			props = append(props, m)
+		case raftpb.MsgHeartbeat:
+			p.t.heartbeatsDropped.Add(1)
 		}
 		n++
 	}

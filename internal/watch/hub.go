@@ -511,6 +511,36 @@ func (h *Hub) cancel(w *watcher, reason string) {
 	})
 }
 
+// Stats counts the hub's streams and watchers at one moment.
+type Stats struct {
+	Streams  int // open watch streams
+	Watchers int // watchers on them, synced or not
+	// Unsynced watchers catch up from the recent buffer or storage: new
+	// ones that start in the past, and those whose stream had no room.
+	Unsynced int
+	// QueuedEvents are events on the streams' queues that their clients
+	// have not taken yet.
+	QueuedEvents int
+}
+
+// Stats reports the hub's streams and watchers. It takes the hub's lock
+// and each stream's queue lock briefly.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	st := Stats{Streams: len(h.streams), Watchers: h.synced.size() + len(h.unsynced), Unsynced: len(h.unsynced)}
+	streams := make([]*Stream, 0, len(h.streams))
+	for s := range h.streams {
+		streams = append(streams, s)
+	}
+	h.mu.Unlock()
+	for _, s := range streams {
+		s.qmu.Lock()
+		st.QueuedEvents += s.events
+		s.qmu.Unlock()
+	}
+	return st
+}
+
 // MemoryUse reports, in estimated bytes, the buffer of recent changes and
 // the events queued on every stream for clients that have not taken them
 // yet. It takes the hub's lock and each stream's queue lock briefly.
