@@ -202,8 +202,14 @@ func sendKind(r watch.Response) string {
 	if !r.Control() {
 		return metrics.WatchEvents
 	}
+	// etcd sends a watcher's cancellation for a compacted revision from
+	// its watch stream, like events, and the other control responses
+	// from its control stream.
 	m := r.Message()
-	if m.GetCreated() || m.GetCanceled() || m.GetCompactRevision() != 0 {
+	switch {
+	case m.GetCompactRevision() != 0:
+		return metrics.WatchEvents
+	case m.GetCreated() || m.GetCanceled():
 		return metrics.WatchControl
 	}
 	return metrics.WatchProgress

@@ -1,8 +1,9 @@
 package metrics
 
 import (
-	"strconv"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,18 +25,21 @@ type activity struct {
 	promoted                                    prometheus.Counter
 	promoteFailed                               *prometheus.CounterVec
 
+	// The labeled series of the request path, looked up by a label value
+	// in a map that is replaced, never changed (see seriesByValue):
+	// looking a series up by its labels (hashing them) on every request
+	// cost more than the observation.
 	clientRequests *prometheus.CounterVec
-	// clients holds the series of clientRequests by kind and version, and
-	// the series of request, apply and rangeDur by label (see labeled):
-	// looking a series up by its labels on every request (hashing them)
-	// would cost more than the observation.
-	clients        sync.Map // [2]string{kind, version} -> prometheus.Counter
-	clientVersions int      // series in clients other than "other", under clientsMu
+	unaryClients   seriesByValue[prometheus.Counter] // client_api_version -> counter
+	streamClients  seriesByValue[prometheus.Counter]
+	clientSeries   int // series of unaryClients and streamClients, under clientsMu
 	clientsMu      sync.Mutex
 	request        *prometheus.HistogramVec
+	requestByType  seriesByValue[*[2]prometheus.Observer] // type -> observers for success false, true
 	apply          *prometheus.HistogramVec
+	applyByOp      seriesByValue[*[2]prometheus.Observer] // op -> observers for success false, true
 	rangeDur       *prometheus.HistogramVec
-	observers      sync.Map // labelKey -> prometheus.Observer
+	rangeBySuccess [2]prometheus.Observer
 
 	snapDBSave, snapDBFsync prometheus.Histogram
 
@@ -58,7 +62,7 @@ func newActivity() *activity {
 		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: b})
 	}
 	exp := prometheus.ExponentialBuckets
-	return &activity{
+	return (&activity{
 		leaseGranted: counter("etcd_debugging_lease_granted_total", "Leases granted (applied on this member)."),
 		leaseRevoked: counter("etcd_debugging_lease_revoked_total", "Leases revoked, by a client or on expiry (applied on this member)."),
 		leaseRenewed: counter("etcd_debugging_lease_renewed_total", "Lease keep-alives this member renewed as leader."),
@@ -107,7 +111,12 @@ func newActivity() *activity {
 		compactionTotal: histogram("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds", "Time from a compaction's first step to the end of its last, in milliseconds.", exp(100, 2, 14)),
 		compactionLast:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "etcd_debugging_mvcc_db_compaction_last", Help: "Unix time at which the last compaction's steps ended."}),
 		compactionKeys:  counter("etcd_debugging_mvcc_db_compaction_keys_total", "Deletions the compaction steps made (a range deletion of many records counts once)."),
-	}
+	}).init()
+}
+
+func (a *activity) init() *activity {
+	a.rangeBySuccess = *successes(a.rangeDur)()
+	return a
 }
 
 func (a *activity) collectors() []prometheus.Collector {
@@ -184,14 +193,12 @@ func (m *Metrics) Hashed(byRev bool, d time.Duration) {
 	}
 }
 
-// ReadIndexFailed counts a read index that could not be confirmed; slow
-// tells that it had waited past the request timeout.
-func (m *Metrics) ReadIndexFailed(slow bool) {
-	m.act.readIndexFailed.Inc()
-	if slow {
-		m.act.slowRead.Inc()
-	}
-}
+// ReadIndexFailed counts a read index that could not be confirmed (no
+// leader, leadership lost), as etcd does not counting a timeout or a stop.
+func (m *Metrics) ReadIndexFailed() { m.act.readIndexFailed.Inc() }
+
+// SlowReadIndex counts a read index that timed out.
+func (m *Metrics) SlowReadIndex() { m.act.slowRead.Inc() }
 
 // LearnerPromoted counts a promotion made as leader.
 func (m *Metrics) LearnerPromoted() { m.act.promoted.Inc() }
@@ -201,58 +208,104 @@ func (m *Metrics) LearnerPromoteFailed(reason string) {
 	m.act.promoteFailed.WithLabelValues(reason).Inc()
 }
 
+// seriesByValue maps one label value to its series (a counter, or the
+// observers for success false and true). Reads take no lock: the map is
+// replaced whole when a value is added, which happens a few times in a
+// member's life.
+type seriesByValue[T any] struct {
+	m  atomic.Pointer[map[string]T]
+	mu sync.Mutex
+}
+
+// get returns the series of value v, made by mk on first use.
+func (c *seriesByValue[T]) get(v string, mk func() T) T {
+	if m := c.m.Load(); m != nil {
+		if s, ok := (*m)[v]; ok {
+			return s
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if s, ok := (*old)[v]; ok {
+			return s
+		}
+	}
+	next := make(map[string]T)
+	if old != nil {
+		maps.Copy(next, *old)
+	}
+	s := mk()
+	next[v] = s
+	c.m.Store(&next)
+	return s
+}
+
+// successes makes the observers of vec for the given leading label values
+// and success false and true.
+func successes(vec *prometheus.HistogramVec, values ...string) func() *[2]prometheus.Observer {
+	return func() *[2]prometheus.Observer {
+		return &[2]prometheus.Observer{
+			vec.WithLabelValues(append(values, "false")...),
+			vec.WithLabelValues(append(values, "true")...),
+		}
+	}
+}
+
+func pick(s *[2]prometheus.Observer, ok bool) prometheus.Observer {
+	if ok {
+		return s[1]
+	}
+	return s[0]
+}
+
 // ClientRequest counts a unary call or stream (kind "unary" or "stream")
 // of a client that sent version as its client-api-version ("unknown"
 // without one).
 func (m *Metrics) ClientRequest(kind, version string) {
 	a := m.act
-	if c, ok := a.clients.Load([2]string{kind, version}); ok {
-		c.(prometheus.Counter).Inc()
-		return
+	c := &a.unaryClients
+	if kind != "unary" {
+		c = &a.streamClients
 	}
+	if m := c.m.Load(); m != nil {
+		if s, ok := (*m)[version]; ok {
+			s.Inc()
+			return
+		}
+	}
+	// A new version. The bound counts the series of both kinds; past it
+	// the version is not remembered either (a client sending a new one
+	// with every request must not grow the map).
 	a.clientsMu.Lock()
-	if a.clientVersions >= maxClientVersions {
-		version = "other"
-	}
-	c, loaded := a.clients.LoadOrStore([2]string{kind, version}, a.clientRequests.WithLabelValues(kind, version))
-	if !loaded && version != "other" {
-		a.clientVersions++
+	full := a.clientSeries >= maxClientVersions
+	if !full {
+		a.clientSeries++
 	}
 	a.clientsMu.Unlock()
-	c.(prometheus.Counter).Inc()
-}
-
-// labelKey names one series of the request, apply and range histograms:
-// the first n of its label values.
-type labelKey struct {
-	vec    *prometheus.HistogramVec
-	n      int
-	values [3]string
-}
-
-func (a *activity) labeled(k labelKey) prometheus.Observer {
-	if o, ok := a.observers.Load(k); ok {
-		return o.(prometheus.Observer)
+	if full {
+		a.clientRequests.WithLabelValues(kind, "other").Inc()
+		return
 	}
-	o, _ := a.observers.LoadOrStore(k, k.vec.WithLabelValues(k.values[:k.n]...))
-	return o.(prometheus.Observer)
+	c.get(version, func() prometheus.Counter { return a.clientRequests.WithLabelValues(kind, version) }).Inc()
 }
 
 // Request records a KV request of type typ (Range, Put, DeleteRange, Txn,
 // ReadonlyTxn, Compact) answered in d.
 func (m *Metrics) Request(typ string, ok bool, d time.Duration) {
-	m.act.labeled(labelKey{vec: m.act.request, n: 2, values: [3]string{typ, strconv.FormatBool(ok)}}).Observe(d.Seconds())
+	pick(m.act.requestByType.get(typ, successes(m.act.request, typ)), ok).Observe(d.Seconds())
 }
 
 // AppliedRequest records applying one committed request of operation op
 // in d.
 func (m *Metrics) AppliedRequest(op string, ok bool, d time.Duration) {
-	m.act.labeled(labelKey{vec: m.act.apply, n: 3, values: [3]string{"v3", op, strconv.FormatBool(ok)}}).Observe(d.Seconds())
+	pick(m.act.applyByOp.get(op, successes(m.act.apply, "v3", op)), ok).Observe(d.Seconds())
 }
 
 // Ranged records one read of the key space that took d.
 func (m *Metrics) Ranged(ok bool, d time.Duration) {
-	m.act.labeled(labelKey{vec: m.act.rangeDur, n: 1, values: [3]string{strconv.FormatBool(ok)}}).Observe(d.Seconds())
+	pick(&m.act.rangeBySuccess, ok).Observe(d.Seconds())
 }
 
 // CompactionStep records one compaction step that took took and made

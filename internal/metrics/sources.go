@@ -32,7 +32,7 @@ type Sources struct {
 	// counted (after a start or a snapshot install), and the series is
 	// left out meanwhile.
 	Keys func() (n int64, ok bool)
-	// PutBytes sums the encoded size of the key-values put.
+	// PutBytes sums the size of the keys and values put.
 	PutBytes func() uint64
 	// OpenReads is the number of reads of the key space under way.
 	OpenReads func() int64
@@ -43,10 +43,12 @@ type Sources struct {
 	// Installing tells whether a snapshot from the leader is being
 	// installed.
 	Installing func() bool
-	// KnownPeers lists the other members this member knows.
+	// KnownPeers lists the members this member knows, itself included
+	// (as etcd's etcd_network_known_peers does).
 	KnownPeers func() []uint64
-	// HeartbeatsDropped counts the heartbeats this member could not send.
-	HeartbeatsDropped func() uint64
+	// HeartbeatsLate counts the heartbeats this member as leader sent
+	// more than two heartbeat intervals after the previous one.
+	HeartbeatsLate func() uint64
 
 	// Cluster describes the voting members as this member sees them.
 	Cluster func() Cluster
@@ -120,14 +122,10 @@ func (m *Metrics) Watch(src Sources) {
 		gauge("etcd_debugging_mvcc_current_revision", "The key space's current revision.", func() float64 { return float64(src.Rev()) }),
 		gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction (-1: none).", func() float64 { return float64(src.CompactRev()) }),
 		gauge("kvorum_mvcc_compacted_revision", "The revision up to which this member has deleted the history compactions made unreadable; it trails etcd_debugging_mvcc_compact_revision while compaction steps run in the background.", func() float64 { return float64(src.CompactedRev()) }),
-		gauge("etcd_debugging_mvcc_total_put_size_in_bytes", "Encoded size of the key-values put on this member since it started, in bytes.", func() float64 { return float64(src.PutBytes()) }),
+		gauge("etcd_debugging_mvcc_total_put_size_in_bytes", "Bytes of the keys and values put on this member since it started.", func() float64 { return float64(src.PutBytes()) }),
 		gauge("etcd_mvcc_db_open_read_transactions", "Reads of the key space under way.", func() float64 { return float64(src.OpenReads()) }),
-		gauge("etcd_debugging_mvcc_watch_stream_total", "Open watch streams.", func() float64 { return float64(src.Watch().Streams) }),
-		gauge("etcd_debugging_mvcc_watcher_total", "Watchers on the open watch streams.", func() float64 { return float64(src.Watch().Watchers) }),
-		gauge("etcd_debugging_mvcc_slow_watcher_total", "Watchers that catch up from the recent buffer or storage rather than get changes as they are applied.", func() float64 { return float64(src.Watch().Slow) }),
-		gauge("etcd_debugging_mvcc_pending_events_total", "Events queued on watch streams that their clients have not taken yet.", func() float64 { return float64(src.Watch().Pending) }),
 		gauge("etcd_debugging_auth_revision", "The revision of the users, roles and the auth switch.", func() float64 { return float64(src.AuthRevision()) }),
-		counter("etcd_server_heartbeat_send_failures_total", "Heartbeats this member as leader could not send (the peer's queue was full, or its stream went down with them queued).", src.HeartbeatsDropped),
+		counter("etcd_server_heartbeat_send_failures_total", "Heartbeats this member as leader sent more than two heartbeat intervals after the previous one to the same peer (an overloaded member or a slow disk).", src.HeartbeatsLate),
 		gauge("etcd_server_snapshot_apply_in_progress_total", "1 while this member installs a snapshot from the leader, 0 otherwise.", func() float64 { return boolean(src.Installing()) }),
 		gauge("kvorum_cluster_voting_members", "Voting members of the cluster.", func() float64 { return float64(src.Cluster().Voters) }),
 		gauge("kvorum_cluster_quorum_size", "Voting members needed to commit a write.", func() float64 { return float64(src.Cluster().Quorum) }),
@@ -142,10 +140,11 @@ func (m *Metrics) Watch(src Sources) {
 				"1 for each peer whose raft stream is up.", []string{"Local", "Remote"}, nil),
 		})
 	}
+	m.reg.MustRegister(newWatchCollector(src.Watch))
 	m.reg.MustRegister(keysCollector{f: src.Keys, desc: prometheus.NewDesc("etcd_debugging_mvcc_keys_total",
 		"Live keys in the key space (left out while they are being counted after a start or a snapshot install).", nil, nil)})
 	m.reg.MustRegister(knownPeers{f: src.KnownPeers, local: hexID(src.MemberID), desc: prometheus.NewDesc("etcd_network_known_peers",
-		"1 for each other member this member knows.", []string{"Local", "Remote"}, nil)})
+		"1 for each member this member knows, itself included.", []string{"Local", "Remote"}, nil)})
 	if src.ClusterVersion != nil {
 		m.reg.MustRegister(clusterVersion{f: src.ClusterVersion, desc: prometheus.NewDesc("etcd_cluster_version",
 			"The cluster's version, as label cluster_version.", []string{"cluster_version"}, nil)})
@@ -162,6 +161,40 @@ func (c clusterVersion) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c clusterVersion) Collect(ch chan<- prometheus.Metric) {
 	if v := c.f(); v != "" {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, v)
+	}
+}
+
+// watchCollector reports the watch streams and watchers, reading them
+// once a scrape.
+type watchCollector struct {
+	f                                func() WatchStats
+	streams, watchers, slow, pending *prometheus.Desc
+}
+
+func newWatchCollector(f func() WatchStats) watchCollector {
+	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return watchCollector{f: f,
+		streams:  desc("etcd_debugging_mvcc_watch_stream_total", "Open watch streams."),
+		watchers: desc("etcd_debugging_mvcc_watcher_total", "Watchers on the open watch streams."),
+		slow:     desc("etcd_debugging_mvcc_slow_watcher_total", "Watchers that catch up from the recent buffer or storage rather than get changes as they are applied."),
+		pending:  desc("etcd_debugging_mvcc_pending_events_total", "Events queued on watch streams that their clients have not taken yet."),
+	}
+}
+
+func (c watchCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.streams
+	ch <- c.watchers
+	ch <- c.slow
+	ch <- c.pending
+}
+
+func (c watchCollector) Collect(ch chan<- prometheus.Metric) {
+	w := c.f()
+	for _, s := range []struct {
+		d *prometheus.Desc
+		v int
+	}{{c.streams, w.Streams}, {c.watchers, w.Watchers}, {c.slow, w.Slow}, {c.pending, w.Pending}} {
+		ch <- prometheus.MustNewConstMetric(s.d, prometheus.GaugeValue, float64(s.v))
 	}
 }
 

@@ -532,10 +532,16 @@ func (s *Store) RunCompactor(ctx context.Context, pace Pace, onError func(error)
 	if pace.Sleep <= 0 {
 		pace.Sleep = DefaultPace.Sleep
 	}
-	if err := s.countKeys(); err != nil {
-		onError(fmt.Errorf("mvcc: counting the live keys: %w", err))
-	}
+	var countAgain time.Time
 	for {
+		if !s.keysKnown.Load() && !time.Now().Before(countAgain) {
+			// A failed count (a storage error) is tried again a minute
+			// later; the steps go on meanwhile.
+			if err := s.countKeys(); err != nil {
+				onError(fmt.Errorf("mvcc: counting the live keys: %w", err))
+				countAgain = time.Now().Add(time.Minute)
+			}
+		}
 		start := time.Now()
 		done, err := s.CompactStep(pace.Records)
 		wait := time.Duration(0)

@@ -45,7 +45,8 @@ func (s *Store) Keys() (int64, bool) {
 }
 
 // countKeys counts the live keys (see above). It returns early, with the
-// count unfinished, once the compaction steps are stopped.
+// count unfinished, once the compaction steps are stopped; after an error
+// a later call starts over.
 func (s *Store) countKeys() error {
 	for {
 		done, err := s.countKeysChunk()
@@ -60,6 +61,11 @@ func (s *Store) countKeys() error {
 func (s *Store) countKeysChunk() (done bool, err error) {
 	s.stepMu.Lock()
 	defer s.stepMu.Unlock()
+	defer func() {
+		if err != nil {
+			s.endKeyCount() // the next count starts over
+		}
+	}()
 	if s.stepsStopped || s.keysKnown.Load() {
 		s.endKeyCount()
 		return true, nil

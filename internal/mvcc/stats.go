@@ -14,7 +14,7 @@ type Stats struct {
 	// Puts, Deletes and Ranges count requests, each op of a txn counted
 	// as one; Txns counts the txns holding more than one op.
 	Puts, Deletes, Ranges, Txns atomic.Uint64
-	// PutBytes sums the encoded size of every key-value put and committed
+	// PutBytes sums the size of the key and value of every put committed
 	// (etcd's etcd_debugging_mvcc_total_put_size_in_bytes).
 	PutBytes atomic.Uint64
 	// CommitDuration, if set, is told how long each commit of a write

@@ -32,7 +32,7 @@ type Writer struct {
 	changes int64
 	rec     recordWriter
 	// keysDelta is how the batch changed the number of live keys (see
-	// keycount.go); putBytes is the encoded size of the key-values it put.
+	// keycount.go); putBytes is the size of the keys and values it put.
 	keysDelta, putBytes int64
 }
 
@@ -195,7 +195,7 @@ func (w *Writer) put(req *etcdserverpb.PutRequest, prev *mvccpb.KeyValue) (*etcd
 	if prev == nil {
 		w.keysDelta++
 	}
-	w.putBytes += int64(w.rec.kvSize)
+	w.putBytes += int64(len(kv.Key) + len(kv.Value))
 
 	resp := &etcdserverpb.PutResponse{Header: &etcdserverpb.ResponseHeader{Revision: rev.Main}}
 	if req.GetPrevKv() && prev != nil {
@@ -258,10 +258,7 @@ func (w *Writer) writeChange(rev storage.Revision, kv *mvccpb.KeyValue, ev *mvcc
 
 // recordWriter writes the records of one change, reusing its buffers for
 // their keys and values (a batch copies what it is given).
-type recordWriter struct {
-	key, val, ref []byte
-	kvSize        int // the encoded size of the last key-value written
-}
+type recordWriter struct{ key, val, ref []byte }
 
 // write records the change at rev: the latest version (kv, or its absence
 // for a delete), the history record and the event ev (stored without
@@ -277,7 +274,6 @@ func (r *recordWriter) write(b pebble.Writer, rev storage.Revision, kv *mvccpb.K
 	}
 	hist := historyTombstone
 	r.key = storage.AppendLatestKey(r.key[:0], key)
-	r.kvSize = len(r.val) - kvStart
 	if kv != nil {
 		hist = historyPut
 		latest := r.val[kvStart:]

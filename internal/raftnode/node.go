@@ -135,9 +135,15 @@ type Node struct {
 	lead          atomic.Uint64
 	leaderChanges atomic.Uint64 // changes to a new known leader
 	installing    atomic.Bool   // a snapshot from the leader is being installed
-	term          atomic.Uint64
-	commit        atomic.Uint64
-	applied       atomic.Uint64
+	// heartbeatSent is when the leader last sent each peer a heartbeat
+	// (the Ready loop's own, cleared while it does not lead), and
+	// heartbeatsLate counts those sent late (checkHeartbeats).
+	heartbeatSent       map[uint64]time.Time
+	heartbeatLateLogged time.Time
+	heartbeatsLate      atomic.Uint64
+	term                atomic.Uint64
+	commit              atomic.Uint64
+	applied             atomic.Uint64
 
 	appliedChanged notify.Signal // whenever applied advances
 	// appliedTerm is the term of the last applied entry (0 until one
@@ -196,14 +202,15 @@ func New(cfg Config) (_ *Node, err error) {
 		cfg.CatchUpEntries = 5000
 	}
 	n := &Node{
-		cfg:         cfg,
-		lg:          cfg.Logger,
-		applyc:      make(chan applyJob, 16),
-		failc:       make(chan struct{}),
-		startedc:    make(chan struct{}),
-		stopc:       make(chan struct{}),
-		donec:       make(chan struct{}),
-		applierDone: make(chan struct{}),
+		cfg:           cfg,
+		lg:            cfg.Logger,
+		applyc:        make(chan applyJob, 16),
+		failc:         make(chan struct{}),
+		startedc:      make(chan struct{}),
+		stopc:         make(chan struct{}),
+		donec:         make(chan struct{}),
+		applierDone:   make(chan struct{}),
+		heartbeatSent: make(map[uint64]time.Time),
 	}
 	snaps, err := newSnapshotter(cfg.DB, cfg.DataDir)
 	if err != nil {
@@ -585,6 +592,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 	}
 	if isLeader {
+		n.checkHeartbeats(msgs)
 		n.tr.Send(msgs)
 		// Sending readies the peers' writer goroutines (and enqueueApply
 		// the applier) in the run queue of this goroutine's P, and the
@@ -606,10 +614,41 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 	}
 	if !isLeader {
+		clear(n.heartbeatSent)
 		n.tr.Send(msgs)
 	}
 	return nil
 }
+
+// checkHeartbeats counts, as etcd does, the heartbeats the leader sends a
+// peer more than two heartbeat intervals after the previous one: the Ready
+// loop was held up (a slow disk, an overloaded machine) and the followers
+// may soon start an election. Only the Ready loop calls it.
+func (n *Node) checkHeartbeats(msgs []*pb.Message) {
+	now := time.Now()
+	for _, m := range msgs {
+		if m.GetType() != pb.MessageType_MsgHeartbeat {
+			continue
+		}
+		last, ok := n.heartbeatSent[m.GetTo()]
+		n.heartbeatSent[m.GetTo()] = now
+		if late := now.Sub(last) - 2*n.cfg.TickInterval; ok && late > 0 {
+			total := n.heartbeatsLate.Add(1)
+			// Logged at most every 10 seconds: a member that is late
+			// once is usually late to every peer, many times.
+			if now.Sub(n.heartbeatLateLogged) >= 10*time.Second {
+				n.heartbeatLateLogged = now
+				n.lg.Warn("leader sent a heartbeat late; the member is likely overloaded or its disk slow",
+					"to", fmt.Sprintf("%x", m.GetTo()), "heartbeat-interval", n.cfg.TickInterval.String(),
+					"late-by", late.String(), "late-heartbeats", total)
+			}
+		}
+	}
+}
+
+// HeartbeatsLate counts the heartbeats this member as leader sent more
+// than two heartbeat intervals after the previous one to the same peer.
+func (n *Node) HeartbeatsLate() uint64 { return n.heartbeatsLate.Load() }
 
 func (n *Node) observeLeader(lead uint64, hs *pb.HardState) {
 	if hs != nil && hs.GetTerm() != 0 {

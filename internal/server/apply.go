@@ -89,8 +89,8 @@ func (sm *stateMachine) Restore() error {
 	if err := sm.s.applier.Restore(); err != nil {
 		return err
 	}
+	sm.s.attachKVStats() // before the compactor, which reports its steps
 	sm.s.startCompactor()
-	sm.s.attachKVStats()
 	sm.s.watch.Restored(sm.s.kvStore().Rev())
 	sm.s.signalAuthChanged()
 	sm.s.syncPeers(nil)
@@ -144,7 +144,9 @@ func (s *Server) observeApplied(r apply.Result) {
 	if r.Op == "" {
 		return // a stale proposal, not applied
 	}
-	s.metrics.AppliedRequest(r.Op, r.Err == nil, r.Took)
+	// As etcd's, a request refused for a compacted revision counts as a
+	// success: it was applied as asked.
+	s.metrics.AppliedRequest(r.Op, r.Err == nil || errors.Is(r.Err, mvcc.ErrCompacted), r.Took)
 	switch resp := r.Resp.(type) {
 	case *pb.LeaseGrantResponse:
 		s.metrics.LeaseGranted(resp.GetTTL())

@@ -38,8 +38,12 @@ func (s *Server) ClusterHeader() *pb.ResponseHeader {
 func (s *Server) linearizableBarrier(ctx context.Context) error {
 	expired := s.expiries.after(s.reqTimeout)
 	idx, err := s.node.ReadIndex(ctx, expired)
-	if err != nil && ctx.Err() == nil {
-		s.metrics.ReadIndexFailed(errors.Is(err, raftnode.ErrTimeout))
+	switch {
+	case err == nil, ctx.Err() != nil, errors.Is(err, raftnode.ErrStopped):
+	case errors.Is(err, raftnode.ErrTimeout):
+		s.metrics.SlowReadIndex()
+	default:
+		s.metrics.ReadIndexFailed()
 	}
 	if err == nil {
 		err = s.node.WaitApplied(ctx, expired, idx)
@@ -142,13 +146,15 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 // readTxn serves a txn that only reads, as etcd does: as a read,
 // linearizable unless every range in it asks to be serializable.
 func (s *Server) readTxn(ctx context.Context, r *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
-	defer s.timeRequest("ReadonlyTxn", time.Now(), &err)
 	if !txnSerializable(r) {
 		if err := s.linearizableBarrier(ctx); err != nil {
 			return nil, err
 		}
 	}
+	// As etcd's, the time of a read-only txn starts after the barrier
+	// (that of a range includes it).
 	start := time.Now()
+	defer s.timeRequest("ReadonlyTxn", start, &err)
 	out, err := s.kvStore().ReadTxn(r)
 	s.metrics.Ranged(err == nil, time.Since(start))
 	if err != nil {

@@ -70,15 +70,13 @@ func (s *Server) watchMetrics() {
 			w := s.watch.Stats()
 			return metrics.WatchStats{Streams: w.Streams, Watchers: w.Watchers, Slow: w.Unsynced, Pending: w.QueuedEvents}
 		},
-		AuthRevision:      s.auth.Revision,
-		Installing:        s.node.Installing,
-		HeartbeatsDropped: s.transport.HeartbeatsDropped,
+		AuthRevision:   s.auth.Revision,
+		Installing:     s.node.Installing,
+		HeartbeatsLate: s.node.HeartbeatsLate,
 		KnownPeers: func() []uint64 {
 			var ids []uint64
 			for _, m := range s.members.List() {
-				if m.GetID() != s.memberID {
-					ids = append(ids, m.GetID())
-				}
+				ids = append(ids, m.GetID())
 			}
 			return ids
 		},

@@ -205,11 +205,8 @@ func (p *peer) drop() (int, []*raftpb.Message) {
 		default:
 			return n, props
 		}
-		switch m.GetType() {
-		case raftpb.MsgProp:
+		if m.GetType() == raftpb.MsgProp {
 			props = append(props, m)
-		case raftpb.MsgHeartbeat:
-			p.t.heartbeatsDropped.Add(1)
 		}
 		n++
 	}

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -173,10 +172,8 @@ type Transport struct {
 	removedOnce sync.Once // guards the call of cfg.OnRemoved
 	log         *slog.Logger
 	timing      timing
-	// heartbeatsDropped counts heartbeats that could not be sent.
-	heartbeatsDropped atomic.Uint64
-	client            *http.Client
-	httpTr            *http.Transport
+	client      *http.Client
+	httpTr      *http.Transport
 
 	// ctx is canceled by Close; every goroutine and handler of the
 	// transport watches it and is counted in wg.
@@ -343,9 +340,6 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 		}
 		if !p.enqueue(m) {
 			p.dropped.Add(1)
-			if m.GetType() == raftpb.MsgHeartbeat {
-				t.heartbeatsDropped.Add(1)
-			}
 			t.log.Debug("dropping message: peer queue full", "peer", hexID(p.id), "type", m.GetType())
 			t.reportUnreachable(p.id)
 		}
@@ -364,10 +358,6 @@ func (t *Transport) Peers() []PeerStatus {
 	}
 	return out
 }
-
-// HeartbeatsDropped counts the heartbeats this member could not send: the
-// peer's queue was full, or its stream went down with them queued.
-func (t *Transport) HeartbeatsDropped() uint64 { return t.heartbeatsDropped.Load() }
 
 // ActivePeers is the number of peers whose outgoing stream is up.
 func (t *Transport) ActivePeers() int {
