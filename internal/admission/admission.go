@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -197,6 +199,15 @@ func init() {
 	add[*pb.SnapshotRequest](&pb.SnapshotRequest{}, nil)
 	add[*pb.MoveLeaderRequest](&pb.MoveLeaderRequest{}, nil)
 	add[*pb.DowngradeRequest](&pb.DowngradeRequest{}, nil)
+
+	// Lock and Election: etcd's recipes, whose reads and writes each pass
+	// admission on their own as the caller's (internal/api).
+	add[*v3lockpb.LockRequest](&v3lockpb.LockRequest{}, nil)
+	add[*v3lockpb.UnlockRequest](&v3lockpb.UnlockRequest{}, nil)
+	add[*v3electionpb.CampaignRequest](&v3electionpb.CampaignRequest{}, nil)
+	add[*v3electionpb.ProclaimRequest](&v3electionpb.ProclaimRequest{}, nil)
+	add[*v3electionpb.LeaderRequest](&v3electionpb.LeaderRequest{}, nil)
+	add[*v3electionpb.ResignRequest](&v3electionpb.ResignRequest{}, nil)
 
 	// What grows the store passes the quota stage.
 	costs(&pb.PutRequest{}, putCost)

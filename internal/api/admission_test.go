@@ -20,7 +20,7 @@ import (
 // a newly registered RPC from bypassing admission.
 func TestEveryServedMethodHasAnAdmissionRule(t *testing.T) {
 	g := grpc.NewServer()
-	registerServices(g, nil)
+	registerServices(g, nil, admission.New(admission.Config{}))
 	methods := 0
 	for svc, info := range g.GetServiceInfo() {
 		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
@@ -39,8 +39,9 @@ func TestEveryServedMethodHasAnAdmissionRule(t *testing.T) {
 			}
 		}
 	}
-	// KV 5, Watch 1, Lease 5, Cluster 5, Maintenance 8, Health 2 (or more).
-	if methods < 26 {
+	// KV 5, Watch 1, Lease 5, Cluster 5, Maintenance 8, Lock 2, Election
+	// 5, Health 2 (or more).
+	if methods < 33 {
 		t.Errorf("only %d methods registered; the walk is broken", methods)
 	}
 	if !strings.Contains(strings.Join(serviceNames(g), " "), "etcdserverpb.KV") {

@@ -36,19 +36,22 @@ func NewGRPCServer(s *server.Server, opts ...grpc.ServerOption) *grpc.Server {
 		grpc.NumStreamWorkers(128),
 	}
 	g := grpc.NewServer(append(base, opts...)...)
-	registerServices(g, s)
+	registerServices(g, s, ac)
 	return g
 }
 
 // registerServices registers the client plane's services on g: etcd's KV,
-// Watch, Lease, Cluster, Maintenance and Auth, and gRPC health checking.
-func registerServices(g *grpc.Server, s *server.Server) {
-	pb.RegisterKVServer(g, &kvServer{s: s})
+// Watch, Lease, Cluster, Maintenance, Auth, Lock and Election, and gRPC
+// health checking.
+func registerServices(g *grpc.Server, s *server.Server, ac *admission.Controller) {
+	kv, watch, lease := &kvServer{s: s}, &watchServer{s: s}, &leaseServer{s: s}
+	pb.RegisterKVServer(g, kv)
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
-	pb.RegisterWatchServer(g, &watchServer{s: s})
-	pb.RegisterLeaseServer(g, &leaseServer{s: s})
+	pb.RegisterWatchServer(g, watch)
+	pb.RegisterLeaseServer(g, lease)
 	pb.RegisterAuthServer(g, &authServer{s: s})
+	registerLockElection(g, s, ac, kv, lease, watch)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)

@@ -1,0 +1,167 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/kvorum/kvorum/internal/admission"
+	"github.com/kvorum/kvorum/internal/server"
+)
+
+// etcd serves two more services on its client URLs, Lock and Election
+// (distributed locks and leader election, used by clients such as jetcd).
+// Their handlers are etcd's own (v3lock, v3election): they run etcd's
+// concurrency recipes through a client of the member itself. That client
+// calls the member's KV, Lease and Watch handlers in process (etcd's
+// adapters, as etcd's v3client does), each request through admission with
+// the context of the Lock or Election call: so the caller's token or
+// certificate decides what its lock may touch, and the quota applies, as
+// for the caller's own requests.
+
+// registerLockElection registers the Lock and Election services on g. The
+// in-process client closes when the member stops.
+func registerLockElection(g *grpc.Server, s *server.Server, ac *admission.Controller, kv pb.KVServer, lease pb.LeaseServer, watch pb.WatchServer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var done <-chan struct{} // nil (never) for tests that only list the services
+	if s != nil {
+		done = s.Done()
+	}
+	go func() {
+		<-done
+		cancel()
+	}()
+	c := clientv3.NewCtxClient(ctx, clientv3.WithZapLogger(zap.NewNop()))
+	c.KV = clientv3.NewKVFromKVClient(adapter.KvServerToKvClient(admittedKV{kv, ac}), c)
+	c.Lease = clientv3.NewLeaseFromLeaseClient(adapter.LeaseServerToLeaseClient(admittedLease{lease, ac}), c, time.Second)
+	c.Watcher = clientv3.NewWatchFromWatchClient(adapter.WatchServerToWatchClient(admittedWatch{watch, ac}), c)
+	v3lockpb.RegisterLockServer(g, v3lock.NewLockServer(c))
+	v3electionpb.RegisterElectionServer(g, v3election.NewElectionServer(c))
+}
+
+// admitted passes req through admission as if it arrived on method, and
+// calls serve with the context admission gives.
+func admitted[Req, Resp any](ctx context.Context, ac *admission.Controller, method string, req Req, serve func(context.Context, Req) (Resp, error)) (Resp, error) {
+	ctx, err := admit(ctx, ac, method, req)
+	if err != nil {
+		var zero Resp
+		return zero, err
+	}
+	return serve(ctx, req)
+}
+
+// admittedKV is the KV service as the in-process client calls it.
+type admittedKV struct {
+	pb.KVServer
+	ac *admission.Controller
+}
+
+func (k admittedKV) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return admitted(ctx, k.ac, "/etcdserverpb.KV/Range", r, k.KVServer.Range)
+}
+
+func (k admittedKV) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	return admitted(ctx, k.ac, "/etcdserverpb.KV/Put", r, k.KVServer.Put)
+}
+
+func (k admittedKV) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	return admitted(ctx, k.ac, "/etcdserverpb.KV/DeleteRange", r, k.KVServer.DeleteRange)
+}
+
+func (k admittedKV) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return admitted(ctx, k.ac, "/etcdserverpb.KV/Txn", r, k.KVServer.Txn)
+}
+
+func (k admittedKV) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	return admitted(ctx, k.ac, "/etcdserverpb.KV/Compact", r, k.KVServer.Compact)
+}
+
+// admittedLease is the Lease service as the in-process client calls it.
+type admittedLease struct {
+	pb.LeaseServer
+	ac *admission.Controller
+}
+
+func (l admittedLease) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	return admitted(ctx, l.ac, "/etcdserverpb.Lease/LeaseGrant", r, l.LeaseServer.LeaseGrant)
+}
+
+func (l admittedLease) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	return admitted(ctx, l.ac, "/etcdserverpb.Lease/LeaseRevoke", r, l.LeaseServer.LeaseRevoke)
+}
+
+func (l admittedLease) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	return admitted(ctx, l.ac, "/etcdserverpb.Lease/LeaseTimeToLive", r, l.LeaseServer.LeaseTimeToLive)
+}
+
+func (l admittedLease) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+	return admitted(ctx, l.ac, "/etcdserverpb.Lease/LeaseLeases", r, l.LeaseServer.LeaseLeases)
+}
+
+func (l admittedLease) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+	return l.LeaseServer.LeaseKeepAlive(admittedKeepAlive{stream, l.ac})
+}
+
+// admittedKeepAlive admits each keep-alive as the handler receives it.
+type admittedKeepAlive struct {
+	pb.Lease_LeaseKeepAliveServer
+	ac *admission.Controller
+}
+
+func (s admittedKeepAlive) Recv() (*pb.LeaseKeepAliveRequest, error) {
+	r, err := s.Lease_LeaseKeepAliveServer.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := admit(s.Context(), s.ac, "/etcdserverpb.Lease/LeaseKeepAlive", r); err != nil {
+		return nil, &refusedMessage{msg: r, err: err}
+	}
+	return r, nil
+}
+
+// admittedWatch is the Watch service as the in-process client calls it.
+type admittedWatch struct {
+	pb.WatchServer
+	ac *admission.Controller
+}
+
+func (w admittedWatch) Watch(stream pb.Watch_WatchServer) error {
+	return w.WatchServer.Watch(admittedWatchStream{stream, w.ac})
+}
+
+// admittedWatchStream admits each watch request as the handler receives
+// it, and hands the in-process client watch responses as messages (the
+// handler sends them in a form only the gRPC codec encodes).
+type admittedWatchStream struct {
+	pb.Watch_WatchServer
+	ac *admission.Controller
+}
+
+func (s admittedWatchStream) Recv() (*pb.WatchRequest, error) {
+	r, err := s.Watch_WatchServer.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := admit(s.Context(), s.ac, "/etcdserverpb.Watch/Watch", r); err != nil {
+		return nil, &refusedMessage{msg: r, err: err}
+	}
+	return r, nil
+}
+
+func (s admittedWatchStream) SendMsg(m any) error {
+	if w, ok := m.(*wireWatchResponse); ok {
+		resp := w.r.Message()
+		resp.Header = w.header
+		return s.Watch_WatchServer.Send(resp)
+	}
+	return s.Watch_WatchServer.SendMsg(m)
+}

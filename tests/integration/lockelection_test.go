@@ -1,0 +1,220 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+
+	"github.com/kvorum/kvorum/internal/testcluster"
+)
+
+// TestLockService drives etcd's Lock service on two members, as jetcd's
+// lock client does: a second holder waits until the first unlocks, a
+// lock is a key of the caller's lease, and revoking the lease releases it.
+// The JSON gateway serves the same service on /v3/lock/.
+func TestLockService(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	c.WaitLeader(waitTimeout)
+	a, b := c.Members[0].Client(), c.Members[1].Client()
+	la, lb := v3lockpb.NewLockClient(a.ActiveConnection()), v3lockpb.NewLockClient(b.ActiveConnection())
+	ctx := ctxFor(t, 30*time.Second)
+	leaseA, err := a.Grant(ctx, 60)
+	must(t, "grant", err)
+	leaseB, err := b.Grant(ctx, 60)
+	must(t, "grant", err)
+
+	first, err := la.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("job"), Lease: int64(leaseA.ID)})
+	must(t, "first lock", err)
+	if !strings.HasPrefix(string(first.Key), "job/") {
+		t.Fatalf("lock key %q is not under the lock's name", first.Key)
+	}
+	got := make(chan *v3lockpb.LockResponse, 1)
+	go func() {
+		r, err := lb.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("job"), Lease: int64(leaseB.ID)})
+		if err != nil {
+			t.Errorf("second lock: %v", err)
+		}
+		got <- r
+	}()
+	// The second holder has queued its key behind the first and waits.
+	waitFor(t, waitTimeout, "the second lock's key", keysUnder(a, "job/", 2))
+	select {
+	case r := <-got:
+		t.Fatalf("the second lock was granted while the first was held: %v", r)
+	default:
+	}
+	_, err = la.Unlock(ctx, &v3lockpb.UnlockRequest{Key: first.Key})
+	must(t, "unlock", err)
+	second := <-got
+	if second == nil || bytes.Equal(second.Key, first.Key) {
+		t.Fatalf("second lock: %v", second)
+	}
+	kv, err := a.Get(ctx, string(second.Key))
+	must(t, "get the lock key", err)
+	if len(kv.Kvs) != 1 || kv.Kvs[0].Lease != int64(leaseB.ID) {
+		t.Fatalf("the lock key %q is not held with the caller's lease %x: %v", second.Key, leaseB.ID, kv.Kvs)
+	}
+	_, err = b.Revoke(ctx, leaseB.ID)
+	must(t, "revoke", err)
+	if r, err := a.Get(ctx, "job/", clientv3.WithPrefix()); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("keys left after the unlock and the revocation: %v %v", r, err)
+	}
+
+	// The gateway: lock and unlock with base64 names, as with curl.
+	url := c.Members[0].ClientURL
+	var lockResp struct{ Key string }
+	gatewayPost(t, url+"/v3/lock/lock", fmt.Sprintf(`{"name":%q,"lease":"%d"}`, base64.StdEncoding.EncodeToString([]byte("gw")), leaseA.ID), &lockResp)
+	key, err := base64.StdEncoding.DecodeString(lockResp.Key)
+	if err != nil || !strings.HasPrefix(string(key), "gw/") {
+		t.Fatalf("gateway lock key %q (%v)", lockResp.Key, err)
+	}
+	gatewayPost(t, url+"/v3/lock/unlock", fmt.Sprintf(`{"key":%q}`, lockResp.Key), nil)
+	if r, err := a.Get(ctx, "gw/", clientv3.WithPrefix()); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("gateway unlock left %v %v", r, err)
+	}
+}
+
+// TestElectionService drives etcd's Election service: a campaign wins, an
+// observer sees the leader's values, a second candidate waits until the
+// leader resigns.
+func TestElectionService(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	c.WaitLeader(waitTimeout)
+	a, b := c.Members[0].Client(), c.Members[2].Client()
+	ea, eb := v3electionpb.NewElectionClient(a.ActiveConnection()), v3electionpb.NewElectionClient(b.ActiveConnection())
+	ctx := ctxFor(t, 30*time.Second)
+	leaseA, err := a.Grant(ctx, 60)
+	must(t, "grant", err)
+	leaseB, err := b.Grant(ctx, 60)
+	must(t, "grant", err)
+
+	won, err := ea.Campaign(ctx, &v3electionpb.CampaignRequest{Name: []byte("e"), Lease: int64(leaseA.ID), Value: []byte("a")})
+	must(t, "campaign", err)
+	obs, err := eb.Observe(ctx, &v3electionpb.LeaderRequest{Name: []byte("e")})
+	must(t, "observe", err)
+	if r, err := obs.Recv(); err != nil || string(r.Kv.Value) != "a" {
+		t.Fatalf("observed %v, %v; want leader value a", r, err)
+	}
+	_, err = ea.Proclaim(ctx, &v3electionpb.ProclaimRequest{Leader: won.Leader, Value: []byte("a2")})
+	must(t, "proclaim", err)
+	if r, err := obs.Recv(); err != nil || string(r.Kv.Value) != "a2" {
+		t.Fatalf("observed %v, %v after proclaim; want a2", r, err)
+	}
+	got := make(chan *v3electionpb.CampaignResponse, 1)
+	go func() {
+		r, err := eb.Campaign(ctx, &v3electionpb.CampaignRequest{Name: []byte("e"), Lease: int64(leaseB.ID), Value: []byte("b")})
+		if err != nil {
+			t.Errorf("second campaign: %v", err)
+		}
+		got <- r
+	}()
+	waitFor(t, waitTimeout, "the second candidate's key", keysUnder(a, "e/", 2))
+	if l, err := eb.Leader(ctx, &v3electionpb.LeaderRequest{Name: []byte("e")}); err != nil || string(l.Kv.Value) != "a2" {
+		t.Fatalf("leader %v, %v while a leads; want a2", l, err)
+	}
+	_, err = ea.Resign(ctx, &v3electionpb.ResignRequest{Leader: won.Leader})
+	must(t, "resign", err)
+	if r := <-got; r == nil {
+		t.Fatal("the second campaign did not win after the resignation")
+	}
+	if r, err := obs.Recv(); err != nil || string(r.Kv.Value) != "b" {
+		t.Fatalf("observed %v, %v after the resignation; want b", r, err)
+	}
+}
+
+// TestLockServiceActsAsTheCaller checks that a lock's reads and writes
+// are the caller's own under access control: a user with write access to
+// the lock's prefix locks, one without is refused, as with etcd.
+func TestLockServiceActsAsTheCaller(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	lead, _ := c.WaitLeader(waitTimeout)
+	anon := lead.Client()
+	ctx := ctxFor(t, 30*time.Second)
+	for _, step := range []func() error{
+		func() error { _, err := anon.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := anon.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := anon.UserAdd(ctx, "locker", "lockerpw"); return err },
+		func() error { _, err := anon.UserAdd(ctx, "nobody", "nobodypw"); return err },
+		func() error { _, err := anon.RoleAdd(ctx, "locks"); return err },
+		func() error {
+			_, err := anon.RoleGrantPermission(ctx, "locks", "locks/", clientv3.GetPrefixRangeEnd("locks/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := anon.UserGrantRole(ctx, "locker", "locks"); return err },
+		func() error { _, err := anon.AuthEnable(ctx); return err },
+	} {
+		must(t, "set up access control", step())
+	}
+	for _, u := range []struct {
+		user    string
+		allowed bool
+	}{{"locker", true}, {"nobody", false}} {
+		cli := userClient(t, c, u.user, u.user+"pw")
+		l, err := cli.Grant(ctx, 60)
+		must(t, "grant for "+u.user, err)
+		_, err = v3lockpb.NewLockClient(cli.ActiveConnection()).Lock(ctx, &v3lockpb.LockRequest{Name: []byte("locks/a"), Lease: int64(l.ID)})
+		switch {
+		case u.allowed && err != nil:
+			t.Errorf("%s, who may write locks/, could not lock: %v", u.user, err)
+		case !u.allowed && !errors.Is(rpctypes.Error(err), rpctypes.ErrPermissionDenied):
+			t.Errorf("%s, who has no access, locked or failed otherwise: %v", u.user, err)
+		}
+	}
+	// Nothing of the refused attempt was written: the only lock key is
+	// the one of the user who may.
+	root := userClient(t, c, "root", "rootpw")
+	r, err := root.Get(ctx, "locks/", clientv3.WithPrefix())
+	must(t, "list the lock keys", err)
+	if len(r.Kvs) != 1 {
+		t.Errorf("%d keys under locks/, want the one lock of locker: %v", len(r.Kvs), r.Kvs)
+	}
+}
+
+// keysUnder is a waitFor condition: n keys under prefix.
+func keysUnder(cli *clientv3.Client, prefix string, n int) func() error {
+	return func() error {
+		r, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix())
+		if err != nil {
+			return err
+		}
+		if len(r.Kvs) != n {
+			return fmt.Errorf("%d keys under %q, want %d", len(r.Kvs), prefix, n)
+		}
+		return nil
+	}
+}
+
+// gatewayPost posts a JSON body to the gateway and decodes the answer
+// into out (if not nil), failing the test on anything but 200.
+func gatewayPost(t *testing.T, url, body string, out any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var raw json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		t.Fatalf("POST %s: %s, body: %v", url, resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s: %s", url, resp.Status, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("POST %s: decode %s: %v", url, raw, err)
+		}
+	}
+}
