@@ -179,6 +179,8 @@ func init() {
 		return nil
 	})
 	add[*pb.LeaseRevokeRequest](&pb.LeaseRevokeRequest{}, nil)
+	// No access rule (as in etcd): the Lock and Election services keep
+	// their leases alive as no particular user (internal/api).
 	add[*pb.LeaseKeepAliveRequest](&pb.LeaseKeepAliveRequest{}, nil)
 	add[*pb.LeaseTimeToLiveRequest](&pb.LeaseTimeToLiveRequest{}, nil)
 	add[*pb.LeaseLeasesRequest](&pb.LeaseLeasesRequest{}, nil)

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -13,6 +15,7 @@ import (
 	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/kvorum/kvorum/internal/admission"
 	"github.com/kvorum/kvorum/internal/server"
@@ -30,22 +33,39 @@ import (
 
 // registerLockElection registers the Lock and Election services on g. The
 // in-process client closes when the member stops.
+//
+// The lease keep-alives of the in-process client run on a stream of its
+// own, not as any caller (as etcd's do): they need no access rule, and one
+// in admission would break locks and elections.
 func registerLockElection(g *grpc.Server, s *server.Server, ac *admission.Controller, kv pb.KVServer, lease pb.LeaseServer, watch pb.WatchServer) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var done <-chan struct{} // nil (never) for tests that only list the services
-	if s != nil {
-		done = s.Done()
-	}
-	go func() {
-		<-done
-		cancel()
-	}()
-	c := clientv3.NewCtxClient(ctx, clientv3.WithZapLogger(zap.NewNop()))
+	c := clientv3.NewCtxClient(context.Background(), clientv3.WithZapLogger(zap.NewNop()))
 	c.KV = clientv3.NewKVFromKVClient(adapter.KvServerToKvClient(admittedKV{kv, ac}), c)
 	c.Lease = clientv3.NewLeaseFromLeaseClient(adapter.LeaseServerToLeaseClient(admittedLease{lease, ac}), c, time.Second)
-	c.Watcher = clientv3.NewWatchFromWatchClient(adapter.WatchServerToWatchClient(admittedWatch{watch, ac}), c)
+	c.Watcher = &ownStreams{Watcher: clientv3.NewWatchFromWatchClient(adapter.WatchServerToWatchClient(admittedWatch{watch, ac}), c)}
+	if s != nil { // nil for tests that only list the services
+		go func() {
+			<-s.Done()
+			c.Close() // its watcher and lessor, whose loops would outlive the member
+		}()
+	}
 	v3lockpb.RegisterLockServer(g, v3lock.NewLockServer(c))
 	v3electionpb.RegisterElectionServer(g, v3election.NewElectionServer(c))
+}
+
+// ownStreams gives every watch of the in-process client a stream of its
+// own. clientv3 shares one stream among the watches whose contexts carry
+// the same outgoing metadata (none, for a handler's context), and a stream
+// keeps the context of the watch that opened it: the watches of one
+// caller's lock would be admitted, and re-checked after auth changes, as
+// another caller's.
+type ownStreams struct {
+	clientv3.Watcher
+	n atomic.Uint64
+}
+
+func (w *ownStreams) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	ctx = metadata.AppendToOutgoingContext(ctx, "kvorum-in-process-watch", strconv.FormatUint(w.n.Add(1), 10))
+	return w.Watcher.Watch(ctx, key, opts...)
 }
 
 // admitted passes req through admission as if it arrived on method, and

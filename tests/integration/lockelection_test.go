@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+	"go.uber.org/zap"
 
 	"github.com/kvorum/kvorum/internal/testcluster"
 )
@@ -216,5 +217,72 @@ func gatewayPost(t *testing.T, url, body string, out any) {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("POST %s: decode %s: %v", url, raw, err)
 		}
+	}
+}
+
+// TestLockWaitsAreTheirCallersOwn has one user observe an election while
+// another waits for a lock on a prefix only the second may read: the wait
+// (a watch of the in-process client) must run as its own caller, not as
+// the one whose watch came first.
+func TestLockWaitsAreTheirCallersOwn(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	lead, _ := c.WaitLeader(waitTimeout)
+	anon := lead.Client()
+	ctx := ctxFor(t, 30*time.Second)
+	grant := func(user, prefix string) {
+		_, err := anon.UserAdd(ctx, user, user+"pw")
+		must(t, "add "+user, err)
+		_, err = anon.RoleAdd(ctx, user)
+		must(t, "add role "+user, err)
+		_, err = anon.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+		must(t, "grant "+prefix, err)
+		_, err = anon.UserGrantRole(ctx, user, user)
+		must(t, "grant role "+user, err)
+	}
+	_, err := anon.UserAdd(ctx, "root", "rootpw")
+	must(t, "add root", err)
+	_, err = anon.UserGrantRole(ctx, "root", "root")
+	must(t, "grant root", err)
+	grant("alice", "a/")
+	grant("bob", "b/")
+	_, err = anon.AuthEnable(ctx)
+	must(t, "auth enable", err)
+
+	// Both on one member, whose in-process client serves both.
+	on := func(user string) *clientv3.Client {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{lead.ClientURL}, Username: user, Password: user + "pw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		must(t, "client for "+user, err)
+		t.Cleanup(func() { cli.Close() })
+		return cli
+	}
+	alice, bob := on("alice"), on("bob")
+	la, err := alice.Grant(ctx, 60)
+	must(t, "grant", err)
+	ea := v3electionpb.NewElectionClient(alice.ActiveConnection())
+	_, err = ea.Campaign(ctx, &v3electionpb.CampaignRequest{Name: []byte("a/e"), Lease: int64(la.ID), Value: []byte("x")})
+	must(t, "campaign", err)
+	obs, err := ea.Observe(ctx, &v3electionpb.LeaderRequest{Name: []byte("a/e")})
+	must(t, "observe", err)
+	if _, err := obs.Recv(); err != nil {
+		t.Fatal(err)
+	}
+
+	lb := v3lockpb.NewLockClient(bob.ActiveConnection())
+	l1, err := bob.Grant(ctx, 60)
+	must(t, "grant", err)
+	l2, err := bob.Grant(ctx, 60)
+	must(t, "grant", err)
+	first, err := lb.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("b/lock"), Lease: int64(l1.ID)})
+	must(t, "first lock", err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := lb.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("b/lock"), Lease: int64(l2.ID)})
+		done <- err
+	}()
+	waitFor(t, waitTimeout, "bob's second lock key", keysUnder(bob, "b/lock/", 2))
+	_, err = lb.Unlock(ctx, &v3lockpb.UnlockRequest{Key: first.Key})
+	must(t, "unlock", err)
+	if err := <-done; err != nil {
+		t.Fatalf("bob's waiting lock failed: %v", err)
 	}
 }
