@@ -128,6 +128,17 @@ func TestBackupIntoUnwritableDirFailsAndCreatesNothing(t *testing.T) {
 // scrapeValue reads one unlabelled series from a member's /metrics.
 func scrapeValue(t *testing.T, clientURL, name string) float64 {
 	t.Helper()
+	v, ok := scrapeLookup(t, clientURL, name)
+	if !ok {
+		t.Fatalf("%s is not exported", name)
+	}
+	return v
+}
+
+// scrapeLookup reads one unlabelled series from a member's /metrics, and
+// whether it is there.
+func scrapeLookup(t *testing.T, clientURL, name string) (float64, bool) {
+	t.Helper()
 	resp, err := http.Get(clientURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -141,9 +152,8 @@ func scrapeValue(t *testing.T, clientURL, name string) float64 {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			return f
+			return f, true
 		}
 	}
-	t.Fatalf("%s is not exported", name)
-	return 0
+	return 0, false
 }

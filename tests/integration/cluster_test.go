@@ -345,6 +345,23 @@ func TestFollowerFarBehindCatchesUpBySnapshot(t *testing.T) {
 	if err != nil || len(get.Kvs) != 1 || get.Kvs[0].ModRevision != put.Header.Revision {
 		t.Fatalf("read back via %s: %v, %v", behind.Name, get, err)
 	}
+
+	// The installed state's live keys are counted anew, and then followed
+	// (etcd_debugging_mvcc_keys_total); the leader counted them as they
+	// were written.
+	all, err := lead.Client().Get(ctxFor(t, 5*time.Second), "\x00", clientv3.WithFromKey(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*testcluster.Member{behind, lead} {
+		waitFor(t, waitTimeout, m.Name+" counts the live keys", func() error {
+			v, ok := scrapeLookup(t, m.ClientURL, "etcd_debugging_mvcc_keys_total")
+			if !ok || int64(v) != all.Count {
+				return fmt.Errorf("etcd_debugging_mvcc_keys_total %v (exported: %v), want %d", v, ok, all.Count)
+			}
+			return nil
+		})
+	}
 }
 
 func clients(ms []*testcluster.Member) []*clientv3.Client {
