@@ -12,8 +12,8 @@
 // Build writes the database from one consistent Pebble view of a member's
 // state machine (a Pebble snapshot): every change retained after the
 // compaction point under its revision, the compact revision, the leases
-// with their TTL and checkpointed remaining TTL, the members and the
-// cluster version. WriteTo then copies the database out with its checksum.
+// with their TTL and checkpointed remaining TTL, the members, the cluster
+// version and the auth state. WriteTo then copies the database out with its checksum.
 //
 // # Reading
 //
@@ -26,6 +26,8 @@
 // imports one, written by Kvorum or by etcd 3.5 and later, into a new
 // Kvorum data dir.
 //
-// Auth buckets of an etcd snapshot are readable but not imported: Kvorum
-// has no authentication yet.
+// Both ways carry the auth state in etcd's auth buckets: the switch, the
+// revision, the users (bcrypt hashes) and the roles. A restored cluster is
+// as closed as the one its backup came from, whether that was etcd or
+// Kvorum.
 package snapshot

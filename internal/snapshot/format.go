@@ -40,6 +40,8 @@ var (
 	metaScheduledCompact = []byte("scheduledCompactRev")
 	metaFinishedCompact  = []byte("finishedCompactRev")
 	clusterVersionKey    = []byte("clusterVersion")
+	authEnabledKey       = []byte("authEnabled")  // in bucketAuth: 1 on, 0 off
+	authRevisionKey      = []byte("authRevision") // in bucketAuth: 8 bytes big-endian
 )
 
 // A key of the key bucket is the revision of the change: main and sub

@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -9,12 +11,14 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/authpb"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/mvcc"
 	"github.com/kvorum/kvorum/internal/storage"
@@ -40,6 +44,9 @@ type RestoreResult struct {
 	CompactRev int64 // -1: nothing compacted
 	Keys       int   // live keys
 	Leases     int
+	// Auth is the auth state restored with the data: a cluster restored
+	// from a backup of one with access control on has it on too.
+	Auth auth.Records
 }
 
 // importsPerBatch bounds the changes imported per Pebble batch.
@@ -168,6 +175,12 @@ func (f *File) importInto(dir string, cfg RestoreConfig) (res *RestoreResult, er
 		if scheduled, err = readCompactRev(tx, metaScheduledCompact); err != nil {
 			return fmt.Errorf("snapshot %s: %w", f.Path, err)
 		}
+		if res.Auth, err = readAuth(tx); err != nil {
+			return fmt.Errorf("snapshot %s: %w", f.Path, err)
+		}
+		if err := auth.WriteRecords(b, res.Auth); err != nil {
+			return err
+		}
 		keys := tx.Bucket(bucketKey)
 		if keys == nil {
 			return fmt.Errorf("snapshot %s: %w: it has no %q bucket", f.Path, ErrNotSnapshot, bucketKey)
@@ -262,6 +275,49 @@ func (f *File) importInto(dir string, cfg RestoreConfig) (res *RestoreResult, er
 		res.CompactRev = compactTo
 	}
 	return res, nil
+}
+
+// readAuth returns the auth state of the auth buckets (etcd's layout; a
+// snapshot without them has auth off and no users).
+func readAuth(tx *bolt.Tx) (auth.Records, error) {
+	var rec auth.Records
+	if b := tx.Bucket(bucketAuth); b != nil {
+		rec.Enabled = bytes.Equal(b.Get(authEnabledKey), []byte{1})
+		if v := b.Get(authRevisionKey); v != nil {
+			if len(v) != 8 {
+				return rec, fmt.Errorf("auth revision record of %d bytes, want 8", len(v))
+			}
+			rec.Revision = binary.BigEndian.Uint64(v)
+		}
+	}
+	if b := tx.Bucket(bucketAuthUsers); b != nil {
+		if err := b.ForEach(func(k, v []byte) error {
+			u := &authpb.User{}
+			if err := proto.Unmarshal(v, u); err != nil {
+				return fmt.Errorf("auth user %q is corrupt: %w", k, err)
+			}
+			rec.Users = append(rec.Users, u)
+			return nil
+		}); err != nil {
+			return rec, err
+		}
+	}
+	if b := tx.Bucket(bucketAuthRoles); b != nil {
+		if err := b.ForEach(func(k, v []byte) error {
+			r := &authpb.Role{}
+			if err := proto.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("auth role %q is corrupt: %w", k, err)
+			}
+			rec.Roles = append(rec.Roles, r)
+			return nil
+		}); err != nil {
+			return rec, err
+		}
+	}
+	if rec.Enabled && !slices.ContainsFunc(rec.Users, func(u *authpb.User) bool { return string(u.GetName()) == auth.Root }) {
+		return rec, errors.New("auth is on but there is no root user")
+	}
+	return rec, nil
 }
 
 // readLeases returns the lease records of the lease bucket.

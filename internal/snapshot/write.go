@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvorum/kvorum/internal/auth"
 	"github.com/kvorum/kvorum/internal/lease"
 	"github.com/kvorum/kvorum/internal/membership"
 	"github.com/kvorum/kvorum/internal/mvcc"
@@ -194,6 +195,47 @@ func writeMeta(tx *bolt.Tx, r pebble.Reader, opts BuildOptions) error {
 			return err
 		}
 		if err := meta.Put(metaConfState, v); err != nil {
+			return err
+		}
+	}
+	return writeAuth(tx, r)
+}
+
+// writeAuth writes the auth switch, revision, users and roles as etcd
+// keeps them: a cluster restored from the backup is as closed as the one
+// it was taken from.
+func writeAuth(tx *bolt.Tx, r pebble.Reader) error {
+	var st auth.Store
+	if err := st.Load(r); err != nil {
+		return fmt.Errorf("read auth state for snapshot: %w", err)
+	}
+	rec := st.Records()
+	b := tx.Bucket(bucketAuth)
+	enabled := []byte{0}
+	if rec.Enabled {
+		enabled = []byte{1}
+	}
+	if err := b.Put(authEnabledKey, enabled); err != nil {
+		return err
+	}
+	if err := b.Put(authRevisionKey, binary.BigEndian.AppendUint64(nil, rec.Revision)); err != nil {
+		return err
+	}
+	for _, u := range rec.Users {
+		v, err := proto.Marshal(u)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketAuthUsers).Put(u.GetName(), v); err != nil {
+			return err
+		}
+	}
+	for _, role := range rec.Roles {
+		v, err := proto.Marshal(role)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketAuthRoles).Put(role.GetName(), v); err != nil {
 			return err
 		}
 	}

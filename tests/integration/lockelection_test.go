@@ -286,3 +286,22 @@ func TestLockWaitsAreTheirCallersOwn(t *testing.T) {
 		t.Fatalf("bob's waiting lock failed: %v", err)
 	}
 }
+
+// TestDowngradeIsRefusedWithAWayOut: etcdctl downgrade validate/enable get
+// a refusal that names the way to etcd (a snapshot), and cancel gets
+// etcd's answer when no downgrade is in progress.
+func TestDowngradeIsRefusedWithAWayOut(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	lead, _ := c.WaitLeader(waitTimeout)
+	cli := lead.Client()
+	ctx := ctxFor(t, 10*time.Second)
+	for _, action := range []clientv3.DowngradeAction{clientv3.DowngradeValidate, clientv3.DowngradeEnable} {
+		_, err := cli.Downgrade(ctx, action, "3.6.0")
+		if err == nil || !strings.Contains(err.Error(), "etcdutl snapshot restore") {
+			t.Errorf("downgrade %v: %v, want a refusal naming the snapshot way", action, err)
+		}
+	}
+	if _, err := cli.Downgrade(ctx, clientv3.DowngradeCancel, ""); !errors.Is(rpctypes.Error(err), rpctypes.ErrNoInflightDowngrade) {
+		t.Errorf("downgrade cancel: %v, want %v", err, rpctypes.ErrNoInflightDowngrade)
+	}
+}
