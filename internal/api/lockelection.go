@@ -48,8 +48,62 @@ func registerLockElection(g *grpc.Server, s *server.Server, ac *admission.Contro
 			c.Close() // its watcher and lessor, whose loops would outlive the member
 		}()
 	}
-	v3lockpb.RegisterLockServer(g, v3lock.NewLockServer(c))
-	v3electionpb.RegisterElectionServer(g, v3election.NewElectionServer(c))
+	v3lockpb.RegisterLockServer(g, callerLock{shared: c})
+	v3electionpb.RegisterElectionServer(g, callerElection{shared: c})
+}
+
+// callerClient is the in-process client for one Lock or Election call: the
+// shared KV, Lease and Watch, with the call's context as the client's own.
+// etcd's recipes clean up with the client's context (a lock wait that
+// failed deletes its key, a campaign that failed resigns); with the shared
+// client's they would run as no user, be refused under access control,
+// and leave the waiter's key to block the queue until its lease ended (as
+// in etcd). With the call's, they run as its caller.
+func callerClient(ctx context.Context, shared *clientv3.Client) *clientv3.Client {
+	c := clientv3.NewCtxClient(context.WithoutCancel(ctx), clientv3.WithZapLogger(zap.NewNop()))
+	c.KV, c.Lease, c.Watcher = shared.KV, shared.Lease, shared.Watcher
+	return c // never closed: it owns nothing
+}
+
+// callerLock serves each Lock call with etcd's handler over callerClient.
+type callerLock struct {
+	v3lockpb.UnimplementedLockServer
+	shared *clientv3.Client
+}
+
+func (l callerLock) Lock(ctx context.Context, r *v3lockpb.LockRequest) (*v3lockpb.LockResponse, error) {
+	return v3lock.NewLockServer(callerClient(ctx, l.shared)).Lock(ctx, r)
+}
+
+func (l callerLock) Unlock(ctx context.Context, r *v3lockpb.UnlockRequest) (*v3lockpb.UnlockResponse, error) {
+	return v3lock.NewLockServer(callerClient(ctx, l.shared)).Unlock(ctx, r)
+}
+
+// callerElection serves each Election call with etcd's handler over
+// callerClient.
+type callerElection struct {
+	v3electionpb.UnimplementedElectionServer
+	shared *clientv3.Client
+}
+
+func (e callerElection) Campaign(ctx context.Context, r *v3electionpb.CampaignRequest) (*v3electionpb.CampaignResponse, error) {
+	return v3election.NewElectionServer(callerClient(ctx, e.shared)).Campaign(ctx, r)
+}
+
+func (e callerElection) Proclaim(ctx context.Context, r *v3electionpb.ProclaimRequest) (*v3electionpb.ProclaimResponse, error) {
+	return v3election.NewElectionServer(callerClient(ctx, e.shared)).Proclaim(ctx, r)
+}
+
+func (e callerElection) Leader(ctx context.Context, r *v3electionpb.LeaderRequest) (*v3electionpb.LeaderResponse, error) {
+	return v3election.NewElectionServer(callerClient(ctx, e.shared)).Leader(ctx, r)
+}
+
+func (e callerElection) Observe(r *v3electionpb.LeaderRequest, stream v3electionpb.Election_ObserveServer) error {
+	return v3election.NewElectionServer(callerClient(stream.Context(), e.shared)).Observe(r, stream)
+}
+
+func (e callerElection) Resign(ctx context.Context, r *v3electionpb.ResignRequest) (*v3electionpb.ResignResponse, error) {
+	return v3election.NewElectionServer(callerClient(ctx, e.shared)).Resign(ctx, r)
 }
 
 // ownStreams gives every watch of the in-process client a stream of its

@@ -305,3 +305,44 @@ func TestDowngradeIsRefusedWithAWayOut(t *testing.T) {
 		t.Errorf("downgrade cancel: %v, want %v", err, rpctypes.ErrNoInflightDowngrade)
 	}
 }
+
+// TestAbandonedLockWaitCleansUpUnderAccessControl: a caller that gives up
+// waiting for a lock (its deadline passes) leaves no key in the queue,
+// also with access control on. In etcd the cleanup runs as no user and is
+// refused, and the abandoned key blocks later holders until its lease
+// ends; Kvorum runs it as the caller.
+func TestAbandonedLockWaitCleansUpUnderAccessControl(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	lead, _ := c.WaitLeader(waitTimeout)
+	anon := lead.Client()
+	ctx := ctxFor(t, 30*time.Second)
+	for _, step := range []func() error{
+		func() error { _, err := anon.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := anon.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := anon.UserAdd(ctx, "bob", "bobpw"); return err },
+		func() error { _, err := anon.RoleAdd(ctx, "b"); return err },
+		func() error {
+			_, err := anon.RoleGrantPermission(ctx, "b", "b/", clientv3.GetPrefixRangeEnd("b/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := anon.UserGrantRole(ctx, "bob", "b"); return err },
+		func() error { _, err := anon.AuthEnable(ctx); return err },
+	} {
+		must(t, "set up access control", step())
+	}
+	bob := userClient(t, c, "bob", "bobpw")
+	lb := v3lockpb.NewLockClient(bob.ActiveConnection())
+	l1, err := bob.Grant(ctx, 60)
+	must(t, "grant", err)
+	l2, err := bob.Grant(ctx, 60)
+	must(t, "grant", err)
+	_, err = lb.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("b/lock"), Lease: int64(l1.ID)})
+	must(t, "first lock", err)
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := lb.Lock(short, &v3lockpb.LockRequest{Name: []byte("b/lock"), Lease: int64(l2.ID)}); err == nil {
+		t.Fatal("a second lock was granted while the first was held")
+	}
+	// The abandoned waiter's key goes; the holder's stays.
+	waitFor(t, waitTimeout, "the abandoned waiter's key to go", keysUnder(bob, "b/lock/", 1))
+}
