@@ -37,7 +37,10 @@ func (s *Store) Records() Records {
 }
 
 // WriteRecords writes rec as the auth state of a store being built (a
-// restore): a Store loaded from it afterwards holds rec.
+// restore): a Store loaded from it afterwards holds rec, with each user's
+// roles and each role's permissions in the order the Store keeps them
+// (sorted, without duplicates; etcd sorts permissions by key alone and may
+// hold the same one twice), so later grants and revocations find them.
 func WriteRecords(w pebble.Writer, rec Records) error {
 	enabled := []byte{0}
 	if rec.Enabled {
@@ -52,6 +55,9 @@ func WriteRecords(w pebble.Writer, rec Records) error {
 		}
 	}
 	for _, u := range rec.Users {
+		u = proto.Clone(u).(*authpb.User)
+		slices.Sort(u.Roles)
+		u.Roles = slices.Compact(u.Roles)
 		v, err := proto.Marshal(u)
 		if err != nil {
 			return err
@@ -61,6 +67,8 @@ func WriteRecords(w pebble.Writer, rec Records) error {
 		}
 	}
 	for _, r := range rec.Roles {
+		r = proto.Clone(r).(*authpb.Role)
+		r.KeyPermission = mergePerms(r.KeyPermission)
 		v, err := proto.Marshal(r)
 		if err != nil {
 			return err
@@ -70,4 +78,22 @@ func WriteRecords(w pebble.Writer, rec Records) error {
 		}
 	}
 	return nil
+}
+
+// mergePerms sorts perms as the Store keeps them and merges the ones on
+// the same key range into one granting all they granted (a read and a
+// write on the same range become a read-write), so access is unchanged.
+func mergePerms(perms []*authpb.Permission) []*authpb.Permission {
+	slices.SortStableFunc(perms, comparePerm)
+	var out []*authpb.Permission
+	for _, p := range perms {
+		if n := len(out); n > 0 && comparePerm(out[n-1], p) == 0 {
+			if out[n-1].GetPermType() != p.GetPermType() {
+				out[n-1].PermType = authpb.Permission_READWRITE
+			}
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -314,8 +314,13 @@ func readAuth(tx *bolt.Tx) (auth.Records, error) {
 			return rec, err
 		}
 	}
-	if rec.Enabled && !slices.ContainsFunc(rec.Users, func(u *authpb.User) bool { return string(u.GetName()) == auth.Root }) {
-		return rec, errors.New("auth is on but there is no root user")
+	// etcd never turns auth on without a root user holding the root role;
+	// a file that has it on without one would restore a cluster nobody
+	// could administer.
+	if rec.Enabled && !slices.ContainsFunc(rec.Users, func(u *authpb.User) bool {
+		return string(u.GetName()) == auth.Root && slices.Contains(u.GetRoles(), auth.Root)
+	}) {
+		return rec, errors.New("auth is on but no root user holds the root role (the file is damaged or was not written by etcd or Kvorum)")
 	}
 	return rec, nil
 }
