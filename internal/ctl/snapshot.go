@@ -140,6 +140,9 @@ func (a *app) snapshotRestore(rc snapshot.RestoreConfig, args []string) error {
 		zap.Int64("compact-revision", res.CompactRev),
 		zap.Int("keys", res.Keys),
 		zap.Int("leases", res.Leases),
+		zap.Bool("auth-enabled", res.Auth.Enabled),
+		zap.Int("auth-users", len(res.Auth.Users)),
+		zap.Int("auth-roles", len(res.Auth.Roles)),
 	)
 	return nil
 }
