@@ -192,14 +192,7 @@ type admittedKeepAlive struct {
 }
 
 func (s admittedKeepAlive) Recv() (*pb.LeaseKeepAliveRequest, error) {
-	r, err := s.Lease_LeaseKeepAliveServer.Recv()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := admit(s.Context(), s.ac, "/etcdserverpb.Lease/LeaseKeepAlive", r); err != nil {
-		return nil, &refusedMessage{msg: r, err: err}
-	}
-	return r, nil
+	return admittedRecv(s.Context(), s.ac, "/etcdserverpb.Lease/LeaseKeepAlive", s.Lease_LeaseKeepAliveServer.Recv)
 }
 
 // admittedWatch is the Watch service as the in-process client calls it.
@@ -221,12 +214,19 @@ type admittedWatchStream struct {
 }
 
 func (s admittedWatchStream) Recv() (*pb.WatchRequest, error) {
-	r, err := s.Watch_WatchServer.Recv()
+	return admittedRecv(s.Context(), s.ac, "/etcdserverpb.Watch/Watch", s.Watch_WatchServer.Recv)
+}
+
+// admittedRecv receives a stream message with recv and passes it through
+// admission, refusing it as streamAdmit refuses one (a *refusedMessage).
+func admittedRecv[T any](ctx context.Context, ac *admission.Controller, method string, recv func() (T, error)) (T, error) {
+	r, err := recv()
 	if err != nil {
-		return nil, err
+		return r, err
 	}
-	if _, err := admit(s.Context(), s.ac, "/etcdserverpb.Watch/Watch", r); err != nil {
-		return nil, &refusedMessage{msg: r, err: err}
+	if _, err := admit(ctx, ac, method, r); err != nil {
+		var zero T
+		return zero, &refusedMessage{msg: r, err: err}
 	}
 	return r, nil
 }

@@ -2,9 +2,7 @@ package snapshot
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -145,14 +143,7 @@ func TestRestoresFileWrittenByEtcdsSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Append the checksum as etcd's Maintenance.Snapshot does.
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	if err := os.WriteFile(path, append(data, sum[:]...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	withChecksum(t, path)
 	dir := filepath.Join(t.TempDir(), "restored")
 	res, err := Restore(restoreConfig(path, dir))
 	if err != nil {

@@ -290,29 +290,12 @@ func readAuth(tx *bolt.Tx) (auth.Records, error) {
 			rec.Revision = binary.BigEndian.Uint64(v)
 		}
 	}
-	if b := tx.Bucket(bucketAuthUsers); b != nil {
-		if err := b.ForEach(func(k, v []byte) error {
-			u := &authpb.User{}
-			if err := proto.Unmarshal(v, u); err != nil {
-				return fmt.Errorf("auth user %q is corrupt: %w", k, err)
-			}
-			rec.Users = append(rec.Users, u)
-			return nil
-		}); err != nil {
-			return rec, err
-		}
+	var err error
+	if rec.Users, err = readRecords(tx, bucketAuthUsers, "user", func() *authpb.User { return &authpb.User{} }); err != nil {
+		return rec, err
 	}
-	if b := tx.Bucket(bucketAuthRoles); b != nil {
-		if err := b.ForEach(func(k, v []byte) error {
-			r := &authpb.Role{}
-			if err := proto.Unmarshal(v, r); err != nil {
-				return fmt.Errorf("auth role %q is corrupt: %w", k, err)
-			}
-			rec.Roles = append(rec.Roles, r)
-			return nil
-		}); err != nil {
-			return rec, err
-		}
+	if rec.Roles, err = readRecords(tx, bucketAuthRoles, "role", func() *authpb.Role { return &authpb.Role{} }); err != nil {
+		return rec, err
 	}
 	// etcd never turns auth on without a root user holding the root role;
 	// a file that has it on without one would restore a cluster nobody
@@ -323,6 +306,25 @@ func readAuth(tx *bolt.Tx) (auth.Records, error) {
 		return rec, errors.New("auth is on but no root user holds the root role (the file is damaged or was not written by etcd or Kvorum)")
 	}
 	return rec, nil
+}
+
+// readRecords decodes every record of an auth bucket with newRecord (none
+// if the bucket is absent); what names the kind of record for errors.
+func readRecords[T proto.Message](tx *bolt.Tx, bucket []byte, what string, newRecord func() T) ([]T, error) {
+	b := tx.Bucket(bucket)
+	if b == nil {
+		return nil, nil
+	}
+	var out []T
+	err := b.ForEach(func(k, v []byte) error {
+		m := newRecord()
+		if err := proto.Unmarshal(v, m); err != nil {
+			return fmt.Errorf("auth %s %q is corrupt: %w", what, k, err)
+		}
+		out = append(out, m)
+		return nil
+	})
+	return out, err
 }
 
 // readLeases returns the lease records of the lease bucket.

@@ -528,16 +528,9 @@ type Stats struct {
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	st := Stats{Streams: len(h.streams), Watchers: h.synced.size() + len(h.unsynced), Unsynced: len(h.unsynced)}
-	streams := make([]*Stream, 0, len(h.streams))
-	for s := range h.streams {
-		streams = append(streams, s)
-	}
+	streams := h.streamList()
 	h.mu.Unlock()
-	for _, s := range streams {
-		s.qmu.Lock()
-		st.QueuedEvents += s.events
-		s.qmu.Unlock()
-	}
+	st.QueuedEvents, _ = queues(streams)
 	return st
 }
 
@@ -547,15 +540,29 @@ func (h *Hub) Stats() Stats {
 func (h *Hub) MemoryUse() (recent, queued int64) {
 	h.mu.Lock()
 	recent = int64(h.recent.bytes)
+	streams := h.streamList()
+	h.mu.Unlock()
+	_, bytes := queues(streams)
+	return recent, int64(bytes)
+}
+
+// streamList copies the open streams; h.mu is held.
+func (h *Hub) streamList() []*Stream {
 	streams := make([]*Stream, 0, len(h.streams))
 	for st := range h.streams {
 		streams = append(streams, st)
 	}
-	h.mu.Unlock()
+	return streams
+}
+
+// queues sums the events queued on streams and their estimated size,
+// taking each stream's queue lock in turn.
+func queues(streams []*Stream) (events, bytes int) {
 	for _, st := range streams {
 		st.qmu.Lock()
-		queued += int64(st.bytes)
+		events += st.events
+		bytes += st.bytes
 		st.qmu.Unlock()
 	}
-	return recent, queued
+	return events, bytes
 }

@@ -143,21 +143,7 @@ func TestLockServiceActsAsTheCaller(t *testing.T) {
 	lead, _ := c.WaitLeader(waitTimeout)
 	anon := lead.Client()
 	ctx := ctxFor(t, 30*time.Second)
-	for _, step := range []func() error{
-		func() error { _, err := anon.UserAdd(ctx, "root", "rootpw"); return err },
-		func() error { _, err := anon.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := anon.UserAdd(ctx, "locker", "lockerpw"); return err },
-		func() error { _, err := anon.UserAdd(ctx, "nobody", "nobodypw"); return err },
-		func() error { _, err := anon.RoleAdd(ctx, "locks"); return err },
-		func() error {
-			_, err := anon.RoleGrantPermission(ctx, "locks", "locks/", clientv3.GetPrefixRangeEnd("locks/"), clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		},
-		func() error { _, err := anon.UserGrantRole(ctx, "locker", "locks"); return err },
-		func() error { _, err := anon.AuthEnable(ctx); return err },
-	} {
-		must(t, "set up access control", step())
-	}
+	closeWith(t, anon, map[string]string{"locker": "locks/", "nobody": ""})
 	for _, u := range []struct {
 		user    string
 		allowed bool
@@ -229,24 +215,7 @@ func TestLockWaitsAreTheirCallersOwn(t *testing.T) {
 	lead, _ := c.WaitLeader(waitTimeout)
 	anon := lead.Client()
 	ctx := ctxFor(t, 30*time.Second)
-	grant := func(user, prefix string) {
-		_, err := anon.UserAdd(ctx, user, user+"pw")
-		must(t, "add "+user, err)
-		_, err = anon.RoleAdd(ctx, user)
-		must(t, "add role "+user, err)
-		_, err = anon.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
-		must(t, "grant "+prefix, err)
-		_, err = anon.UserGrantRole(ctx, user, user)
-		must(t, "grant role "+user, err)
-	}
-	_, err := anon.UserAdd(ctx, "root", "rootpw")
-	must(t, "add root", err)
-	_, err = anon.UserGrantRole(ctx, "root", "root")
-	must(t, "grant root", err)
-	grant("alice", "a/")
-	grant("bob", "b/")
-	_, err = anon.AuthEnable(ctx)
-	must(t, "auth enable", err)
+	closeWith(t, anon, map[string]string{"alice": "a/", "bob": "b/"})
 
 	// Both on one member, whose in-process client serves both.
 	on := func(user string) *clientv3.Client {
@@ -316,20 +285,7 @@ func TestAbandonedLockWaitCleansUpUnderAccessControl(t *testing.T) {
 	lead, _ := c.WaitLeader(waitTimeout)
 	anon := lead.Client()
 	ctx := ctxFor(t, 30*time.Second)
-	for _, step := range []func() error{
-		func() error { _, err := anon.UserAdd(ctx, "root", "rootpw"); return err },
-		func() error { _, err := anon.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := anon.UserAdd(ctx, "bob", "bobpw"); return err },
-		func() error { _, err := anon.RoleAdd(ctx, "b"); return err },
-		func() error {
-			_, err := anon.RoleGrantPermission(ctx, "b", "b/", clientv3.GetPrefixRangeEnd("b/"), clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		},
-		func() error { _, err := anon.UserGrantRole(ctx, "bob", "b"); return err },
-		func() error { _, err := anon.AuthEnable(ctx); return err },
-	} {
-		must(t, "set up access control", step())
-	}
+	closeWith(t, anon, map[string]string{"bob": "b/"})
 	bob := userClient(t, c, "bob", "bobpw")
 	lb := v3lockpb.NewLockClient(bob.ActiveConnection())
 	l1, err := bob.Grant(ctx, 60)
@@ -345,4 +301,31 @@ func TestAbandonedLockWaitCleansUpUnderAccessControl(t *testing.T) {
 	}
 	// The abandoned waiter's key goes; the holder's stays.
 	waitFor(t, waitTimeout, "the abandoned waiter's key to go", keysUnder(bob, "b/lock/", 1))
+}
+
+// closeWith adds root and, for each user (password user+"pw"), a role of
+// its own with read-write access to the user's prefix ("" for no role),
+// then turns access control on.
+func closeWith(t *testing.T, cli *clientv3.Client, users map[string]string) {
+	t.Helper()
+	ctx := ctxFor(t, 10*time.Second)
+	_, err := cli.UserAdd(ctx, "root", "rootpw")
+	must(t, "add root", err)
+	_, err = cli.UserGrantRole(ctx, "root", "root")
+	must(t, "grant root", err)
+	for user, prefix := range users {
+		_, err := cli.UserAdd(ctx, user, user+"pw")
+		must(t, "add "+user, err)
+		if prefix == "" {
+			continue
+		}
+		_, err = cli.RoleAdd(ctx, user)
+		must(t, "add role "+user, err)
+		_, err = cli.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+		must(t, "grant "+prefix, err)
+		_, err = cli.UserGrantRole(ctx, user, user)
+		must(t, "grant role "+user, err)
+	}
+	_, err = cli.AuthEnable(ctx)
+	must(t, "auth enable", err)
 }
