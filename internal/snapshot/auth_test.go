@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -166,4 +167,30 @@ func TestRestoresEtcdsAuthState(t *testing.T) {
 	}
 	withChecksum(t, path)
 	sameRecords(t, "restored", restoredAuth(t, path), want)
+}
+
+// A file with auth on but no root user holding the root role (etcd never
+// writes one) is refused: it would restore a cluster nobody administers.
+func TestRestoreRefusesAuthWithoutRoot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "etcd.db")
+	be := backend.NewDefaultBackend(zap.NewNop(), path)
+	tx := be.BatchTx()
+	tx.LockOutsideApply()
+	for _, b := range schema.AllBuckets {
+		tx.UnsafeCreateBucket(b)
+	}
+	tx.Unlock()
+	atx := schema.NewAuthBackend(zap.NewNop(), be).BatchTx()
+	atx.Lock()
+	atx.UnsafePutUser(&authpb.User{Name: []byte("root")}) // no root role
+	atx.UnsafeSaveAuthEnabled(true)
+	atx.Unlock()
+	be.ForceCommit()
+	if err := be.Close(); err != nil {
+		t.Fatal(err)
+	}
+	withChecksum(t, path)
+	if _, err := Restore(restoreConfig(path, filepath.Join(t.TempDir(), "restored"))); err == nil || !strings.Contains(err.Error(), "no root user holds the root role") {
+		t.Fatalf("restore: %v, want the refusal naming the missing root", err)
+	}
 }
